@@ -1,0 +1,100 @@
+// ops.h — the contract between the portable algorithms (lstm.cpp, dense.cpp,
+// optimizers.cpp) and the ISA-specific kernels (ops_generic/avx2/avx512.cpp).
+//
+// Every ISA file fills one KernelOps<float> table; ops_generic.cpp also fills
+// KernelOps<double> (scalar, used by the float64 tests and finite differences).
+// dispatch.cpp picks one float table once, at module import.
+//
+// Rules for the ISA files (they are compiled with -mavx2 / -mavx512f ...):
+//   * all their code lives in a namespace of their own (FUSEDLSTM_ISA_NS), and they
+//     instantiate no std:: templates that portable code also instantiates, so the
+//     linker can never fold an AVX-512 copy of an inline function into the
+//     generic path;
+//   * only plain pointers and ints cross this interface;
+//   * no global scratch buffers: callers pass the memory, so concurrent calls
+//     from several Python threads are safe;
+//   * threads split M or N, never K, so a result is bitwise the same for every
+//     thread count (it may differ between ISA levels: summation order and FMA).
+#pragma once
+#include <cstddef>
+
+namespace fusedlstm {
+
+// Activation functions the LSTM supports, for `activation` and
+// `recurrent_activation` alike.
+//   hard_sigmoid    : Keras 3, relu6(x + 3) / 6
+//   hard_sigmoid_k2 : Keras 2, clip(0.2 x + 0.5, 0, 1) (legacy models)
+enum class Act : int { tanh = 0, sigmoid = 1, hard_sigmoid = 2, hard_sigmoid_k2 = 3, relu = 4, linear = 5 };
+
+template <class T>
+struct KernelOps {
+  const char* isa;  // "generic", "avx2", "avx512"
+
+  // ---- matrix products (row-major) ---------------------------------------
+  // C(M,N) = beta*C + op(A)·op(B), beta in {0, 1};
+  // op(A) = A (M,K) with row stride lda, or A^T when ta (A stored (K,M));
+  // op(B) = B (K,N) with row stride ldb, or B^T when tb (B stored (N,K)).
+  // M, N or K may be 0 (K = 0 with beta = 0 zeroes C).
+  void (*gemm)(bool ta, bool tb, int M, int N, int K, const T* A, int lda, const T* B, int ldb,
+               T beta, T* C, int ldc, int nthreads);
+
+  // The recurrent kernel is multiplied at every time step: pack it once per call.
+  // packed_b_size(K, N) is the number of T the packed form needs (caller allocates,
+  // 64-byte aligned); pack_b writes op(B) into it; gemm_packed is gemm with that B.
+  size_t (*packed_b_size)(int K, int N);
+  void (*pack_b)(bool tb, int K, int N, const T* B, int ldb, T* packed);
+  void (*gemm_packed)(bool ta, int M, int N, int K, const T* A, int lda, const T* packed, T beta,
+                      T* C, int ldc, int nthreads);
+
+  // ---- fused LSTM cell, one time step over B rows ------------------------
+  // G (B,4H) holds the pre-activations z = x·W + h·U + b in gate order i, f, c, o.
+  //   i = ra(z_i)  f = ra(z_f)  g = a(z_c)  o = ra(z_o)      (ra = rec_act, a = act)
+  //   c = f ⊙ c_prev + i ⊙ g
+  //   h = o ⊙ a(c)
+  // Overwrites G with the activated gates (i, f, g, o), writes c, h and a(c)
+  // (actc may be null when not needed, i.e. inference).
+  void (*lstm_cell_forward)(int B, int H, T* G, int ldg, const T* c_prev, int ldcp, T* c, int ldc,
+                            T* h, int ldh, T* actc, int ldac, Act act, Act rec_act);
+
+  // Backward of the cell above. Inputs: activated gates (B,4H), c_prev, a(c),
+  // dh (the total gradient reaching h_t), dc (in: gradient reaching c_t from step t+1;
+  // out: gradient reaching c_prev). Writes dZ (B,4H) = dL/dz:
+  //   dc_t = dc + dh ⊙ o ⊙ a'(c)           do = dh ⊙ a(c) ⊙ ra'(o)
+  //   di = dc_t ⊙ g ⊙ ra'(i)   df = dc_t ⊙ c_prev ⊙ ra'(f)   dg = dc_t ⊙ i ⊙ a'(g)
+  //   dc_prev = dc_t ⊙ f
+  // Derivatives are taken from the activation outputs (σ' = y(1-y), tanh' = 1-y²,
+  // hard sigmoids: slope where 0 < y < 1, relu: y > 0, linear: 1).
+  void (*lstm_cell_backward)(int B, int H, const T* gates, int ldg, const T* c_prev, int ldcp,
+                             const T* actc, int ldac, const T* dh, int lddh, T* dc, int lddc, T* dZ,
+                             int lddz, Act act, Act rec_act);
+
+  // ---- rows of a softmax ---------------------------------------------------
+  // probs[n] = exp(z[n] - max z[n]) / Σ exp(...), for N rows of C (in place allowed).
+  void (*softmax_rows)(int N, int C, const T* z, int ldz, T* probs, int ldp);
+
+  // ---- optimizer updates over one flat buffer (Keras 3 formulas) ----------
+  // Adam (order of operations of Keras's PyTorch backend):
+  //   m = β1·m + (1-β1)·g;  v = β2·v + (1-β2)·g²;  w -= alpha · m / (sqrt(v) + ε)
+  //   where alpha = lr·sqrt(1-β2^t)/(1-β1^t) is computed by the caller.
+  void (*adam)(size_t n, T* w, const T* g, T* m, T* v, T alpha, T beta1, T beta2, T eps);
+  // SGD: u = μ·u - lr·g; w += u  (nesterov: w += μ·u - lr·g); μ = 0: w -= lr·g (u untouched).
+  void (*sgd)(size_t n, T* w, const T* g, T* u, T lr, T momentum, bool nesterov);
+  // RMSprop: s = ρ·s + (1-ρ)·g²; w -= lr·g / sqrt(s + ε).
+  void (*rmsprop)(size_t n, T* w, const T* g, T* s, T lr, T rho, T eps);
+};
+
+// Tables, one per ISA file. Null when the file was not built (non-x86).
+const KernelOps<float>* ops_generic_f32();
+const KernelOps<double>* ops_generic_f64();
+const KernelOps<float>* ops_avx2_f32();
+const KernelOps<float>* ops_avx512_f32();
+
+// The float table chosen at import (FUSEDLSTM_ISA or cpuid+xgetbv), and the
+// double one (always generic).
+const KernelOps<float>& ops_f32();
+const KernelOps<double>& ops_f64();
+template <class T> const KernelOps<T>& ops();
+template <> inline const KernelOps<float>& ops<float>() { return ops_f32(); }
+template <> inline const KernelOps<double>& ops<double>() { return ops_f64(); }
+
+}  // namespace fusedlstm
