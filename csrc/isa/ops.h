@@ -73,14 +73,18 @@ struct KernelOps {
   void (*softmax_rows)(int N, int C, const T* z, int ldz, T* probs, int ldp);
 
   // ---- optimizer updates over one flat buffer (Keras 3 formulas) ----------
+  // The complements 1-β1, 1-β2, 1-ρ are passed in, formed by the caller in double
+  // from the user's β and then rounded to T, as Keras does (1 - self.beta_2 is
+  // Python arithmetic): 1 - 0.999f in float is 1.3e-5 (relative) off 0.001f.
   // Adam (order of operations of Keras's PyTorch backend):
-  //   m = β1·m + (1-β1)·g;  v = β2·v + (1-β2)·g²;  w -= alpha · m / (sqrt(v) + ε)
+  //   m = β1·m + (1-β1)·g;  v = β2·v + (1-β2)·g²;  w -= (m · alpha) / (sqrt(v) + ε)
   //   where alpha = lr·sqrt(1-β2^t)/(1-β1^t) is computed by the caller.
-  void (*adam)(size_t n, T* w, const T* g, T* m, T* v, T alpha, T beta1, T beta2, T eps);
+  void (*adam)(size_t n, T* w, const T* g, T* m, T* v, T alpha, T beta1, T beta2, T eps,
+               T one_minus_beta1, T one_minus_beta2);
   // SGD: u = μ·u - lr·g; w += u  (nesterov: w += μ·u - lr·g); μ = 0: w -= lr·g (u untouched).
   void (*sgd)(size_t n, T* w, const T* g, T* u, T lr, T momentum, bool nesterov);
   // RMSprop: s = ρ·s + (1-ρ)·g²; w -= lr·g / sqrt(s + ε).
-  void (*rmsprop)(size_t n, T* w, const T* g, T* s, T lr, T rho, T eps);
+  void (*rmsprop)(size_t n, T* w, const T* g, T* s, T lr, T rho, T eps, T one_minus_rho);
 };
 
 // Tables, one per ISA file. Null when the file was not built (non-x86).

@@ -1,0 +1,142 @@
+"""The benchmark configurations (one table) and the FLOP counts of their gate GEMMs.
+
+Every configuration is a small Keras model that all frameworks build layer for
+layer alike:
+
+    head "last":     [Embedding] -> LSTM(H) -> Dense(C, softmax)
+    head "sequence": [Embedding] -> LSTM(H, return_sequences) -> TimeDistributed(Dense(C, softmax))
+    head "seq2seq":  LSTM(H) -> RepeatVector(S) -> LSTM(H, return_sequences)
+                     -> TimeDistributed(Dense(C, softmax))
+
+Inputs: "onehot" (float one-hot rows of random ids, so fusedlstm's one-hot
+detection is what runs, as it would for a user), "ids" (int ids into an
+Embedding(V, D)), "dense" (N(0, 1) floats). One-hot configs train with
+categorical cross-entropy on one-hot targets, the others with sparse
+cross-entropy on int targets.
+"""
+
+from dataclasses import dataclass, replace
+from typing import Dict, List, Optional, Tuple
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    batch: int          # B
+    steps: int          # T (the encoder's T for seq2seq)
+    inputs: str         # "onehot" | "ids" | "dense"
+    features: int       # one-hot width, vocabulary V, or dense width I
+    units: int          # H
+    classes: int        # C of the softmax
+    head: str           # "last" | "sequence" | "seq2seq"
+    embed_dim: Optional[int] = None   # D, for inputs == "ids"
+    out_steps: int = 0                # S, for head == "seq2seq"
+    # Train-step ratio vs PyTorch the issue asks for: (target, stretch).
+    target: Optional[Tuple[float, float]] = None
+    # Executed GEMM GFLOP/s as a fraction of numpy's sgemm the issue asks for.
+    sgemm_target: Optional[float] = None
+
+    @property
+    def loss(self) -> str:
+        return "categorical" if self.inputs == "onehot" else "sparse"
+
+    @property
+    def lstm_input_width(self) -> int:
+        return self.embed_dim if self.inputs == "ids" else self.features
+
+    def describe(self) -> str:
+        t = f"{self.steps}->{self.out_steps}" if self.head == "seq2seq" else str(self.steps)
+        src = {"onehot": f"{self.features} one-hot", "ids": f"Embedding({self.features},{self.embed_dim})",
+               "dense": f"{self.features} dense"}[self.inputs]
+        return f"B={self.batch} T={t} in={src} H={self.units}"
+
+
+CONFIGS: List[Config] = [
+    Config("echo", 1, 50, "onehot", 100, 25, 100, "last", target=(10.0, 15.0)),
+    Config("echo_batched", 32, 50, "onehot", 100, 25, 100, "last", target=(4.0, 8.0)),
+    Config("seq2seq", 21, 5, "onehot", 100, 150, 100, "seq2seq", out_steps=2, target=(3.0, 5.0)),
+    Config("chars", 128, 40, "ids", 27, 64, 27, "last", embed_dim=64, target=(2.0, 3.0)),
+    Config("chars_seq", 128, 40, "ids", 27, 256, 27, "sequence", embed_dim=64, target=(1.5, 1.75)),
+    Config("large", 64, 100, "dense", 512, 512, 10, "last", target=(1.0, 1.1), sgemm_target=0.8),
+    Config("xlarge", 32, 200, "dense", 1024, 1024, 10, "last", target=(1.0, 1.05), sgemm_target=0.8),
+]
+
+# --quick: the same models at sizes that run in milliseconds (CI smoke run).
+_QUICK: Dict[str, dict] = {
+    "echo": dict(steps=20),
+    "echo_batched": dict(batch=8, steps=20),
+    "seq2seq": dict(batch=6),
+    "chars": dict(batch=16, steps=12),
+    "chars_seq": dict(batch=16, steps=12, units=32),
+    "large": dict(batch=8, steps=12, features=48, units=48),
+    "xlarge": dict(batch=4, steps=12, features=64, units=64),
+}
+
+
+def get_configs(names: Optional[List[str]] = None, quick: bool = False) -> List[Config]:
+    known = {c.name: c for c in CONFIGS}
+    if names is None:
+        names = list(known)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown config(s) {unknown}; expected names from {list(known)}")
+    return [replace(known[n], **_QUICK[n]) if quick else known[n] for n in names]
+
+
+# ---------------------------------------------------------------------------
+# FLOP counts of the LSTM gate GEMMs (multiply-add = 2 FLOP).
+#
+# Nominal: what a dense implementation performs — per LSTM layer a forward of
+# 2·B·T·(I+H)·4H, a training step 3x that (forward, dX/dh, dW/dU).
+# Executed: what fusedlstm computes. On the one-hot and Embedding id paths the
+# input GEMM is a row lookup into a (V, 4H) table (for one-hot the table is the
+# kernel itself; for an Embedding it is E·W, 2·V·D·4H, built once per call, and
+# its backward is dE = dT·Wᵀ and dW = Eᵀ·dT, 2 x 2·V·D·4H). RepeatVector -> LSTM
+# is fused the same way: every step reads the same input, so the table is
+# h_enc·W with one row per sample (V = B, D = H). The first layer's backward
+# skips dX (nothing upstream needs it).
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LstmLayer:
+    batch: int
+    steps: int
+    inputs: str       # "onehot" | "ids" | "repeat" | "dense" (what this layer's x is)
+    width: int        # I (for "ids" the embedding width D)
+    units: int
+    vocab: int = 0    # table rows: V for "ids", B for "repeat"
+    first: bool = True
+
+
+def lstm_layers(cfg: Config) -> List[LstmLayer]:
+    enc = LstmLayer(cfg.batch, cfg.steps, cfg.inputs, cfg.lstm_input_width, cfg.units,
+                    vocab=cfg.features if cfg.inputs == "ids" else 0)
+    if cfg.head != "seq2seq":
+        return [enc]
+    return [enc, LstmLayer(cfg.batch, cfg.out_steps, "repeat", cfg.units, cfg.units, vocab=cfg.batch, first=False)]
+
+
+def nominal_flops(cfg: Config) -> Dict[str, float]:
+    fwd = sum(2.0 * L.batch * L.steps * (L.width + L.units) * 4 * L.units for L in lstm_layers(cfg))
+    return {"infer": fwd, "train": 3.0 * fwd}
+
+
+def executed_flops(cfg: Config) -> Dict[str, float]:
+    fwd = bwd = 0.0
+    for L in lstm_layers(cfg):
+        g = 4 * L.units
+        rec = 2.0 * L.batch * L.steps * L.units * g
+        fwd += rec
+        bwd += 2 * rec  # dU = Hᵀ·dZ and dh_{t-1} = dZ·Uᵀ
+        if L.inputs == "onehot":
+            continue  # the kernel is the table; lookups and scatter-adds are not GEMM work
+        if L.inputs == "dense":
+            inp = 2.0 * L.batch * L.steps * L.width * g
+            fwd += inp
+            bwd += inp + (0.0 if L.first else inp)  # dW; dX only when a layer below needs it
+        else:  # "ids", "repeat": a (V, 4H) table = rows · W
+            table = 2.0 * L.vocab * L.width * g
+            fwd += table
+            bwd += 2 * table  # d(rows) and dW
+    return {"infer": fwd, "train": fwd + bwd}

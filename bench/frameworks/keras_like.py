@@ -1,0 +1,70 @@
+"""The benchmark models written once against the Keras API.
+
+Keras and fusedlstm both build their models with `build()` below, handed their
+own namespace (`keras`, or `fusedlstm`): that fusedlstm accepts the very same
+code is the port-by-changing-imports promise, and it guarantees both run the
+same layers, loss and optimizer.
+"""
+
+import time
+
+import numpy as np
+
+
+def _input(lib, shape, dtype):
+    make = getattr(lib, "Input", None) or lib.layers.Input
+    return make(shape=shape, dtype=dtype)
+
+
+def build(lib, cfg, weights):
+    """A compiled Sequential model for `cfg` holding `weights` (Keras order)."""
+    L = lib.layers
+    if cfg.inputs == "ids":
+        stack = [_input(lib, (cfg.steps,), "int32"), L.Embedding(cfg.features, cfg.embed_dim)]
+    else:
+        stack = [_input(lib, (cfg.steps, cfg.features), "float32")]
+    softmax = L.Dense(cfg.classes, activation="softmax")
+    if cfg.head == "last":
+        stack += [L.LSTM(cfg.units), softmax]
+    elif cfg.head == "sequence":
+        stack += [L.LSTM(cfg.units, return_sequences=True), L.TimeDistributed(softmax)]
+    else:
+        stack += [L.LSTM(cfg.units), L.RepeatVector(cfg.out_steps),
+                  L.LSTM(cfg.units, return_sequences=True), L.TimeDistributed(softmax)]
+    model = lib.models.Sequential(stack)
+    loss = {"categorical": "categorical_crossentropy", "sparse": "sparse_categorical_crossentropy"}[cfg.loss]
+    # Keras's Adam defaults, spelled out so both libraries get exactly these.
+    opt = lib.optimizers.Adam(learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
+    model.compile(optimizer=opt, loss=loss)
+    model.set_weights([np.asarray(w, np.float32) for w in weights])
+    return model
+
+
+class Model:
+    """Adapter from the Keras-like model to the benchmark's interface."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def prepare(self, x, y, y_ids):
+        return x, y
+
+    def train(self, batch):
+        return self.model.train_on_batch(batch[0], batch[1])
+
+    def infer(self, batch):
+        return self.model.predict_on_batch(batch[0])
+
+    def to_numpy(self, out):
+        return np.asarray(out)
+
+
+def fit_epoch(lib, cfg, weights, x, y, batch_size, seed):
+    """One epoch of `model.fit(shuffle=True)`; returns (seconds, epoch loss)."""
+    model = build(lib, cfg, weights)
+    seeder = getattr(getattr(lib, "utils", None), "set_random_seed", None)
+    if seeder is not None:
+        seeder(seed)  # fit's shuffle order
+    t0 = time.perf_counter()
+    hist = model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=True, verbose=0)
+    return time.perf_counter() - t0, float(hist.history["loss"][-1])

@@ -1,0 +1,126 @@
+"""PyTorch (CPU) as its users write it: nn.LSTM(batch_first=True) + nn.Linear,
+cross_entropy on logits with class-id targets, torch.optim.Adam; a step is
+zero_grad / forward / backward / step, inference runs under inference_mode.
+
+Keras weights map as weight_ih = kernel.T, weight_hh = recurrent_kernel.T,
+bias_ih = bias, bias_hh = 0 (same gate order i, f, g=c, o), Linear.weight =
+kernel.T. Adam uses Keras's defaults (lr 1e-3, eps 1e-7; torch's own eps
+default is 1e-8).
+"""
+
+import time
+
+import numpy as np
+
+from bench.frameworks import Framework, Unavailable
+
+
+class Torch(Framework):
+    def setup(self, threads: int) -> None:
+        try:
+            import torch
+        except ImportError as exc:
+            raise Unavailable(f"not installed ({exc})") from exc
+        torch.set_num_threads(threads)
+        self.torch = torch
+
+    def version(self) -> str:
+        return self.torch.__version__
+
+    def build(self, cfg, weights):
+        return _Model(self.torch, cfg, weights)
+
+    def fit_epoch(self, cfg, weights, x, y, y_ids, batch_size, seed):
+        """One shuffled epoch the idiomatic fast way (index tensors, no DataLoader
+        collation); returns (seconds, sample-weighted mean batch loss) as Keras's
+        fit reports it."""
+        torch = self.torch
+        m = _Model(torch, cfg, weights)
+        xt, yt = m.prepare(x, y, y_ids)
+        n = xt.shape[0]
+        total = 0.0
+        t0 = time.perf_counter()
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        for i in range(0, n, batch_size):
+            idx = perm[i:i + batch_size]
+            loss = m.train((xt[idx], yt[idx]))
+            total += loss.item() * len(idx)
+        return time.perf_counter() - t0, total / n
+
+
+def _module(torch, cfg):
+    nn = torch.nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(cfg.features, cfg.embed_dim) if cfg.inputs == "ids" else None
+            self.lstm = nn.LSTM(cfg.lstm_input_width, cfg.units, batch_first=True)
+            self.dec = nn.LSTM(cfg.units, cfg.units, batch_first=True) if cfg.head == "seq2seq" else None
+            self.out = nn.Linear(cfg.units, cfg.classes)
+
+        def forward(self, x):  # returns logits
+            if self.emb is not None:
+                x = self.emb(x)
+            y, _ = self.lstm(x)
+            if cfg.head == "sequence":
+                return self.out(y)
+            last = y[:, -1]
+            if cfg.head == "last":
+                return self.out(last)
+            y2, _ = self.dec(last.unsqueeze(1).expand(-1, cfg.out_steps, -1))
+            return self.out(y2)
+
+    return Net()
+
+
+def _load(torch, net, cfg, weights):
+    lstms = [net.lstm] + ([net.dec] if net.dec is not None else [])
+    expected = (net.emb is not None) + 3 * len(lstms) + 2
+    if len(weights) != expected:
+        raise ValueError(f"weights: expected {expected} arrays for config {cfg.name}, got {len(weights)}")
+    ws = [torch.from_numpy(np.ascontiguousarray(w, np.float32)) for w in weights]
+    with torch.no_grad():
+        k = 0
+        if net.emb is not None:
+            net.emb.weight.copy_(ws[0])
+            k = 1
+        for lstm in lstms:
+            W, U, b = ws[k:k + 3]
+            k += 3
+            lstm.weight_ih_l0.copy_(W.T)
+            lstm.weight_hh_l0.copy_(U.T)
+            lstm.bias_ih_l0.copy_(b)
+            lstm.bias_hh_l0.zero_()
+        net.out.weight.copy_(ws[k].T)
+        net.out.bias.copy_(ws[k + 1])
+
+
+class _Model:
+    def __init__(self, torch, cfg, weights):
+        self.torch, self.cfg = torch, cfg
+        self.net = _module(torch, cfg)
+        _load(torch, self.net, cfg, weights)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
+        self.F = torch.nn.functional
+
+    def prepare(self, x, y, y_ids):
+        torch = self.torch
+        xt = torch.from_numpy(x.astype(np.int64) if self.cfg.inputs == "ids" else x)
+        return xt, torch.from_numpy(y_ids.astype(np.int64))
+
+    def train(self, batch):
+        x, t = batch
+        self.opt.zero_grad()
+        logits = self.net(x)
+        loss = self.F.cross_entropy(logits.reshape(-1, self.cfg.classes), t.reshape(-1))
+        loss.backward()
+        self.opt.step()
+        return loss.detach()
+
+    def infer(self, batch):
+        with self.torch.inference_mode():
+            return self.torch.softmax(self.net(batch[0]), dim=-1)
+
+    def to_numpy(self, out):
+        return out.numpy()

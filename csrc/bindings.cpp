@@ -1,0 +1,67 @@
+// bindings.cpp — the fusedlstm._core module: picks the kernels' instruction set
+// at import, maps the C++ error types to Python exceptions, and registers each
+// area's functions (bind_lstm.cpp, bind_dense.cpp, bind_optimizers.cpp).
+// The Python-visible API is documented in python/fusedlstm/_core.pyi.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "common.h"
+#include "dispatch.h"
+#include "threads.h"
+
+#ifndef FUSEDLSTM_VERSION
+#error "FUSEDLSTM_VERSION must come from CMake (python/fusedlstm/_version.py)"
+#endif
+#ifndef FUSEDLSTM_COMPILER
+#define FUSEDLSTM_COMPILER "unknown"
+#endif
+
+namespace py = pybind11;
+
+namespace fusedlstm {
+void register_lstm(py::module_& m);
+void register_dense(py::module_& m);
+void register_optimizers(py::module_& m);
+}  // namespace fusedlstm
+
+PYBIND11_MODULE(_core, m) {
+  using namespace fusedlstm;
+  // Chosen once here, with the GIL held, never lazily from a kernel thread. A bad
+  // FUSEDLSTM_ISA throws std::invalid_argument, which fails the import with its message.
+  init_dispatch();
+
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const TypeError& e) {
+      py::set_error(PyExc_TypeError, e.what());
+    } catch (const OutOfMemory& e) {
+      py::set_error(PyExc_MemoryError, e.what());
+    }
+  });
+
+  m.doc() = "fusedlstm's C++ kernels (private; use the public API in fusedlstm).";
+  m.attr("__version__") = FUSEDLSTM_VERSION;
+
+  m.def(
+      "build_info",
+      [] {
+        py::dict d;
+        d["version"] = FUSEDLSTM_VERSION;
+        d["isa"] = active_isa();
+        d["isa_available"] = available_isas();
+        d["threads"] = num_threads();
+        d["default_threads"] = default_num_threads();
+        d["compiler"] = FUSEDLSTM_COMPILER;
+        d["cpu"] = cpu_model();
+        return d;
+      },
+      "{'version', 'isa' (in use), 'isa_available' (best last), 'threads', 'default_threads', 'compiler', 'cpu'}.");
+  m.def("set_num_threads", &set_num_threads, py::arg("n"),
+        "Threads the kernels may use (n >= 1). Results do not depend on it.");
+  m.def("get_num_threads", &num_threads, "Threads the kernels use.");
+
+  register_lstm(m);
+  register_dense(m);
+  register_optimizers(m);
+}

@@ -1,0 +1,144 @@
+// dispatch.cpp — picks the float kernel table once, at module import.
+//
+// A level is usable when cpuid reports its instructions AND xgetbv says the OS
+// saves the matching register state (a VM or kernel may hide AVX-512 state even
+// when the CPU has it). The choice is cached in one atomic pointer, so worker
+// threads running without the GIL only ever read it.
+#include "dispatch.h"
+
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+
+#include "isa/ops.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#define FUSEDLSTM_CPUID 1
+#else
+#define FUSEDLSTM_CPUID 0
+#endif
+
+#ifndef FUSEDLSTM_HAVE_X86
+#define FUSEDLSTM_HAVE_X86 0
+#endif
+
+namespace fusedlstm {
+
+#if !FUSEDLSTM_HAVE_X86
+// The AVX files are not compiled off x86: their tables are absent.
+const KernelOps<float>* ops_avx2_f32() { return nullptr; }
+const KernelOps<float>* ops_avx512_f32() { return nullptr; }
+#endif
+
+namespace {
+
+struct CpuFeatures {
+  bool avx2 = false;    // AVX2 + FMA + F16C, YMM state saved by the OS
+  bool avx512 = false;  // AVX-512 F/DQ/BW/VL, ZMM and opmask state saved
+};
+
+#if FUSEDLSTM_CPUID
+uint64_t xgetbv0() {
+  uint32_t lo, hi;
+  // Raw encoding of xgetbv: no -mxsave needed for this portable file.
+  __asm__ volatile(".byte 0x0f, 0x01, 0xd0" : "=a"(lo), "=d"(hi) : "c"(0));
+  return (uint64_t(hi) << 32) | lo;
+}
+#endif
+
+CpuFeatures detect() {
+  CpuFeatures f;
+#if FUSEDLSTM_CPUID
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
+  const bool osxsave = c & (1u << 27), avx = c & (1u << 28), fma = c & (1u << 12),
+             f16c = c & (1u << 29);
+  if (!osxsave || !avx) return f;
+  const uint64_t xcr0 = xgetbv0();
+  const bool ymm_state = (xcr0 & 0x6) == 0x6;    // SSE + AVX state
+  const bool zmm_state = (xcr0 & 0xe0) == 0xe0;  // opmask + ZMM_Hi256 + Hi16_ZMM
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return f;
+  const bool avx2 = b & (1u << 5), avx512f = b & (1u << 16), avx512dq = b & (1u << 17),
+             avx512bw = b & (1u << 30), avx512vl = b & (1u << 31);
+  f.avx2 = FUSEDLSTM_HAVE_X86 && ymm_state && avx2 && fma && f16c;
+  f.avx512 = f.avx2 && zmm_state && avx512f && avx512dq && avx512bw && avx512vl;
+#endif
+  return f;
+}
+
+const KernelOps<float>* table_for(const std::string& isa) {
+  if (isa == "avx512") return ops_avx512_f32();
+  if (isa == "avx2") return ops_avx2_f32();
+  return ops_generic_f32();
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+  return s;
+}
+
+std::atomic<const KernelOps<float>*> g_f32{nullptr};
+
+}  // namespace
+
+std::vector<std::string> available_isas() {
+  const CpuFeatures f = detect();
+  std::vector<std::string> v{"generic"};
+  if (f.avx2 && ops_avx2_f32()) v.push_back("avx2");
+  if (f.avx512 && ops_avx512_f32()) v.push_back("avx512");
+  return v;
+}
+
+void init_dispatch() {
+  const std::vector<std::string> avail = available_isas();
+  std::string want = avail.back();
+  const char* env = std::getenv("FUSEDLSTM_ISA");
+  if (env && *env) {
+    bool ok = false;
+    for (const auto& a : avail) ok = ok || a == env;
+    if (!ok)
+      throw std::invalid_argument(std::string("FUSEDLSTM_ISA=") + env +
+                                  ": expected one of generic, avx2, avx512 available on this CPU (" +
+                                  join(avail) + "), got '" + env + "'");
+    want = env;
+  }
+  g_f32.store(table_for(want), std::memory_order_release);
+}
+
+const KernelOps<float>& ops_f32() {
+  const KernelOps<float>* t = g_f32.load(std::memory_order_acquire);
+  if (!t) {
+    // Only reached by C++ callers that skipped init_dispatch (the module calls it at import).
+    static const bool once = (init_dispatch(), true);
+    (void)once;
+    t = g_f32.load(std::memory_order_acquire);
+  }
+  return *t;
+}
+
+const KernelOps<double>& ops_f64() { return *ops_generic_f64(); }
+
+std::string active_isa() { return ops_f32().isa; }
+
+std::string cpu_model() {
+#if FUSEDLSTM_CPUID
+  unsigned r[12];
+  if (__get_cpuid_max(0x80000000u, nullptr) < 0x80000004u) return "unknown";
+  for (unsigned i = 0; i < 3; ++i) __get_cpuid(0x80000002u + i, &r[4 * i], &r[4 * i + 1], &r[4 * i + 2], &r[4 * i + 3]);
+  char brand[49];
+  std::memcpy(brand, r, 48);
+  brand[48] = '\0';
+  std::string s(brand);
+  const size_t b = s.find_first_not_of(' '), e = s.find_last_not_of(' ');
+  if (b == std::string::npos) return "unknown";
+  return s.substr(b, e - b + 1);
+#else
+  return "unknown";
+#endif
+}
+
+}  // namespace fusedlstm

@@ -1,0 +1,80 @@
+// simd_avx512.h — 16-lane float vector over AVX-512F/DQ for ops_impl.h.
+//
+// Include only from ops_avx512.cpp (compiled with -mavx512f ...), after
+// defining FUSEDLSTM_ISA_NS: everything lands in that ISA's namespace.
+#pragma once
+// GCC 12's AVX-512 headers trip -Wmaybe-uninitialized on their own
+// `__m512 __Y = __Y;` placeholders (GCC bug 105593, fixed in 13).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+
+#include <cstddef>
+#include <cstdint>
+
+namespace fusedlstm {
+namespace FUSEDLSTM_ISA_NS {
+
+struct VF {
+  using T = float;
+  static constexpr int L = 16;
+  static constexpr bool kLibmMath = false;  // use the polynomial exp
+  using Mask = __mmask16;
+  __m512 v;
+
+  static VF load(const float* p) { return {_mm512_loadu_ps(p)}; }
+  static VF load_partial(const float* p, int n) {
+    return {_mm512_maskz_loadu_ps(__mmask16((1u << n) - 1), p)};
+  }
+  void store(float* p) const { _mm512_storeu_ps(p, v); }
+  void store_partial(float* p, int n) const { _mm512_mask_storeu_ps(p, __mmask16((1u << n) - 1), v); }
+  static VF set1(float x) { return {_mm512_set1_ps(x)}; }
+  static VF zero() { return {_mm512_setzero_ps()}; }
+
+  friend VF operator+(VF a, VF b) { return {_mm512_add_ps(a.v, b.v)}; }
+  friend VF operator-(VF a, VF b) { return {_mm512_sub_ps(a.v, b.v)}; }
+  friend VF operator*(VF a, VF b) { return {_mm512_mul_ps(a.v, b.v)}; }
+  friend VF operator/(VF a, VF b) { return {_mm512_div_ps(a.v, b.v)}; }
+  static VF fmadd(VF a, VF b, VF c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }   // a*b + c
+  static VF fnmadd(VF a, VF b, VF c) { return {_mm512_fnmadd_ps(a.v, b.v, c.v)}; } // c - a*b
+  static VF max(VF a, VF b) { return {_mm512_max_ps(a.v, b.v)}; }
+  static VF min(VF a, VF b) { return {_mm512_min_ps(a.v, b.v)}; }
+  static VF abs(VF a) { return {_mm512_abs_ps(a.v)}; }
+  // x with the sign of s
+  static VF copysign(VF x, VF s) {
+    const __m512i m = _mm512_set1_epi32(int(0x80000000u));
+    return {_mm512_castsi512_ps(_mm512_ternarylogic_epi32(_mm512_castps_si512(s.v), _mm512_castps_si512(x.v), m, 0xe4))};
+  }
+  static VF round(VF a) { return {_mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
+  // 2^n for integral n in [-126, 127]
+  static VF pow2i(VF n) {
+    const __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n.v), _mm512_set1_epi32(127));
+    return {_mm512_castsi512_ps(_mm512_slli_epi32(e, 23))};
+  }
+  static Mask lt(VF a, VF b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_LT_OQ); }
+  static Mask gt(VF a, VF b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_GT_OQ); }
+  static Mask mand(Mask a, Mask b) { return Mask(a & b); }
+  static VF select(Mask m, VF a, VF b) { return {_mm512_mask_blend_ps(m, b.v, a.v)}; }  // m ? a : b
+  static float hmax(VF a) { return _mm512_reduce_max_ps(a.v); }
+  static float hsum(VF a) { return _mm512_reduce_add_ps(a.v); }
+};
+
+// GEMM register tile and cache blocking (see ops_impl.h, "GEMM").
+struct GemmShape {
+#ifndef TUNE_MR
+#define TUNE_MR 12
+#define TUNE_NV 2
+#define TUNE_KC 384
+#define TUNE_NC 480
+#define TUNE_MC 1008
+#endif
+  static constexpr int MR = TUNE_MR;     // rows of C per micro-tile (broadcasts of A)
+  static constexpr int NV = TUNE_NV;      // vectors of C per row: NR = 32 columns
+  static constexpr int KC = TUNE_KC;    // depth of a packed block: A micro-panel 18 KB in L1
+  static constexpr int NC = TUNE_NC;    // columns of a packed B block: 720 KB in L2
+  static constexpr int MC = TUNE_MC;   // rows of a packed A block (L3)
+};
+
+}  // namespace FUSEDLSTM_ISA_NS
+}  // namespace fusedlstm

@@ -1,0 +1,471 @@
+// lstm.cpp — LSTM forward and backward over a whole sequence (see lstm.h).
+//
+// Layout. Everything per step is time-major in processing order s (s = t, or
+// T-1-t with go_backwards), so step s's rows are one contiguous (B, ·) block:
+// the projection Z = X·W + b of all steps is one GEMM with M = T·B, the step's
+// recurrent GEMM and cell read and write whole blocks, and the backward's weight
+// gradients dU = Hprev^T·dZ and dW = X^T·dZ are one GEMM each with K = T·B.
+//
+// Masks (Keras semantics). A masked step keeps the state: h_s = h_{s-1},
+// c_s = c_{s-1}. Its output is the previous output, which starts as zeros (not
+// h0); since h only changes at real steps, that is h_{s-1} once the row has had
+// a real step and 0 before, so no separate output stream is kept. Backward is
+// the exact gradient of that: at a masked step dZ = 0, dh and dc pass through
+// unchanged, and the step's output gradient joins dh (reaching the last real
+// step's h) if the row has had a real step, else it is dropped.
+//
+// Inference keeps no per-step state: Z is computed in chunks of steps (one GEMM
+// per chunk, a few MiB), h and c live in two ping-pong buffers.
+#include "lstm.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace fusedlstm {
+namespace {
+
+// Z chunk size in inference: large enough for an efficient GEMM, small enough
+// to stay in cache between the projection and the steps that read it.
+constexpr size_t kChunkBytes = size_t(4) << 20;
+constexpr int kMinChunkRows = 256;
+
+// Step s reads time index t(s).
+inline int time_of(int s, int T, bool backwards) { return backwards ? T - 1 - s : s; }
+
+// ---- the cell over B rows, split into row blocks across threads -------------
+template <class Real>
+void cell_forward(const KernelOps<Real>& k, int B, int H, Real* Gs, const Real* c_prev, Real* c_new,
+                  Real* h_new, Real* actc, const LstmOptions& opt, int nt) {
+  const int G = 4 * H;
+  parallel_rows(B, size_t(B) * G, nt, [&](int r0, int r1) {
+    const size_t o = size_t(r0) * H;
+    k.lstm_cell_forward(r1 - r0, H, Gs + size_t(r0) * G, G, c_prev + o, H, c_new + o, H, h_new + o, H,
+                        actc ? actc + o : nullptr, H, opt.act, opt.rec_act);
+  });
+}
+
+template <class Real>
+void cell_backward(const KernelOps<Real>& k, int B, int H, const Real* gates, const Real* c_prev,
+                   const Real* actc, const Real* dh, Real* dc, Real* dZ, const LstmOptions& opt, int nt) {
+  const int G = 4 * H;
+  parallel_rows(B, size_t(B) * G, nt, [&](int r0, int r1) {
+    const size_t o = size_t(r0) * H, og = size_t(r0) * G;
+    k.lstm_cell_backward(r1 - r0, H, gates + og, G, c_prev + o, H, actc + o, H, dh + o, H, dc + o, H, dZ + og,
+                         G, opt.act, opt.rec_act);
+  });
+}
+
+// ---- input projection: Z rows of steps [s0, s0+n) ---------------------------
+// Dense: xtm (n,B,I) = x[:, t(s), :] then Z = b + xtm·W (one GEMM).
+// Lookup: Z[s,b] = W[id] + b (id -1: b alone).
+template <class Real>
+void project(const KernelOps<Real>& k, const LstmInputs<Real>& in, const LstmOptions& opt,
+             const int32_t* ids_tm, int s0, int n, Real* xtm, Real* Z, int nt) {
+  const int B = in.B, T = in.T, I = in.I, G = 4 * in.H;
+  const int rows = n * B;
+  if (ids_tm) {
+    parallel_rows(rows, size_t(rows) * G, nt, [&](int r0, int r1) {
+      for (int r = r0; r < r1; ++r) {
+        Real* z = Z + size_t(r) * G;
+        const int id = ids_tm[size_t(s0) * B + r];
+        const Real* w = id >= 0 ? in.W + size_t(id) * G : nullptr;
+        if (w && in.b)
+          for (int j = 0; j < G; ++j) z[j] = w[j] + in.b[j];
+        else if (w)
+          std::memcpy(z, w, sizeof(Real) * G);
+        else if (in.b)
+          std::memcpy(z, in.b, sizeof(Real) * G);
+        else
+          std::memset(z, 0, sizeof(Real) * G);
+      }
+    });
+    return;
+  }
+  parallel_rows(rows, size_t(rows) * I, nt, [&](int r0, int r1) {
+    for (int r = r0; r < r1; ++r) {
+      const int s = s0 + r / B, b = r % B;
+      std::memcpy(xtm + size_t(r) * I, in.x + (size_t(b) * T + time_of(s, T, opt.go_backwards)) * I,
+                  sizeof(Real) * I);
+      if (in.b) std::memcpy(Z + size_t(r) * G, in.b, sizeof(Real) * G);
+    }
+  });
+  k.gemm(false, false, rows, G, I, xtm, I, in.W, G, in.b ? Real(1) : Real(0), Z, G, nt);
+}
+
+// Token ids (B,T) -> time-major (T,B) in processing order, checking [-1, V).
+template <class Int>
+void ids_to_time_major(const Int* ids, int B, int T, int V, bool backwards, int32_t* ids_tm) {
+  for (int b = 0; b < B; ++b)
+    for (int t = 0; t < T; ++t) {
+      const Int v = ids[size_t(b) * T + t];
+      if (v < Int(-1) || v >= Int(V))
+        throw std::invalid_argument(str("lstm_forward: x[", b, ", ", t, "] = ", +v,
+                                        " is not a token id of W with V = ", V, " rows (ids must be in [-1, ",
+                                        V, "))"));
+      ids_tm[size_t(time_of(t, T, backwards)) * B + b] = int32_t(v);
+    }
+}
+
+}  // namespace
+
+// ============================================================================
+// Memory estimates (bytes) for the MemoryError check before allocating.
+// ============================================================================
+size_t lstm_forward_bytes(size_t elem, int B, int T, int I, int H, bool training, bool return_sequences,
+                          bool dense_x) {
+  const size_t BH = mul_size(size_t(B), size_t(H)), G = mul_size(4, size_t(H));
+  const size_t TB = mul_size(size_t(T), size_t(B));
+  size_t n = add_size(return_sequences ? mul_size(BH, size_t(T)) : BH, mul_size(2, BH));  // y, hT, cT
+  n = add_size(n, mul_size(size_t(H), G));                                               // packed U
+  size_t bytes = mul_size(n, elem);
+  bytes = add_size(bytes, mul_size(TB, 2 * sizeof(int32_t) + 1));  // ids / one-hot ids, mask
+  if (training) {
+    size_t c = add_size(mul_size(TB, G), mul_size(3, TB, size_t(H)));  // gates, actc, hprev, c
+    c = add_size(c, BH);
+    if (dense_x) c = add_size(c, mul_size(TB, size_t(I)));
+    bytes = add_size(bytes, mul_size(c, elem));
+  } else {
+    // chunk buffers (Z and x) plus the h, c ping-pong buffers
+    const size_t rows = std::max(size_t(kMinChunkRows), kChunkBytes / std::max<size_t>(1, mul_size(G, elem)));
+    const size_t chunk = std::min(TB, std::max(size_t(B), rows));
+    bytes = add_size(bytes, mul_size(add_size(mul_size(chunk, G), dense_x ? mul_size(chunk, size_t(I)) : 0), elem));
+    bytes = add_size(bytes, mul_size(5, BH, elem));
+  }
+  return bytes;
+}
+
+size_t lstm_backward_bytes(size_t elem, int B, int T, int I, int H, bool dx) {
+  const size_t TB = mul_size(size_t(T), size_t(B)), G = mul_size(4, size_t(H));
+  size_t n = mul_size(TB, G);                                  // dZ
+  if (dx) n = add_size(n, mul_size(2, TB, size_t(I)));         // dX time-major + dx
+  n = add_size(n, mul_size(add_size(size_t(I), 2 * size_t(H)), G));  // dW, dU, packed U^T
+  n = add_size(n, mul_size(7, size_t(B), size_t(H)));          // dh0, dc0, dh x2, dc, dhtot, dcsave
+  return mul_size(n, elem);
+}
+
+// ============================================================================
+// One-hot detection
+// ============================================================================
+template <class Real> bool onehot_ids(const Real* x, size_t rows, int V, int32_t* ids) {
+  for (size_t r = 0; r < rows; ++r) {
+    const Real* row = x + r * size_t(V);
+    int one = -1;
+    for (int j = 0; j < V; ++j) {
+      const Real v = row[j];
+      if (v == Real(0)) continue;
+      if (v != Real(1) || one >= 0) return false;
+      one = j;
+    }
+    ids[r] = one;
+  }
+  return true;
+}
+
+// ============================================================================
+// Forward
+// ============================================================================
+// Per step s (processing order), with r the recurrent-dropout mask (1 if none):
+//   G_s = Z_s + (h_{s-1} ⊙ r)·U                        (gemm_packed, U packed once)
+//   i, f, g, o = ra(G_i), ra(G_f), a(G_c), ra(G_o)      (lstm_cell_forward)
+//   c_s = f ⊙ c_{s-1} + i ⊙ g;   h_s = o ⊙ a(c_s)
+//   masked row: c_s = c_{s-1}, h_s = h_{s-1}
+//   y_s = h_s for real rows; for masked rows h_s once the row has had a real
+//         step, else 0 (always 0 with zero_output_for_mask)
+template <class Real>
+std::unique_ptr<LstmCache<Real>> lstm_forward(const LstmInputs<Real>& in, const LstmOptions& opt,
+                                              const LstmOutputs<Real>& out, int nt) {
+  FpModeGuard fp_guard;
+  const KernelOps<Real>& k = ops<Real>();
+  const int B = in.B, T = in.T, H = in.H, G = 4 * H;
+  const int I = in.I;
+  const size_t BH = size_t(B) * H, BG = size_t(B) * G, TB = size_t(T) * B;
+  const bool rec = in.rec_mask != nullptr;
+
+  // Lookup path: token ids, or a dense x whose rows are all one-hot or zero.
+  Buffer<int32_t> ids_tm;  // (T,B)
+  if (in.ids32 || in.ids64) {
+    ids_tm.reset(TB);
+    if (in.ids32)
+      ids_to_time_major(in.ids32, B, T, I, opt.go_backwards, ids_tm.data());
+    else
+      ids_to_time_major(in.ids64, B, T, I, opt.go_backwards, ids_tm.data());
+  } else if (opt.onehot_auto) {
+    Buffer<int32_t> ids_bt(TB);  // (B,T)
+    if (onehot_ids(in.x, TB, I, ids_bt.data())) {
+      ids_tm.reset(TB);
+      ids_to_time_major(ids_bt.data(), B, T, I, opt.go_backwards, ids_tm.data());
+    }
+  }
+  const bool lookup = ids_tm.size() > 0;
+
+  // Mask in processing order, and each row's first real step (T if none).
+  Buffer<uint8_t> mask_tm;  // (T,B)
+  std::vector<int> first_real;
+  if (in.mask) {
+    mask_tm.reset(TB);
+    first_real.assign(B, T);
+    for (int s = 0; s < T; ++s)
+      for (int b = 0; b < B; ++b) {
+        const uint8_t m = in.mask[size_t(b) * T + time_of(s, T, opt.go_backwards)] ? 1 : 0;
+        mask_tm.data()[size_t(s) * B + b] = m;
+        if (m && first_real[b] == T) first_real[b] = s;
+      }
+  }
+
+  std::unique_ptr<LstmCache<Real>> cache;
+  if (opt.training) {
+    cache = std::make_unique<LstmCache<Real>>();
+    LstmCache<Real>& C = *cache;
+    C.B = B, C.T = T, C.H = H, C.I = I;
+    C.lookup = lookup;
+    C.dense_input = in.x != nullptr;
+    C.has_bias = in.b != nullptr;
+    C.opt = opt;
+    C.W = in.W, C.U = in.U;
+    C.gates.reset(TB * G);
+    C.c.reset((TB + B) * H);
+    C.actc.reset(TB * H);
+    C.hprev.reset(TB * H);
+    if (lookup)
+      C.ids = std::move(ids_tm);
+    else
+      C.x.reset(TB * I);
+    if (in.mask) {
+      C.mask = std::move(mask_tm);
+      C.first_real = first_real;
+    }
+    if (rec) {
+      C.rec_mask.reset(BH);
+      std::memcpy(C.rec_mask.data(), in.rec_mask, sizeof(Real) * BH);
+    }
+  }
+  const int32_t* ids = cache ? (lookup ? cache->ids.data() : nullptr) : (lookup ? ids_tm.data() : nullptr);
+  const uint8_t* mask = !in.mask ? nullptr : cache ? cache->mask.data() : mask_tm.data();
+
+  // Z chunks: the whole sequence in training (Z becomes the gates cache), a few
+  // MiB of steps in inference.
+  int chunk = T;
+  Buffer<Real> zbuf, xbuf;
+  if (!cache) {
+    const size_t rows = std::max(size_t(kMinChunkRows), kChunkBytes / (size_t(G) * sizeof(Real)));
+    chunk = int(std::min<size_t>(T, std::max<size_t>(1, rows / B)));
+    zbuf.reset(size_t(chunk) * BG);
+    if (!lookup) xbuf.reset(size_t(chunk) * B * I);
+  }
+
+  Buffer<Real> Up(k.packed_b_size(H, G));
+  k.pack_b(false, H, G, in.U, G, Up.data());
+
+  // State. Training keeps c_s in the cache and h_{s-1} ⊙ r as the step's GEMM
+  // input; without r that block is h_{s-1} itself, so the cell writes h there.
+  Buffer<Real> hbuf(2 * BH), cbuf(cache ? 0 : 2 * BH), abuf(!cache && rec ? BH : 0);
+  const Real* h_state = in.h0;  // h_{s-1}
+  const Real* c_state = in.c0;  // c_{s-1}
+  if (cache) {
+    std::memcpy(cache->c.data(), in.c0, sizeof(Real) * BH);
+    c_state = cache->c.data();
+  }
+  const Real* r = in.rec_mask;
+
+  for (int s0 = 0; s0 < T; s0 += chunk) {
+    const int n = std::min(chunk, T - s0);
+    Real* Z = cache ? cache->gates.data() : zbuf.data();
+    Real* xtm = cache ? (lookup ? nullptr : cache->x.data()) : xbuf.data();
+    project(k, in, opt, ids, s0, n, xtm, Z, nt);
+
+    for (int s = s0; s < s0 + n; ++s) {
+      Real* Gs = Z + size_t(s - s0) * BG;
+      // The step's GEMM input a = h_{s-1} ⊙ r.
+      const Real* a = h_state;
+      if (cache) {
+        Real* hp = cache->hprev.data() + size_t(s) * BH;
+        if (hp != h_state) {
+          if (rec)
+            for (size_t e = 0; e < BH; ++e) hp[e] = h_state[e] * r[e];
+          else
+            std::memcpy(hp, h_state, sizeof(Real) * BH);
+        }
+        a = hp;
+      } else if (rec) {
+        for (size_t e = 0; e < BH; ++e) abuf.data()[e] = h_state[e] * r[e];
+        a = abuf.data();
+      }
+      k.gemm_packed(false, B, G, H, a, H, Up.data(), Real(1), Gs, G, nt);
+
+      const bool last = s == T - 1;
+      Real* c_new = cache ? cache->c.data() + size_t(s + 1) * BH : last ? out.cT : cbuf.data() + (s & 1) * BH;
+      Real* h_new = (cache && !rec && !last) ? cache->hprev.data() + size_t(s + 1) * BH
+                    : last                   ? out.hT
+                                             : hbuf.data() + (s & 1) * BH;
+      Real* actc = cache ? cache->actc.data() + size_t(s) * BH : nullptr;
+      cell_forward(k, B, H, Gs, c_state, c_new, h_new, actc, opt, nt);
+
+      const uint8_t* ms = mask ? mask + size_t(s) * B : nullptr;
+      if (ms)
+        for (int b = 0; b < B; ++b)
+          if (!ms[b]) {
+            std::memcpy(c_new + size_t(b) * H, c_state + size_t(b) * H, sizeof(Real) * H);
+            std::memcpy(h_new + size_t(b) * H, h_state + size_t(b) * H, sizeof(Real) * H);
+          }
+      if (opt.return_sequences)
+        for (int b = 0; b < B; ++b) {
+          Real* y = out.y + (size_t(b) * T + s) * H;
+          const bool shown = !ms || ms[b] || (!opt.zero_output_for_mask && first_real[b] < s);
+          if (shown)
+            std::memcpy(y, h_new + size_t(b) * H, sizeof(Real) * H);
+          else
+            std::memset(y, 0, sizeof(Real) * H);
+        }
+      h_state = h_new;
+      c_state = c_new;
+    }
+  }
+
+  if (cache) std::memcpy(out.cT, c_state, sizeof(Real) * BH);
+  if (!opt.return_sequences)
+    for (int b = 0; b < B; ++b) {
+      const bool shown = !mask || (opt.zero_output_for_mask ? mask[size_t(T - 1) * B + b] != 0 : first_real[b] < T);
+      if (shown)
+        std::memcpy(out.y + size_t(b) * H, out.hT + size_t(b) * H, sizeof(Real) * H);
+      else
+        std::memset(out.y + size_t(b) * H, 0, sizeof(Real) * H);
+    }
+  return cache;
+}
+
+// ============================================================================
+// Backward (BPTT)
+// ============================================================================
+// Per step s = T-1 .. 0, with dh, dc the gradients reaching h_s, c_s:
+//   real row:   dh_tot = dh + dy_s;  (dZ_s, dc) = cell_backward(dh_tot, dc)
+//   masked row: dZ_s = 0, dc unchanged; dh += dy_s if the row had a real step before s
+//   dh_{s-1} = (dZ_s·U^T) ⊙ r  (real rows; masked rows keep dh)
+// then, over all steps at once:
+//   dU = Hprev^T·dZ   dW = X^T·dZ (dense) or dW[id] += dZ row (lookup)
+//   db = Σ dZ rows    dX = dZ·W^T, back to (B,T,I)
+template <class Real>
+void lstm_backward(const LstmCache<Real>& C, const Real* dy, const Real* dhT, const Real* dcT,
+                   const LstmGrads<Real>& g, int nt) {
+  FpModeGuard fp_guard;
+  const KernelOps<Real>& k = ops<Real>();
+  const int B = C.B, T = C.T, H = C.H, I = C.I, G = 4 * H;
+  const size_t BH = size_t(B) * H, BG = size_t(B) * G, TB = size_t(T) * B;
+  const LstmOptions& opt = C.opt;
+  const uint8_t* mask = C.mask.size() ? C.mask.data() : nullptr;
+  const Real* r = C.rec_mask.size() ? C.rec_mask.data() : nullptr;
+
+  Buffer<Real> dZ(TB * G);  // (T,B,4H)
+  Buffer<Real> UpT(k.packed_b_size(G, H));
+  k.pack_b(true, G, H, C.U, G, UpT.data());  // op(B) = U^T (4H,H)
+
+  Buffer<Real> dhb(2 * BH), dc(BH), dhtot(BH), dcsave(mask ? BH : 0);
+  Real* dh = dhb.data();
+  if (dhT)
+    std::memcpy(dh, dhT, sizeof(Real) * BH);
+  else
+    std::fill(dh, dh + BH, Real(0));
+  if (dcT)
+    std::memcpy(dc.data(), dcT, sizeof(Real) * BH);
+  else
+    dc.zero();
+
+  for (int s = T - 1; s >= 0; --s) {
+    // dy_s rows, stride T*H for sequences; only the last step for a last-output y.
+    const Real* dys = !dy ? nullptr : opt.return_sequences ? dy + size_t(s) * H : (s == T - 1 ? dy : nullptr);
+    const size_t dys_ld = opt.return_sequences ? size_t(T) * H : size_t(H);
+    const uint8_t* ms = mask ? mask + size_t(s) * B : nullptr;
+    bool any_masked = false;
+    for (int b = 0; b < B; ++b) {
+      Real* dt = dhtot.data() + size_t(b) * H;
+      Real* dhr = dh + size_t(b) * H;
+      const Real* d = dys ? dys + size_t(b) * dys_ld : nullptr;
+      if (!ms || ms[b]) {
+        if (d)
+          for (int j = 0; j < H; ++j) dt[j] = dhr[j] + d[j];
+        else
+          std::memcpy(dt, dhr, sizeof(Real) * H);
+      } else {
+        any_masked = true;
+        std::fill(dt, dt + H, Real(0));
+        if (d && !opt.zero_output_for_mask && C.first_real[b] < s)
+          for (int j = 0; j < H; ++j) dhr[j] += d[j];
+      }
+    }
+    if (any_masked) std::memcpy(dcsave.data(), dc.data(), sizeof(Real) * BH);
+
+    Real* dZs = dZ.data() + size_t(s) * BG;
+    cell_backward(k, B, H, C.gates.data() + size_t(s) * BG, C.c.data() + size_t(s) * BH,
+                  C.actc.data() + size_t(s) * BH, dhtot.data(), dc.data(), dZs, opt, nt);
+    if (any_masked)
+      for (int b = 0; b < B; ++b)
+        if (!ms[b]) {
+          std::fill(dZs + size_t(b) * G, dZs + size_t(b + 1) * G, Real(0));
+          std::memcpy(dc.data() + size_t(b) * H, dcsave.data() + size_t(b) * H, sizeof(Real) * H);
+        }
+
+    Real* dh_prev = dh == dhb.data() ? dhb.data() + BH : dhb.data();
+    k.gemm_packed(false, B, H, G, dZs, G, UpT.data(), Real(0), dh_prev, H, nt);
+    if (r)
+      for (size_t e = 0; e < BH; ++e) dh_prev[e] *= r[e];
+    if (any_masked)
+      for (int b = 0; b < B; ++b)
+        if (!ms[b]) std::memcpy(dh_prev + size_t(b) * H, dh + size_t(b) * H, sizeof(Real) * H);
+    dh = dh_prev;
+  }
+  std::memcpy(g.dh0, dh, sizeof(Real) * BH);
+  std::memcpy(g.dc0, dc.data(), sizeof(Real) * BH);
+
+  const int M = int(TB);  // fits: checked by the bindings
+  k.gemm(true, false, H, G, M, C.hprev.data(), H, dZ.data(), G, Real(0), g.dU, G, nt);
+
+  // Column-block loops below: every column sums its rows in row order, so the
+  // result does not depend on the thread count.
+  if (C.lookup) {
+    std::fill(g.dW, g.dW + size_t(I) * G, Real(0));
+    const int32_t* ids = C.ids.data();
+    parallel_rows(G, TB * G, nt, [&](int j0, int j1) {
+      for (size_t row = 0; row < TB; ++row) {
+        if (ids[row] < 0) continue;
+        Real* w = g.dW + size_t(ids[row]) * G;
+        const Real* z = dZ.data() + row * G;
+        for (int j = j0; j < j1; ++j) w[j] += z[j];
+      }
+    });
+  } else {
+    k.gemm(true, false, I, G, M, C.x.data(), I, dZ.data(), G, Real(0), g.dW, G, nt);
+  }
+
+  if (g.db)
+    parallel_rows(G, TB * G, nt, [&](int j0, int j1) {
+      std::vector<double> acc(size_t(j1 - j0), 0.0);
+      for (size_t row = 0; row < TB; ++row) {
+        const Real* z = dZ.data() + row * G + j0;
+        for (int j = 0; j < j1 - j0; ++j) acc[j] += double(z[j]);
+      }
+      for (int j = j0; j < j1; ++j) g.db[j] = Real(acc[j - j0]);
+    });
+
+  if (g.dx && C.dense_input) {
+    Buffer<Real> dxtm(TB * I);  // (T,B,I)
+    k.gemm(false, true, M, I, G, dZ.data(), G, C.W, G, Real(0), dxtm.data(), I, nt);
+    parallel_rows(int(TB), TB * I, nt, [&](int r0, int r1) {
+      for (int row = r0; row < r1; ++row) {
+        const int s = row / B, b = row % B;
+        std::memcpy(g.dx + (size_t(b) * T + time_of(s, T, opt.go_backwards)) * I, dxtm.data() + size_t(row) * I,
+                    sizeof(Real) * I);
+      }
+    });
+  }
+}
+
+#define FUSEDLSTM_INSTANTIATE(Real)                                                                       \
+  template std::unique_ptr<LstmCache<Real>> lstm_forward<Real>(const LstmInputs<Real>&, const LstmOptions&, \
+                                                               const LstmOutputs<Real>&, int);            \
+  template void lstm_backward<Real>(const LstmCache<Real>&, const Real*, const Real*, const Real*,       \
+                                    const LstmGrads<Real>&, int);                                         \
+  template bool onehot_ids<Real>(const Real*, size_t, int, int32_t*);
+FUSEDLSTM_INSTANTIATE(float)
+FUSEDLSTM_INSTANTIATE(double)
+#undef FUSEDLSTM_INSTANTIATE
+
+}  // namespace fusedlstm

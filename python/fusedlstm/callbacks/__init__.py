@@ -1,0 +1,24 @@
+"""Callbacks for fit/evaluate/predict, with the names and behaviour of keras.callbacks."""
+
+from .callback import Callback, CallbackList, History
+from .checkpoint import ModelCheckpoint
+from .csv_logger import CSVLogger
+from .misc import LambdaCallback, LearningRateScheduler, TerminateOnNaN
+from .monitor import EarlyStopping, MonitorCallback, ReduceLROnPlateau
+from .progbar import Progbar, ProgbarLogger
+
+__all__ = [
+    "Callback",
+    "CallbackList",
+    "History",
+    "ProgbarLogger",
+    "Progbar",
+    "EarlyStopping",
+    "ModelCheckpoint",
+    "TerminateOnNaN",
+    "LambdaCallback",
+    "CSVLogger",
+    "ReduceLROnPlateau",
+    "LearningRateScheduler",
+    "MonitorCallback",
+]

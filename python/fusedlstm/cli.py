@@ -1,0 +1,224 @@
+"""The `fusedlstm` command: run the classic LSTM tasks, print build info.
+
+    fusedlstm run echo [--units 25 --examples 10000 ...]
+    fusedlstm run all --quick
+    fusedlstm list
+    fusedlstm info
+
+Bad flags, missing files and missing optional extras end with one line on
+stderr and exit code 2; a task that fails while running ends with one line and
+exit code 1 (FUSEDLSTM_DEBUG=1 shows the traceback). `run` exits 1 when a task
+misses its target.
+"""
+
+import argparse
+import os
+import sys
+
+__all__ = ["main"]
+
+# flag -> (type, help); each task accepts the flags whose key is in its config.
+TASK_FLAGS = {
+    "length": (int, "sequence length"),
+    "features": (int, "number of distinct values (one-hot width)"),
+    "index": (int, "echo: the index to echo"),
+    "window": (int, "window length"),
+    "n-out": (int, "seq2seq: values to echo per window"),
+    "units": (int, "LSTM units (the first LSTM's)"),
+    "units2": (int, "addition: units of the decoder LSTM"),
+    "embed": (int, "chars: embedding width"),
+    "epochs": (int, "epochs"),
+    "examples": (int, "echo: number of fits; addition: problems per epoch"),
+    "sequences": (int, "sequences to train on (one fit each)"),
+    "batch-size": (int, "batch size"),
+    "lr": (float, "Adam learning rate"),
+    "eval": (int, "fresh examples/sequences to evaluate on"),
+    "time-budget": (float, "echo-long: seconds of training"),
+    "chunk": (int, "echo-long: batches per fit call"),
+    "temperature": (float, "chars: sampling temperature (0 = greedy)"),
+    "sample": (int, "chars: characters sampled after each epoch"),
+    "windows": (int, "chars: train on the first N windows only (0 = all)"),
+    "text": (str, "chars: a UTF-8 text file instead of the sonnets"),
+    "digits": (int, "digitsum: digits per number"),
+    "terms": (int, "addition: numbers per problem"),
+    "largest": (int, "addition: largest term"),
+}
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise CliError(message)
+
+
+def build_parser():
+    parser = _Parser(prog="fusedlstm", description="Keras-compatible LSTMs on fused C++ kernels.")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    sub.required = True
+    run = sub.add_parser("run", help="train a classic task (or 'all') and report the result")
+    run.add_argument("task", help="a task name (see `fusedlstm list`) or 'all'")
+    run.add_argument("--quick", action="store_true", help="the short configuration (a few minutes for all)")
+    run.add_argument("--seed", type=int, help="seed for data and weights (random and printed if absent)")
+    run.add_argument("--threads", type=int, help="threads for the kernels")
+    run.add_argument("--engine", choices=("fusedlstm", "keras"), default="fusedlstm",
+                     help="train with fusedlstm (default) or the same script on Keras")
+    run.add_argument("--verbose", type=int, choices=(0, 1), default=1, help="0: results only")
+    run.add_argument("--plot", metavar="FILE.png", help="save the training-loss curve (needs matplotlib)")
+    run.add_argument("--save", metavar="FILE", help="save the trained weights (model.save_weights)")
+    for flag, (kind, text) in TASK_FLAGS.items():
+        run.add_argument("--" + flag, type=kind, default=None, help=text)
+    sub.add_parser("list", help="list the tasks and their targets")
+    sub.add_parser("info", help="print the build: ISA in use, threads, compiler")
+    return parser
+
+
+def _writable_target(flag, path):
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise CliError(f"{flag} {path}: directory {parent} does not exist")
+    if os.path.isdir(path):
+        raise CliError(f"{flag} {path}: is a directory")
+
+
+def _check_text(path, window):
+    try:
+        with open(path, encoding="utf-8") as f:
+            n = len(f.read())
+    except FileNotFoundError:
+        raise CliError(f"--text {path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise CliError(f"--text {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise CliError(f"--text {path}: cannot read it ({exc.strerror or exc})") from None
+    if n <= window:
+        raise CliError(f"--text {path}: {n} characters, need more than the window of {window}")
+
+
+def _set_threads(engine, n):
+    if n is None:
+        return
+    if n < 1:
+        raise CliError(f"--threads expects a positive integer, got {n}")
+    if engine == "keras":
+        import torch
+
+        torch.set_num_threads(n)
+    else:
+        import fusedlstm
+
+        fusedlstm.set_num_threads(n)
+
+
+def _cmd_run(args, out):
+    from .tasks import registry
+    from .tasks.plotting import PLOT_HINT, plotting_available, plot_result
+
+    overrides = {
+        flag.replace("-", "_"): getattr(args, flag.replace("-", "_"))
+        for flag in TASK_FLAGS
+        if getattr(args, flag.replace("-", "_")) is not None
+    }
+    if args.task == "all":
+        for flag in ("plot", "save"):
+            if getattr(args, flag):
+                raise CliError(f"--{flag} applies to a single task, not to 'run all'")
+        if overrides:
+            raise CliError(
+                "'run all' runs every task at its classic (or --quick) configuration; task flags such as "
+                f"--{next(iter(overrides)).replace('_', '-')} apply to a single task"
+            )
+    else:
+        try:
+            cfg = registry.task_config(args.task, overrides, quick=args.quick)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        if getattr(cfg, "text", None) is not None:
+            _check_text(cfg.text, cfg.window)
+    if args.plot:
+        if not plotting_available():
+            raise CliError(PLOT_HINT)
+        _writable_target("--plot", args.plot)
+    if args.save:
+        _writable_target("--save", args.save)
+    _set_threads(args.engine, args.threads)
+
+    from .tasks.engine import EngineUnavailable, load_engine
+
+    try:
+        engine = load_engine(args.engine)
+    except EngineUnavailable as exc:
+        raise CliError(str(exc)) from None
+    if args.task == "all":
+        from .tasks.runall import run_all
+
+        _, code = run_all(quick=args.quick, engine=engine, seed=args.seed, verbose=args.verbose, out=out)
+        return code
+    result = registry.run_task(args.task, overrides, quick=args.quick, engine=engine, seed=args.seed,
+                               verbose=args.verbose, out=out)
+    verdict = {True: "target reached", False: "TARGET MISSED", None: "no target"}[result.passed]
+    out(
+        f"== {result.task}: {result.value_text()} {result.metric} (target {result.target}: {verdict}); "
+        f"training {result.seconds:.1f} s, {result.steps_per_second:.0f} steps/s, wall {result.wall:.1f} s"
+    )
+    for note in result.notes:
+        out(f"   {note}")
+    if args.save:
+        result.model.save_weights(args.save)
+        out(f"weights saved to {args.save}")
+    if args.plot:
+        plot_result(result, args.plot)
+        out(f"loss curve saved to {args.plot}")
+    return 1 if result.passed is False else 0
+
+
+def _cmd_list(out):
+    from .tasks.registry import TASKS
+
+    width = max(map(len, TASKS))
+    for name, spec in TASKS.items():
+        out(f"{name:<{width}}  {spec.summary}  [target: {spec.target}]")
+    return 0
+
+
+def _cmd_info(out):
+    try:
+        import fusedlstm
+        info = fusedlstm.build_info()
+    except ImportError as exc:
+        raise CliError(f"the compiled core cannot be loaded: {exc}") from None
+    for key, value in info.items():
+        out(f"{key}: {value}")
+    return 0
+
+
+def main(argv=None):
+    """Entry point of the `fusedlstm` script; returns the exit code."""
+    def out(text=""):
+        print(text, flush=True)
+
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "run":
+            return _cmd_run(args, out)
+        if args.command == "list":
+            return _cmd_list(out)
+        return _cmd_info(out)
+    except CliError as exc:
+        print(f"fusedlstm: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fusedlstm: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if os.environ.get("FUSEDLSTM_DEBUG"):
+            raise
+        print(f"fusedlstm: error: {type(exc).__name__}: {exc} (FUSEDLSTM_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

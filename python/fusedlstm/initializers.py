@@ -1,0 +1,260 @@
+"""Weight initializers with Keras 3's formulas, drawing from the library's seeded stream.
+
+Every initializer is called as `init(shape, dtype)` and draws from
+`fusedlstm.utils._global_rng()` (or its own Generator when built with `seed=`), so
+`set_random_seed(s)` makes the weights of a model reproducible bit for bit. The
+numbers are Keras's distributions, not Keras's draws: the same seed does not give
+the same weights as Keras (load Keras weights with set_weights for that).
+"""
+
+import math
+
+import numpy as np
+
+from . import utils
+
+__all__ = ["Initializer", "Zeros", "Ones", "Constant", "RandomUniform", "RandomNormal",
+           "TruncatedNormal", "VarianceScaling", "GlorotUniform", "GlorotNormal",
+           "HeUniform", "HeNormal", "LecunUniform", "LecunNormal", "Orthogonal",
+           "Identity", "get", "serialize"]
+
+
+class Initializer:
+    """Base class: subclasses implement __call__(shape, dtype) and get_config()."""
+
+    def __init__(self, seed=None):
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise TypeError(f"Received an invalid value for argument `seed`, expected an integer or None, got {seed!r}.")
+        self.seed = seed
+        self._rng = None if seed is None else np.random.default_rng(int(seed))
+
+    def _gen(self):
+        return self._rng if self._rng is not None else utils._global_rng()
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __call__(self, shape, dtype="float32"):
+        raise NotImplementedError
+
+
+class Zeros(Initializer):
+    def __init__(self):
+        super().__init__()
+
+    def get_config(self):
+        return {}
+
+    def __call__(self, shape, dtype="float32"):
+        return np.zeros(shape, dtype=dtype)
+
+
+class Ones(Zeros):
+    def __call__(self, shape, dtype="float32"):
+        return np.ones(shape, dtype=dtype)
+
+
+class Constant(Initializer):
+    def __init__(self, value=0.0):
+        super().__init__()
+        self.value = float(value)
+
+    def get_config(self):
+        return {"value": self.value}
+
+    def __call__(self, shape, dtype="float32"):
+        return np.full(shape, self.value, dtype=dtype)
+
+
+class RandomUniform(Initializer):
+    def __init__(self, minval=-0.05, maxval=0.05, seed=None):
+        super().__init__(seed)
+        self.minval, self.maxval = float(minval), float(maxval)
+
+    def get_config(self):
+        return {"minval": self.minval, "maxval": self.maxval, "seed": self.seed}
+
+    def __call__(self, shape, dtype="float32"):
+        return self._gen().uniform(self.minval, self.maxval, size=shape).astype(dtype)
+
+
+class RandomNormal(Initializer):
+    def __init__(self, mean=0.0, stddev=0.05, seed=None):
+        super().__init__(seed)
+        self.mean, self.stddev = float(mean), float(stddev)
+
+    def get_config(self):
+        return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed}
+
+    def __call__(self, shape, dtype="float32"):
+        return (self.mean + self.stddev * self._gen().standard_normal(size=shape)).astype(dtype)
+
+
+def _truncated_normal(gen, shape, stddev):
+    """Normal(0, stddev) redrawn outside two standard deviations (as Keras does)."""
+    out = gen.standard_normal(size=shape)
+    bad = np.abs(out) > 2
+    while bad.any():
+        out[bad] = gen.standard_normal(size=int(bad.sum()))
+        bad = np.abs(out) > 2
+    return out * stddev
+
+
+class TruncatedNormal(Initializer):
+    def __init__(self, mean=0.0, stddev=0.05, seed=None):
+        super().__init__(seed)
+        self.mean, self.stddev = float(mean), float(stddev)
+
+    def get_config(self):
+        return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed}
+
+    def __call__(self, shape, dtype="float32"):
+        return (self.mean + _truncated_normal(self._gen(), shape, self.stddev)).astype(dtype)
+
+
+def compute_fans(shape):
+    """(fan_in, fan_out) as keras.src.initializers.random_initializers.compute_fans."""
+    shape = tuple(shape)
+    if len(shape) < 1:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    if len(shape) == 2:
+        return shape[0], shape[1]
+    receptive = math.prod(shape[:-2])
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+class VarianceScaling(Initializer):
+    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None):
+        super().__init__(seed)
+        if scale <= 0:
+            raise ValueError(f"Received an invalid value for argument `scale`, expected a positive float, got {scale}.")
+        if mode not in ("fan_in", "fan_out", "fan_avg"):
+            raise ValueError(f"Received an invalid value for argument `mode`, expected one of fan_in, fan_out, fan_avg, got {mode!r}.")
+        if distribution not in ("truncated_normal", "untruncated_normal", "uniform"):
+            raise ValueError(
+                "Received an invalid value for argument `distribution`, expected one of "
+                f"truncated_normal, untruncated_normal, uniform, got {distribution!r}.")
+        self.scale, self.mode, self.distribution = float(scale), mode, distribution
+
+    def get_config(self):
+        return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution,
+                "seed": self.seed}
+
+    def __call__(self, shape, dtype="float32"):
+        fan_in, fan_out = compute_fans(shape)
+        fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[self.mode]
+        scale = self.scale / max(1.0, fan)
+        gen = self._gen()
+        if self.distribution == "truncated_normal":
+            # 0.879...: stddev of a unit normal truncated to (-2, 2).
+            out = _truncated_normal(gen, shape, math.sqrt(scale) / 0.87962566103423978)
+        elif self.distribution == "untruncated_normal":
+            out = gen.standard_normal(size=shape) * math.sqrt(scale)
+        else:
+            limit = math.sqrt(3.0 * scale)
+            out = gen.uniform(-limit, limit, size=shape)
+        return out.astype(dtype)
+
+
+def _fixed(name, scale, mode, distribution):
+    class _Init(VarianceScaling):
+        def __init__(self, seed=None):
+            super().__init__(scale, mode, distribution, seed)
+
+        def get_config(self):
+            return {"seed": self.seed}
+
+    _Init.__name__ = _Init.__qualname__ = name
+    return _Init
+
+
+GlorotUniform = _fixed("GlorotUniform", 1.0, "fan_avg", "uniform")
+GlorotNormal = _fixed("GlorotNormal", 1.0, "fan_avg", "truncated_normal")
+HeUniform = _fixed("HeUniform", 2.0, "fan_in", "uniform")
+HeNormal = _fixed("HeNormal", 2.0, "fan_in", "truncated_normal")
+LecunUniform = _fixed("LecunUniform", 1.0, "fan_in", "uniform")
+LecunNormal = _fixed("LecunNormal", 1.0, "fan_in", "truncated_normal")
+
+
+class Orthogonal(Initializer):
+    """Keras 3: QR of a normal (max(r,c), min(r,c)) matrix, columns sign-corrected by diag(R)."""
+
+    def __init__(self, gain=1.0, seed=None):
+        super().__init__(seed)
+        self.gain = float(gain)
+
+    def get_config(self):
+        return {"gain": self.gain, "seed": self.seed}
+
+    def __call__(self, shape, dtype="float32"):
+        if len(shape) < 2:
+            raise ValueError(f"The tensor to initialize must be at least two-dimensional, got shape={tuple(shape)}.")
+        rows = math.prod(shape[:-1])
+        cols = shape[-1]
+        a = self._gen().standard_normal(size=(max(rows, cols), min(rows, cols)))
+        q, r = np.linalg.qr(a)
+        q = q * np.sign(np.diag(r))
+        if rows < cols:
+            q = q.T
+        return (self.gain * q.reshape(shape)).astype(dtype)
+
+
+class Identity(Initializer):
+    def __init__(self, gain=1.0):
+        super().__init__()
+        self.gain = float(gain)
+
+    def get_config(self):
+        return {"gain": self.gain}
+
+    def __call__(self, shape, dtype="float32"):
+        if len(shape) != 2:
+            raise ValueError(f"Identity initializer needs a 2-D shape, got {tuple(shape)}.")
+        return (self.gain * np.eye(*shape)).astype(dtype)
+
+
+_BY_NAME = {
+    "zeros": Zeros, "zero": Zeros, "ones": Ones, "one": Ones, "constant": Constant,
+    "uniform": RandomUniform, "random_uniform": RandomUniform,
+    "normal": RandomNormal, "random_normal": RandomNormal,
+    "truncated_normal": TruncatedNormal, "variance_scaling": VarianceScaling,
+    "glorot_uniform": GlorotUniform, "glorot_normal": GlorotNormal,
+    "he_uniform": HeUniform, "he_normal": HeNormal,
+    "lecun_uniform": LecunUniform, "lecun_normal": LecunNormal,
+    "orthogonal": Orthogonal, "identity": Identity,
+}
+_CLASSES = {c.__name__: c for c in set(_BY_NAME.values())}
+
+
+def get(identifier):
+    """An Initializer from a name, a {'class_name', 'config'} dict or an Initializer."""
+    if isinstance(identifier, Initializer):
+        return identifier
+    if isinstance(identifier, str):
+        key = identifier if identifier in _BY_NAME else None
+        if key is None:
+            # Keras accepts class names as well ("GlorotUniform").
+            cls = _CLASSES.get(identifier)
+            if cls is not None:
+                return cls()
+            raise NotImplementedError(
+                f"Initializer {identifier!r} is not supported; supported: {sorted(_BY_NAME)}.")
+        return _BY_NAME[key]()
+    if isinstance(identifier, dict) and "class_name" in identifier:
+        cls = _CLASSES.get(identifier["class_name"])
+        if cls is None:
+            raise NotImplementedError(f"Initializer class {identifier['class_name']!r} is not supported.")
+        return cls.from_config(identifier.get("config", {}))
+    raise TypeError(
+        "Received an invalid value for an initializer argument, expected a name, a config "
+        f"dict or a fusedlstm.initializers.Initializer, got {identifier!r}.")
+
+
+def serialize(init):
+    return {"class_name": type(init).__name__, "config": init.get_config()}

@@ -1,0 +1,1 @@
+"""Weight and model interchange with Keras (3 and 2) files and PyTorch."""

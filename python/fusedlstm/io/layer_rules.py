@@ -1,0 +1,231 @@
+"""Which Keras layers and settings the interchange code understands, layer by layer.
+
+A Keras layer config is a dict of constructor arguments. For each layer class we
+support, `RULES` sorts its keys into four kinds:
+
+* args     — settings we carry over (with Keras's default when the key is absent);
+* fixed    — settings we accept only at one value (regularizers, constraints,
+             quantization: features fusedlstm does not have, so a file using them
+             is refused rather than silently loaded into a different model);
+* ignored  — settings that no longer matter once the weights are loaded
+             (initializers, `unroll`, `implementation`, seeds);
+* nested   — arguments holding a wrapped layer's config (Bidirectional,
+             TimeDistributed).
+
+Any other key with a non-null value is refused, naming the layer and the key:
+a setting we do not recognise could change what the model computes.
+
+Activations must be built-in names (strings). A Keras config can name a Python
+function or a Lambda; we never import or run code from a file, so those are refused.
+"""
+
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
+
+__all__ = [
+    "REQUIRED", "Rule", "RULES", "LSTM_ACTIVATIONS", "UnsupportedModelError", "layer_arguments",
+    "keras_layer_config", "snake_case",
+]
+
+import re
+
+
+class UnsupportedModelError(ValueError):
+    """A Keras model/config uses a layer or setting fusedlstm cannot represent."""
+
+
+REQUIRED = object()  # marker: the config must hold this key
+
+
+class Rule(NamedTuple):
+    args: Mapping[str, Any]
+    fixed: Mapping[str, Any] = {}
+    ignored: Tuple[str, ...] = ()
+    nested: Tuple[str, ...] = ()
+    activations: Tuple[str, ...] = ()
+
+
+_REGULARIZED = ("kernel_regularizer", "bias_regularizer", "activity_regularizer", "kernel_constraint",
+                "bias_constraint")
+
+RULES: Dict[str, Rule] = {
+    "LSTM": Rule(
+        args={"units": REQUIRED, "activation": "tanh", "recurrent_activation": "sigmoid", "use_bias": True,
+              "return_sequences": False, "return_state": False, "go_backwards": False, "stateful": False,
+              "dropout": 0.0, "recurrent_dropout": 0.0, "zero_output_for_mask": False},
+        fixed={**{k: None for k in _REGULARIZED + ("recurrent_regularizer", "recurrent_constraint")},
+               "time_major": False},
+        ignored=("kernel_initializer", "recurrent_initializer", "bias_initializer", "unit_forget_bias", "unroll",
+                 "implementation", "seed"),
+        activations=("activation", "recurrent_activation"),
+    ),
+    "Dense": Rule(
+        args={"units": REQUIRED, "activation": "linear", "use_bias": True},
+        fixed={**{k: None for k in _REGULARIZED}, "quantization_config": None, "lora_rank": None},
+        ignored=("kernel_initializer", "bias_initializer", "lora_alpha"),
+        activations=("activation",),
+    ),
+    "Embedding": Rule(
+        args={"input_dim": REQUIRED, "output_dim": REQUIRED, "mask_zero": False},
+        fixed={"embeddings_regularizer": None, "activity_regularizer": None, "embeddings_constraint": None,
+               "sparse": False, "quantization_config": None, "lora_rank": None},
+        ignored=("embeddings_initializer", "input_length", "lora_alpha"),
+    ),
+    "Bidirectional": Rule(args={"layer": REQUIRED, "backward_layer": None, "merge_mode": "concat"},
+                          fixed={"weights": None}, nested=("layer", "backward_layer")),
+    "TimeDistributed": Rule(args={"layer": REQUIRED}, nested=("layer",)),
+    "RepeatVector": Rule(args={"n": REQUIRED}),
+    "Dropout": Rule(args={"rate": REQUIRED}, fixed={"noise_shape": None}, ignored=("seed",)),
+    "Masking": Rule(args={"mask_value": 0.0}),
+    "Activation": Rule(args={"activation": REQUIRED}, activations=("activation",)),
+    "Flatten": Rule(args={}, ignored=("data_format",)),
+    "Concatenate": Rule(args={"axis": -1}),
+    "Add": Rule(args={}),
+    "Subtract": Rule(args={}),
+    "Multiply": Rule(args={}),
+    "Average": Rule(args={}),
+}
+
+# What the LSTM kernel computes (csrc, see _core.pyi); 'hard_sigmoid_k2' is Keras 2's clip(0.2x+0.5, 0, 1).
+LSTM_ACTIVATIONS = ("tanh", "sigmoid", "hard_sigmoid", "hard_sigmoid_k2", "relu", "linear")
+
+# Keys every layer config may hold that are not constructor semantics.
+_COMMON = ("name", "trainable", "dtype", "batch_input_shape", "batch_shape", "input_shape", "build_config")
+
+_FLOAT32_NAMES = ("float32", None)
+
+
+def snake_case(name: str) -> str:
+    """Keras's class-name-to-path rule (keras.src.utils.naming.to_snake_case)."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _dtype_name(dtype) -> Optional[str]:
+    if isinstance(dtype, dict):  # Keras 3 DTypePolicy / Keras 2 Policy
+        inner = dtype.get("config", {})
+        return inner.get("name") if isinstance(inner, dict) else None
+    return dtype
+
+
+def layer_arguments(class_name: str, config: Mapping[str, Any], where: str, *, legacy_hard_sigmoid: bool,
+                    parse_nested) -> Dict[str, Any]:
+    """Constructor arguments for `class_name` from a Keras layer config, every default filled in.
+
+    where: how to name the layer in errors (e.g. "layer 'lstm_1' (LSTM)").
+    legacy_hard_sigmoid: the config was written by Keras < 3, whose 'hard_sigmoid'
+        is clip(0.2x+0.5, 0, 1): it becomes our 'hard_sigmoid_k2'.
+    parse_nested: called on a nested layer config, returns its parsed form.
+    """
+    rule = RULES.get(class_name)
+    if rule is None:
+        supported = ", ".join(sorted(RULES))
+        raise UnsupportedModelError(f"{where}: fusedlstm has no {class_name} layer (supported: {supported}).")
+    if not isinstance(config, Mapping):
+        raise UnsupportedModelError(f"{where}: expected a dict config, got {type(config).__name__}.")
+    dtype = _dtype_name(config.get("dtype"))
+    if dtype not in _FLOAT32_NAMES:
+        raise UnsupportedModelError(f"{where}: dtype {dtype!r} is not supported; fusedlstm computes in float32.")
+    for key, value in config.items():
+        if key in rule.args or key in rule.ignored or key in _COMMON:
+            continue
+        if key in rule.fixed:
+            if value != rule.fixed[key] and not (rule.fixed[key] is None and value in ({}, [])):
+                raise UnsupportedModelError(
+                    f"{where}: {key}={value!r} is not supported (fusedlstm only has {key}={rule.fixed[key]!r}).")
+            continue
+        if value is None:
+            continue
+        raise UnsupportedModelError(f"{where}: unknown setting {key}={value!r}; refusing to load a model whose "
+                                    "meaning we cannot check.")
+    args = {}
+    for key, default in rule.args.items():
+        if key not in config:
+            if default is REQUIRED:
+                raise UnsupportedModelError(f"{where}: the config has no {key!r}.")
+            args[key] = default
+            continue
+        value = config[key]
+        if key in rule.activations:
+            value = _activation(value, key, where, legacy_hard_sigmoid)
+            if class_name == "LSTM" and value not in LSTM_ACTIVATIONS:
+                raise UnsupportedModelError(f"{where}: {key}={value!r} is not supported by the LSTM kernel "
+                                            f"(expected one of {', '.join(LSTM_ACTIVATIONS)}).")
+        elif key in rule.nested and value is not None:
+            value = parse_nested(value)
+        args[key] = value
+    return args
+
+
+def _activation(value, key: str, where: str, legacy_hard_sigmoid: bool) -> str:
+    if value is None:
+        return "linear"
+    if isinstance(value, Mapping):
+        # Keras 3 writes built-ins as strings; a dict is a function or an object that would need code.
+        name = value.get("config") if value.get("class_name") == "function" else None
+        raise UnsupportedModelError(
+            f"{where}: {key} is a custom function{f' ({name!r})' if name else ''}, not a built-in activation "
+            "name; fusedlstm never imports or runs code from a model file.")
+    if not isinstance(value, str):
+        raise UnsupportedModelError(f"{where}: {key}={value!r} is not an activation name.")
+    if legacy_hard_sigmoid and value == "hard_sigmoid":
+        return "hard_sigmoid_k2"
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing: Keras 3 layer configs from our arguments.
+#
+# Keras only needs the semantic keys (missing ones take constructor defaults), but we write
+# the keys Keras itself writes, initializers included, so tools that read configs see the
+# usual shape of a Keras file.
+# ---------------------------------------------------------------------------------------------
+
+# Keys we check on reading that Keras 3's constructors do not take (Keras 2 only, or written only when set).
+_NOT_KERAS3_ARGS = ("time_major", "weights", "lora_rank", "sparse")
+
+_DTYPE_POLICY = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"},
+                 "registered_name": None}
+
+
+def _initializer(class_name: str, config: Optional[dict] = None) -> dict:
+    return {"module": "keras.initializers", "class_name": class_name, "config": config or {},
+            "registered_name": None}
+
+
+_GLOROT = {"seed": None}
+_INITIALIZERS = {
+    "LSTM": {"kernel_initializer": ("GlorotUniform", _GLOROT),
+             "recurrent_initializer": ("Orthogonal", {"seed": None, "gain": 1.0}),
+             "bias_initializer": ("Zeros", {})},
+    "Dense": {"kernel_initializer": ("GlorotUniform", _GLOROT), "bias_initializer": ("Zeros", {})},
+    "Embedding": {"embeddings_initializer": ("RandomUniform", {"seed": None, "minval": -0.05, "maxval": 0.05})},
+}
+
+
+def keras_layer_config(class_name: str, name: str, args: Mapping[str, Any], trainable: bool, serialize_nested,
+                       where: str) -> dict:
+    """The Keras 3 serialized form {"module", "class_name", "config", "registered_name"} of one layer."""
+    rule = RULES[class_name]
+    config: Dict[str, Any] = {"name": name, "trainable": bool(trainable), "dtype": dict(_DTYPE_POLICY)}
+    for key in rule.args:
+        value = args[key] if key in args else rule.args[key]
+        if value is REQUIRED:
+            raise ValueError(f"{where}: missing argument {key!r}.")
+        if key in rule.activations and value == "hard_sigmoid_k2":
+            raise UnsupportedModelError(
+                f"{where}: {key}='hard_sigmoid_k2' (Keras 2's clip(0.2x+0.5, 0, 1)) has no equivalent in Keras 3, "
+                "whose 'hard_sigmoid' is relu6(x+3)/6: a Keras file would compute something else. Save in "
+                "fusedlstm's own format, or switch the layer to 'hard_sigmoid' or 'sigmoid' and retrain.")
+        if key in rule.nested:
+            value = None if value is None else serialize_nested(value)
+        config[key] = value
+    for key, (init_cls, init_cfg) in _INITIALIZERS.get(class_name, {}).items():
+        config[key] = _initializer(init_cls, dict(init_cfg))
+    for key, value in rule.fixed.items():
+        if key in _NOT_KERAS3_ARGS:
+            continue
+        config[key] = value
+    if class_name == "LSTM":
+        config.update(unit_forget_bias=True, unroll=False, seed=None)
+    return {"module": "keras.layers", "class_name": class_name, "config": config, "registered_name": None}

@@ -1,0 +1,231 @@
+"""PyTorch interchange: torch.nn.LSTM weights to and from Keras-layout LSTM weights.
+
+The two libraries compute the same cell with the same gate order (i, f, g/c, o
+along 4H); only the storage differs:
+
+    Keras                          torch.nn.LSTM (layer k, `_reverse` for the backward direction)
+    kernel            (I, 4H)      weight_ih_l{k}  (4H, I)  = kernel.T
+    recurrent_kernel  (H, 4H)      weight_hh_l{k}  (4H, H)  = recurrent_kernel.T
+    bias              (4H,)        bias_ih_l{k} + bias_hh_l{k}  (torch adds two biases)
+
+A torch LSTM with num_layers=L is L stacked Keras LSTMs (all but the last
+returning sequences); bidirectional=True is Keras's Bidirectional(merge_mode=
+'concat'), whose backward outputs Keras also flips back to input order. Exporting
+puts the whole bias in bias_ih and zeros in bias_hh (exact: b + 0 = b).
+
+torch is imported only by the functions that need a module; the weight
+conversions take and return NumPy arrays.
+"""
+
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+__all__ = ["torch_lstm_weights", "set_torch_lstm_weights", "lstm_layers_from_torch", "load_torch_lstm",
+           "torch_lstm_from_layers"]
+
+
+def _check_lstm_module(lstm):
+    try:
+        import torch
+    except ImportError as exc:
+        raise ImportError("PyTorch interchange needs torch: pip install torch") from exc
+    if not isinstance(lstm, torch.nn.LSTM):
+        raise TypeError(f"Received an invalid value for argument `lstm`, expected a torch.nn.LSTM, "
+                        f"got {type(lstm).__name__}.")
+    if getattr(lstm, "proj_size", 0):
+        raise ValueError(f"torch.nn.LSTM with proj_size={lstm.proj_size} has no Keras equivalent "
+                         "(Keras LSTMs have no projection).")
+    return torch
+
+
+def _suffixes(lstm):
+    return [""] + (["_reverse"] if lstm.bidirectional else [])
+
+
+def torch_lstm_weights(lstm) -> List[List[np.ndarray]]:
+    """Keras-layout weights of a torch.nn.LSTM, one list per layer.
+
+    Each list is [kernel, recurrent_kernel, bias] (no bias when bias=False) as float32;
+    for a bidirectional LSTM the backward direction's arrays follow the forward's,
+    which is the order of Keras Bidirectional.get_weights().
+    """
+    _check_lstm_module(lstm)
+    out = []
+    for k in range(lstm.num_layers):
+        arrays = []
+        for sfx in _suffixes(lstm):
+            w_ih = getattr(lstm, f"weight_ih_l{k}{sfx}").detach().cpu().numpy()
+            w_hh = getattr(lstm, f"weight_hh_l{k}{sfx}").detach().cpu().numpy()
+            arrays += [np.ascontiguousarray(w_ih.T, dtype=np.float32),
+                       np.ascontiguousarray(w_hh.T, dtype=np.float32)]
+            if lstm.bias:
+                b = getattr(lstm, f"bias_ih_l{k}{sfx}").detach().cpu().numpy().astype(np.float32) + \
+                    getattr(lstm, f"bias_hh_l{k}{sfx}").detach().cpu().numpy().astype(np.float32)
+                arrays.append(b)
+        out.append(arrays)
+    return out
+
+
+def set_torch_lstm_weights(lstm, weights: Sequence[Sequence[np.ndarray]]) -> None:
+    """Copy Keras-layout weights (as torch_lstm_weights returns them) into a torch.nn.LSTM.
+
+    Raises ValueError naming the layer and the expected and given shapes on any mismatch;
+    nothing is copied unless every array fits.
+    """
+    torch = _check_lstm_module(lstm)
+    weights = [list(w) for w in weights]
+    if len(weights) != lstm.num_layers:
+        raise ValueError(f"The torch LSTM has num_layers={lstm.num_layers}, got weights for {len(weights)} layers.")
+    H = lstm.hidden_size
+    per_dir = 3 if lstm.bias else 2
+    plan = []
+    for k, arrays in enumerate(weights):
+        ndir = len(_suffixes(lstm))
+        if len(arrays) != per_dir * ndir:
+            raise ValueError(f"layer {k}: expected {per_dir * ndir} arrays "
+                             f"({'kernel, recurrent_kernel' + (', bias' if lstm.bias else '')}"
+                             f"{' per direction' if ndir == 2 else ''}), got {len(arrays)}.")
+        for d, sfx in enumerate(_suffixes(lstm)):
+            w_ih = getattr(lstm, f"weight_ih_l{k}{sfx}")
+            kernel, recurrent = (np.asarray(a, dtype=np.float32) for a in arrays[d * per_dir:d * per_dir + 2])
+            expect_k = (w_ih.shape[1], 4 * H)
+            for name, arr, exp in (("kernel", kernel, expect_k), ("recurrent_kernel", recurrent, (H, 4 * H))):
+                if arr.shape != exp:
+                    raise ValueError(f"layer {k}{sfx} {name}: expected shape {exp}, got {arr.shape}.")
+            plan += [(f"weight_ih_l{k}{sfx}", kernel.T), (f"weight_hh_l{k}{sfx}", recurrent.T)]
+            if lstm.bias:
+                bias = np.asarray(arrays[d * per_dir + 2], dtype=np.float32)
+                if bias.shape != (4 * H,):
+                    raise ValueError(f"layer {k}{sfx} bias: expected shape {(4 * H,)}, got {bias.shape}.")
+                plan += [(f"bias_ih_l{k}{sfx}", bias), (f"bias_hh_l{k}{sfx}", np.zeros_like(bias))]
+    with torch.no_grad():
+        for name, value in plan:
+            param = getattr(lstm, name)
+            param.copy_(torch.as_tensor(np.ascontiguousarray(value), dtype=param.dtype, device=param.device))
+
+
+def _lstm_targets(target) -> list:
+    """Our LSTM/Bidirectional layers, in order, from a layer, a list of layers or a model."""
+    from ..layers import LSTM, Bidirectional
+
+    if isinstance(target, (LSTM, Bidirectional)):
+        return [target]
+    layers = list(getattr(target, "layers", target))
+    found = []
+    for layer in layers:
+        if isinstance(layer, (LSTM, Bidirectional)):
+            found.append(layer)
+        elif layer.weights:
+            raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) has weights but is not an LSTM or "
+                             "Bidirectional(LSTM); pass the LSTM layers themselves.")
+    return found
+
+
+def load_torch_lstm(target, lstm) -> None:
+    """Set our LSTM (or Bidirectional) layers' weights from a torch.nn.LSTM.
+
+    target: one layer, a list of layers, or a model whose weighted layers are all
+        LSTM/Bidirectional — one per torch layer, built, with matching sizes.
+    """
+    _check_lstm_module(lstm)
+    from ..layers import Bidirectional
+
+    layers = _lstm_targets(target)
+    if len(layers) != lstm.num_layers:
+        raise ValueError(f"The torch LSTM has num_layers={lstm.num_layers}, the target has {len(layers)} "
+                         f"LSTM layers ({', '.join(l.name for l in layers)}).")
+    weights = torch_lstm_weights(lstm)
+    for k, (layer, arrays) in enumerate(zip(layers, weights)):
+        bidi = isinstance(layer, Bidirectional)
+        if bidi != lstm.bidirectional:
+            raise ValueError(f"layer {layer.name!r}: the torch LSTM is {'' if lstm.bidirectional else 'not '}"
+                             f"bidirectional but the layer is {'a Bidirectional' if bidi else 'a plain LSTM'}.")
+        if bidi and layer.merge_mode != "concat":
+            raise ValueError(f"layer {layer.name!r}: torch concatenates both directions; the layer's merge_mode "
+                             f"is {layer.merge_mode!r}.")
+        for sub in ([layer.forward_layer, layer.backward_layer] if bidi else [layer]):
+            for attr in ("activation", "recurrent_activation"):
+                name = getattr(getattr(sub, attr), "__name__", str(getattr(sub, attr)))
+                expected = "tanh" if attr == "activation" else "sigmoid"
+                if name != expected:
+                    raise ValueError(f"layer {sub.name!r}: {attr}={name!r}, but torch.nn.LSTM uses {expected!r}.")
+        current = layer.get_weights()
+        if [c.shape for c in current] != [a.shape for a in arrays]:
+            raise ValueError(f"layer {layer.name!r} (torch layer {k}): expected weight shapes "
+                             f"{[c.shape for c in current]}, the torch LSTM gives {[a.shape for a in arrays]}.")
+        layer.set_weights(arrays)
+
+
+def lstm_layers_from_torch(lstm, return_sequences: bool = False, return_state: bool = False) -> list:
+    """New fusedlstm layers computing what a torch.nn.LSTM computes (batch-first).
+
+    Returns one LSTM (or Bidirectional(merge_mode='concat')) per torch layer, every one
+    but the last with return_sequences=True; their weights are set when they are built
+    (e.g. `Sequential([Input((None, lstm.input_size)), *layers])`).
+    """
+    _check_lstm_module(lstm)
+    from ..layers import LSTM, Bidirectional
+
+    if lstm.dropout and lstm.training:
+        raise ValueError("The torch LSTM applies dropout between layers in training mode; call lstm.eval() "
+                         "first (dropout is not part of the conversion).")
+    out = []
+    weights = torch_lstm_weights(lstm)
+    for k, arrays in enumerate(weights):
+        last = k == lstm.num_layers - 1
+        kwargs = dict(units=lstm.hidden_size, use_bias=bool(lstm.bias),
+                      return_sequences=(not last) or return_sequences, return_state=last and return_state)
+        if lstm.bidirectional:
+            out.append(Bidirectional(LSTM(**kwargs), merge_mode="concat", weights=arrays))
+        else:
+            out.append(LSTM(**kwargs, weights=arrays))
+    return out
+
+
+def torch_lstm_from_layers(source, batch_first: bool = True):
+    """A new torch.nn.LSTM with the weights of our stacked LSTM (or Bidirectional) layers.
+
+    source: a layer, a list of layers or a model (its LSTM layers, in order). They must
+    stack as torch stacks them: the same units, tanh/sigmoid activations, every layer
+    but the last returning sequences, no go_backwards outside Bidirectional.
+    """
+    try:
+        import torch
+    except ImportError as exc:
+        raise ImportError("PyTorch interchange needs torch: pip install torch") from exc
+    from ..layers import Bidirectional
+
+    layers = _lstm_targets(source)
+    if not layers:
+        raise ValueError("Received no LSTM layers to export.")
+    bidi = [isinstance(layer, Bidirectional) for layer in layers]
+    if len(set(bidi)) != 1:
+        raise ValueError("torch.nn.LSTM is bidirectional in every layer or in none; the layers mix both.")
+    cells = [[l.forward_layer, l.backward_layer] if b else [l] for l, b in zip(layers, bidi)]
+    units = {c.units for pair in cells for c in pair}
+    if len(units) != 1:
+        raise ValueError(f"torch.nn.LSTM has one hidden size; the layers have units {sorted(units)}.")
+    use_bias = {c.use_bias for pair in cells for c in pair}
+    if len(use_bias) != 1:
+        raise ValueError("torch.nn.LSTM has biases in every layer or in none; the layers mix both.")
+    for i, (layer, pair) in enumerate(zip(layers, cells)):
+        for c in pair:
+            act, rec = c.activation.__name__, c.recurrent_activation.__name__
+            if (act, rec) != ("tanh", "sigmoid"):
+                raise ValueError(f"layer {c.name!r}: activation={act!r}, recurrent_activation={rec!r}; torch.nn.LSTM "
+                                 "computes tanh/sigmoid.")
+            if i < len(layers) - 1 and not c.return_sequences:
+                raise ValueError(f"layer {c.name!r} returns only its last output, so it cannot feed the next "
+                                 "torch layer; set return_sequences=True.")
+        if bidi[i] and layer.merge_mode != "concat":
+            raise ValueError(f"layer {layer.name!r}: merge_mode={layer.merge_mode!r}, torch concatenates.")
+        if not bidi[i] and pair[0].go_backwards:
+            raise ValueError(f"layer {pair[0].name!r} has go_backwards=True, which torch.nn.LSTM cannot express.")
+        if not all(c.built for c in pair):
+            raise ValueError(f"layer {layer.name!r} is not built: its input size is unknown yet.")
+    input_size = cells[0][0].kernel.shape[0]
+    module = torch.nn.LSTM(input_size=input_size, hidden_size=units.pop(), num_layers=len(layers),
+                           bias=use_bias.pop(), batch_first=batch_first, bidirectional=bidi[0])
+    set_torch_lstm_weights(module, [layer.get_weights() for layer in layers])
+    return module

@@ -1,0 +1,486 @@
+"""Layer base class, weights, symbolic tensors and the forward/backward protocol.
+
+A layer here is two things at once:
+
+* the Keras-facing object: constructor arguments with Keras 3 names, `build`,
+  `compute_output_shape`, `get_weights`/`set_weights`, `get_config`, and
+  `__call__` on symbolic `KerasTensor`s (functional API) or on NumPy arrays
+  (eager: one inference forward);
+* an engine step with `_fwd(inputs, masks, training, ctx)` and
+  `_bwd(cache, douts, need, ctx)` over whole arrays, which the models chain in a
+  precomputed plan. All heavy work inside them is one C++ kernel call (LSTM,
+  GEMM) or one vectorised NumPy pass; nothing loops over time steps in Python.
+
+Weights are `Variable`s whose `.value` is a NumPy array. A model that trains
+rebinds every trainable variable to a view into one flat float buffer (and
+`.grad` to a view into one flat gradient buffer) so the optimizer updates all
+weights in one kernel call; the layer itself never caches the arrays, it reads
+`var.value` on each call, which is what lets several models share a layer.
+"""
+
+import itertools
+import re
+import threading
+
+import numpy as np
+
+from .. import initializers as _inits
+
+__all__ = ["Layer", "Variable", "KerasTensor", "Node", "clear_session"]
+
+_uid_lock = threading.Lock()
+_uids = {}
+
+
+def to_snake_case(name):
+    """Keras's layer-name rule: LSTM -> lstm, TimeDistributed -> time_distributed."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def unique_name(base):
+    """'lstm', then 'lstm_1', 'lstm_2'... per base name, as Keras names layers."""
+    with _uid_lock:
+        n = _uids.get(base, 0)
+        _uids[base] = n + 1
+    return base if n == 0 else f"{base}_{n}"
+
+
+def clear_session():
+    """Reset the automatic layer/model names (keras.backend.clear_session)."""
+    with _uid_lock:
+        _uids.clear()
+
+
+class Variable:
+    """One weight: `.value` is the NumPy array the kernels read; `.grad` its gradient view.
+
+    Mirrors the parts of keras.Variable notebooks touch: name, path, shape,
+    trainable, numpy(), assign().
+    """
+
+    __slots__ = ("name", "path", "value", "grad", "trainable", "_gstamp", "_owner", "__weakref__")
+
+    def __init__(self, name, value, trainable=True, path=None):
+        self.name = name
+        self.path = path or name
+        self.value = value
+        self.grad = None
+        self.trainable = trainable
+        self._gstamp = -1
+        self._owner = None  # the parameter store whose buffer holds .value, if any
+
+    @property
+    def shape(self):
+        return self.value.shape
+
+    @property
+    def dtype(self):
+        return str(self.value.dtype)
+
+    def numpy(self):
+        return self.value.copy()
+
+    def assign(self, value):
+        arr = np.asarray(value)
+        if arr.shape != self.value.shape:
+            raise ValueError(
+                f"Cannot assign a value of shape {arr.shape} to variable {self.path!r} of "
+                f"shape {self.value.shape}.")
+        self.value[...] = arr
+
+    def __array__(self, dtype=None, copy=None):
+        return np.array(self.value, dtype=dtype, copy=True)
+
+    def __repr__(self):
+        return f"<Variable path={self.path}, shape={self.shape}, dtype={self.dtype}>"
+
+
+class KerasTensor:
+    """A symbolic tensor of the functional API: a shape (None = unknown) and a dtype."""
+
+    __slots__ = ("shape", "dtype", "_keras_history", "name")
+
+    def __init__(self, shape, dtype="float32", history=None, name=None):
+        self.shape = tuple(None if d is None else int(d) for d in shape)
+        self.dtype = dtype
+        self._keras_history = history  # (layer, node, index)
+        self.name = name
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def __repr__(self):
+        return f"<KerasTensor shape={self.shape}, dtype={self.dtype}, name={self.name}>"
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError(
+            "A symbolic KerasTensor has no value: it only describes a model's graph. Build a "
+            "Model(inputs, outputs) and call predict() on data instead.")
+
+    def _unsupported(self, *args):
+        raise NotImplementedError(
+            "Arithmetic on symbolic tensors is not supported by fusedlstm; use layers "
+            "(e.g. Add, Concatenate) to combine tensors.")
+
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = _unsupported
+    __getitem__ = _unsupported
+
+
+class Node:
+    """One call of a layer on symbolic tensors: the graph's edge list."""
+
+    __slots__ = ("layer", "inputs", "outputs", "training", "n_state")
+
+    def __init__(self, layer, inputs, outputs, training=None, n_state=0):
+        self.layer = layer
+        self.inputs = inputs
+        self.outputs = outputs
+        self.training = training
+        self.n_state = n_state
+
+
+class Context:
+    """Per-call state of the engine: training flag, gradient stamp and the weight-gradient sink.
+
+    Each step writes a variable's gradient with add_grad/grad_out: the first write in a
+    step (stamp) overwrites, later ones (a layer used twice) accumulate. A fresh Context
+    is made per call, so concurrent predict() calls never share one.
+    """
+
+    __slots__ = ("training", "want_grads", "stamp")
+    # next() on itertools.count is atomic under the GIL: unique stamps without a lock.
+    _stamps = itertools.count(1)
+
+    def __init__(self, training=False, want_grads=False):
+        self.training = training
+        self.want_grads = want_grads
+        self.stamp = next(Context._stamps)
+
+    def add_grad(self, var, g):
+        dst = var.grad
+        if dst is None:
+            return
+        if var._gstamp == self.stamp:
+            np.add(dst, g, out=dst)
+        else:
+            np.copyto(dst, g)
+            var._gstamp = self.stamp
+
+    def grad_out(self, var):
+        """(buffer, accumulate) for kernels that write a gradient in place, or (None, False)."""
+        dst = var.grad
+        if dst is None:
+            return None, False
+        acc = var._gstamp == self.stamp
+        var._gstamp = self.stamp
+        return dst, acc
+
+
+_BASE_KWARGS = ("name", "trainable", "dtype", "input_shape", "batch_input_shape", "batch_size",
+                "input_dim", "input_length", "weights", "autocast", "activity_regularizer",
+                "dynamic")
+
+
+def _check_none(layer_cls, **kw):
+    """Keras arguments we accept only at their default (None): anything else is refused."""
+    for k, v in kw.items():
+        if v is not None:
+            raise NotImplementedError(
+                f"{layer_cls}: argument `{k}`={v!r} is not supported by fusedlstm (only None).")
+
+
+def _normalize_dtype(dtype):
+    if dtype is None:
+        return "float32"
+    name = getattr(dtype, "name", dtype)
+    name = str(np.dtype(name)) if not isinstance(name, str) else name
+    if name not in ("float32", "float64"):
+        raise NotImplementedError(
+            f"Layer dtype {dtype!r} is not supported; fusedlstm computes in float32 (or float64 "
+            "for testing).")
+    return name
+
+
+class Layer:
+    """Base of every fusedlstm layer (keras.layers.Layer's public surface)."""
+
+    # Whether a mask on the (first) input passes through to the output unchanged.
+    supports_masking = False
+    # Layers whose first input is integer token ids (Embedding): models keep ints for them.
+    _takes_ids = False
+
+    def __init__(self, name=None, trainable=True, dtype=None, input_shape=None,
+                 batch_input_shape=None, batch_size=None, input_dim=None, input_length=None,
+                 weights=None, autocast=True, activity_regularizer=None, dynamic=False, **kwargs):
+        if kwargs:
+            raise TypeError(
+                f"Unrecognized keyword arguments passed to {type(self).__name__}: {kwargs}")
+        _check_none(type(self).__name__, activity_regularizer=activity_regularizer)
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"Received an invalid value for argument `name`, expected a string, got {name!r}.")
+        self.name = name or unique_name(to_snake_case(type(self).__name__))
+        self._trainable = bool(trainable)
+        self.dtype = _normalize_dtype(dtype)
+        self.built = False
+        self._variables = []
+        self._inbound_nodes = []
+        self._initial_weights = weights
+        # Keras 2 spellings of the first layer's input shape.
+        if batch_input_shape is None and input_shape is None and input_dim is not None:
+            input_shape = (input_length, input_dim) if input_length is not None or self._is_rnn() else (input_dim,)
+        if batch_input_shape is not None:
+            self._batch_input_shape = tuple(batch_input_shape)
+        elif input_shape is not None:
+            if isinstance(input_shape, int):
+                input_shape = (input_shape,)
+            self._batch_input_shape = (batch_size,) + tuple(input_shape)
+        else:
+            self._batch_input_shape = None
+        self._batch_size_hint = batch_size
+
+    def _is_rnn(self):
+        return False
+
+    # --- weights --------------------------------------------------------------------
+
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        from ..models.store import bump_generation
+
+        self._trainable = bool(value)
+        for layer in self._sublayers():
+            layer.trainable = value
+        # Models re-check their flat parameter store and gradient plan on the next step.
+        bump_generation()
+
+    def _sublayers(self):
+        return []
+
+    def add_weight(self, name, shape, initializer="zeros", trainable=True, dtype=None):
+        init = _inits.get(initializer) if not callable(initializer) or isinstance(initializer, _inits.Initializer) else initializer
+        value = np.ascontiguousarray(init(tuple(shape), dtype or self.dtype), dtype=dtype or self.dtype)
+        if value.shape != tuple(shape):
+            raise ValueError(f"Initializer for {self.name}/{name} returned shape {value.shape}, expected {tuple(shape)}.")
+        var = Variable(name, value, trainable=trainable, path=f"{self.name}/{name}")
+        self._variables.append(var)
+        return var
+
+    @property
+    def weights(self):
+        out = list(self._variables)
+        for layer in self._sublayers():
+            out.extend(layer.weights)
+        return out
+
+    @property
+    def variables(self):
+        return self.weights
+
+    @property
+    def trainable_weights(self):
+        if not self.trainable:
+            return []
+        out = [v for v in self._variables if v.trainable]
+        for layer in self._sublayers():
+            out.extend(layer.trainable_weights)
+        return out
+
+    @property
+    def non_trainable_weights(self):
+        ids = {id(v) for v in self.trainable_weights}
+        return [v for v in self.weights if id(v) not in ids]
+
+    trainable_variables = trainable_weights
+    non_trainable_variables = non_trainable_weights
+
+    def get_weights(self):
+        return [v.value.copy() for v in self.weights]
+
+    def set_weights(self, weights):
+        params = self.weights
+        weights = list(weights)
+        if len(weights) != len(params):
+            raise ValueError(
+                f"You called `set_weights(weights)` on layer '{self.name}' with a weight list of "
+                f"length {len(weights)}, but the layer was expecting {len(params)} weights "
+                f"({[v.name for v in params]}).")
+        arrays = []
+        for p, w in zip(params, weights):
+            a = np.asarray(w)
+            if a.shape != p.shape:
+                raise ValueError(
+                    f"Layer '{self.name}' weight '{p.name}' has shape {p.shape}; the value "
+                    f"given has shape {a.shape}.")
+            if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+                raise TypeError(f"Layer '{self.name}' weight '{p.name}': expected a numeric array, got dtype {a.dtype}.")
+            arrays.append(a)
+        for p, a in zip(params, arrays):
+            p.value[...] = a
+
+    def count_params(self):
+        if not self.built:
+            raise ValueError(
+                f"You tried to call `count_params` on layer '{self.name}', but the layer isn't "
+                "built. You can build it manually via: `layer.build(input_shape)`.")
+        return int(sum(v.value.size for v in self.weights))
+
+    # --- building --------------------------------------------------------------------
+
+    def build(self, input_shape):
+        self.built = True
+
+    def _build_from_shapes(self, shapes):
+        """Build from the shapes of every call input (the first is the main input)."""
+        if not self.built:
+            self.build(shapes[0])
+            self.built = True
+            if self._initial_weights is not None:
+                w, self._initial_weights = self._initial_weights, None
+                self.set_weights(w)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def _output_shapes(self, shapes):
+        out = self.compute_output_shape(shapes[0])
+        return [tuple(out)]
+
+    def _output_dtypes(self, dtypes):
+        return [self.dtype] * self._n_outputs()
+
+    def _n_outputs(self):
+        return 1
+
+    def _check_input_shapes(self, shapes):
+        """Raise ValueError for an input this layer cannot take (rank, fixed sizes)."""
+
+    # --- calling -----------------------------------------------------------------------
+
+    def _flatten_call(self, inputs, initial_state):
+        """The flat list of tensors one call consumes, in _fwd order, and the state count."""
+        if initial_state is not None:
+            raise NotImplementedError(f"{type(self).__name__} does not take `initial_state`.")
+        if isinstance(inputs, (list, tuple)):
+            if len(inputs) != 1:
+                raise ValueError(
+                    f"Layer '{self.name}' expects 1 input, but it received {len(inputs)} input tensors.")
+            inputs = inputs[0]
+        return [inputs], 0
+
+    def _pack_outputs(self, outs):
+        return outs[0] if len(outs) == 1 else list(outs)
+
+    def __call__(self, *args, **kwargs):
+        if args:
+            inputs, rest = args[0], args[1:]
+            if rest:
+                raise TypeError(f"{type(self).__name__}.__call__ takes one positional argument (inputs), got {len(args)}.")
+        elif "inputs" in kwargs:
+            inputs = kwargs.pop("inputs")
+        else:
+            raise TypeError(f"{type(self).__name__}.__call__ is missing the `inputs` argument.")
+        initial_state = kwargs.pop("initial_state", None)
+        training = kwargs.pop("training", None)
+        mask = kwargs.pop("mask", None)
+        if kwargs:
+            raise NotImplementedError(
+                f"{type(self).__name__}.__call__ does not support the argument(s) {sorted(kwargs)}.")
+        flat, n_state = self._flatten_call(inputs, initial_state)
+        symbolic = [isinstance(t, KerasTensor) for t in flat]
+        if any(symbolic):
+            if not all(symbolic):
+                raise TypeError(
+                    f"Layer '{self.name}' was called with a mix of symbolic tensors and arrays; "
+                    "in the functional API every input must come from keras Input/layers.")
+            if mask is not None:
+                raise NotImplementedError("Passing `mask=` explicitly in the functional API is not supported; masks propagate from Embedding(mask_zero=True)/Masking.")
+            return self._call_symbolic(flat, n_state, training)
+        return self._call_eager(flat, training, mask)
+
+    def _call_symbolic(self, flat, n_state, training):
+        shapes = [t.shape for t in flat]
+        self._check_input_shapes(shapes)
+        self._build_from_shapes(shapes)
+        out_shapes = self._output_shapes(shapes)
+        out_dtypes = self._output_dtypes([t.dtype for t in flat])
+        node = Node(self, list(flat), None, training, n_state)
+        outs = [KerasTensor(s, d, history=(self, node, i), name=f"{self.name}_{len(self._inbound_nodes)}_{i}")
+                for i, (s, d) in enumerate(zip(out_shapes, out_dtypes))]
+        node.outputs = outs
+        self._inbound_nodes.append(node)
+        return self._pack_outputs(outs)
+
+    def _prepare_eager(self, arr, i):
+        a = np.asarray(arr)
+        if i == 0 and self._takes_ids:
+            return a
+        if a.dtype != self.dtype:
+            a = a.astype(self.dtype)
+        return a
+
+    def _call_eager(self, flat, training, mask):
+        arrs = [self._prepare_eager(a, i) for i, a in enumerate(flat)]
+        shapes = [(None,) + a.shape[1:] for a in arrs]
+        self._check_input_shapes([a.shape for a in arrs])
+        self._build_from_shapes(shapes)
+        masks = [None] * len(arrs)
+        if mask is not None:
+            masks[0] = np.asarray(mask).astype(bool)
+        ctx = Context(training=bool(training), want_grads=False)
+        outs, _, _ = self._fwd(arrs, masks, bool(training), ctx)
+        return self._pack_outputs(outs)
+
+    # --- engine protocol ----------------------------------------------------------------
+
+    def _fwd(self, inputs, masks, training, ctx):
+        """Forward over whole arrays: (outputs, output masks, cache for _bwd)."""
+        raise NotImplementedError
+
+    def _bwd(self, cache, douts, need, ctx):
+        """Backward: douts parallel to outputs (None = zero); returns input grads (None where
+        `need` is False or the input is not differentiable)."""
+        raise NotImplementedError
+
+    def _out_mask(self, masks):
+        return masks[0] if self.supports_masking else None
+
+    # --- config -------------------------------------------------------------------------
+
+    def get_config(self):
+        cfg = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}
+        if self._batch_input_shape is not None:
+            cfg["batch_input_shape"] = list(self._batch_input_shape)
+        return cfg
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+    # Keras exposes these for the functional API.
+    @property
+    def input(self):
+        if not self._inbound_nodes:
+            raise AttributeError(f"Layer '{self.name}' has never been called and thus has no defined input.")
+        ins = self._inbound_nodes[0].inputs
+        return ins[0] if len(ins) == 1 else ins
+
+    @property
+    def output(self):
+        if not self._inbound_nodes:
+            raise AttributeError(f"Layer '{self.name}' has never been called and thus has no defined output.")
+        outs = self._inbound_nodes[0].outputs
+        return outs[0] if len(outs) == 1 else outs
+
+
+def shape_str(shape):
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"

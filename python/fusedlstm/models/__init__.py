@@ -1,0 +1,13 @@
+"""Keras-compatible models (`from fusedlstm.models import Sequential, Model, load_model`)."""
+
+from .functional import Functional, Model
+from .sequential import Sequential
+
+
+def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
+    """Load a model saved with model.save() (see fusedlstm.saving for the formats)."""
+    from ..saving import load_model as _load
+    return _load(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
+
+
+__all__ = ["Sequential", "Model", "Functional", "load_model"]

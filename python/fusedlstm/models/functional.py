@@ -1,0 +1,496 @@
+"""The functional Model: a graph of layer calls compiled into a flat execution plan.
+
+`Model(inputs, outputs)` walks the symbolic graph once and turns it into a `Plan`:
+a topologically ordered list of steps, each reading and writing numbered slots
+(one slot per tensor). Running the model is a loop over those steps calling each
+layer's `_fwd` on whole arrays; training runs `_bwd` in reverse, summing gradients
+of slots with several consumers. Producer -> LSTM pairs that fuse (Embedding,
+RepeatVector; see fusion.py) become a single step.
+
+Which steps need a backward pass, and which of their inputs need a gradient, is
+computed once per trainable-set (store generation), not per step.
+"""
+
+import numbers
+import threading
+
+import numpy as np
+
+from ..layers.base import Context, KerasTensor, Layer, shape_str, unique_name
+from ..layers.core import InputLayer
+from . import fusion
+from .store import ParamStore, generation
+from .training import Trainer
+
+
+class Step:
+    __slots__ = ("op", "ins", "outs", "training", "layers", "need", "active", "n_state")
+
+    def __init__(self, op, ins, outs, training, layers, n_state=0):
+        self.op = op
+        self.ins = ins
+        self.outs = outs
+        self.training = training
+        self.layers = layers
+        self.n_state = n_state
+        self.need = [False] * len(ins)
+        self.active = True
+
+
+class Plan:
+    """Steps over slots; input_slots/output_slots map model inputs/outputs to slots."""
+
+    def __init__(self, steps, n_slots, input_slots, output_slots, producers):
+        self.steps = steps
+        self.n_slots = n_slots
+        self.input_slots = input_slots
+        self.output_slots = output_slots
+        self.producers = producers  # slot -> index of the step writing it (or -1 for inputs)
+        self._need_key = None
+
+    def prepare_grads(self, input_need):
+        """Mark which steps run backward and which inputs they must differentiate."""
+        key = (generation(), tuple(input_need))
+        if key == self._need_key:
+            return
+        rg = [False] * self.n_slots
+        for s, n in zip(self.input_slots, input_need):
+            rg[s] = rg[s] or bool(n)
+        for st in self.steps:
+            st.need = [rg[i] for i in st.ins]
+            has_w = any(layer.trainable_weights for layer in st.layers)
+            st.active = has_w or any(st.need)
+            out_rg = st.active
+            for o in st.outs:
+                rg[o] = out_rg
+        self._need_key = key
+
+
+def _flatten(x):
+    if isinstance(x, (list, tuple)):
+        out = []
+        for e in x:
+            out.extend(_flatten(e))
+        return out
+    return [x]
+
+
+def build_plan(input_tensors, output_tensors, model_name):
+    """Topologically order the graph between the given tensors and assign slots."""
+    order = []
+    state = {}
+
+    def visit(t):
+        hist = t._keras_history
+        if hist is None:
+            raise ValueError(f"Model '{model_name}': tensor {t} was not produced by a layer or Input.")
+        layer, node, _ = hist
+        key = id(node)
+        st = state.get(key)
+        if st == 2:
+            return
+        if st == 1:
+            raise ValueError(f"Model '{model_name}': the layer graph has a cycle at layer '{layer.name}'.")
+        state[key] = 1
+        for t_in in node.inputs:
+            visit(t_in)
+        state[key] = 2
+        order.append(node)
+
+    for t in output_tensors:
+        visit(t)
+
+    slots = {}
+    input_ids = {id(t) for t in input_tensors}
+    for t in input_tensors:
+        if id(t) not in slots:
+            slots[id(t)] = len(slots)
+    steps = []
+    for node in order:
+        if isinstance(node.layer, InputLayer):
+            t = node.outputs[0]
+            if id(t) not in input_ids:
+                raise ValueError(
+                    f"Graph disconnected in model '{model_name}': cannot obtain value for tensor "
+                    f"{t} at layer '{node.layer.name}'. Pass it among the model's `inputs`.")
+            continue
+        for t in node.outputs:
+            slots.setdefault(id(t), len(slots))
+        steps.append(Step(node.layer, [slots[id(t)] for t in node.inputs],
+                          [slots[id(t)] for t in node.outputs], node.training, [node.layer],
+                          node.n_state))
+    for t in output_tensors:
+        if id(t) not in slots:
+            raise ValueError(f"Model '{model_name}': output {t} is not reachable from the inputs.")
+    output_slots = [slots[id(t)] for t in output_tensors]
+    input_slots = [slots[id(t)] for t in input_tensors]
+    steps = _fuse_steps(steps, set(output_slots))
+    producers = {s: -1 for s in input_slots}
+    for k, st in enumerate(steps):
+        for o in st.outs:
+            producers[o] = k
+    return Plan(steps, len(slots), input_slots, output_slots, producers)
+
+
+def _fuse_steps(steps, output_slots):
+    consumers = {}
+    for k, st in enumerate(steps):
+        for i in st.ins:
+            consumers.setdefault(i, []).append(k)
+    out, skip = [], set()
+    for k, st in enumerate(steps):
+        if k in skip:
+            continue
+        fused = None
+        if len(st.outs) == 1 and st.training is None and st.outs[0] not in output_slots:
+            users = consumers.get(st.outs[0], [])
+            if len(users) == 1:
+                nxt = steps[users[0]]
+                if nxt.ins[0] == st.outs[0] and st.outs[0] not in nxt.ins[1:] and nxt.training is None:
+                    op = fusion.fuse(st.op, nxt.op)
+                    if op is not None:
+                        fused = Step(op, st.ins + nxt.ins[1:], nxt.outs, None, op.layers, nxt.n_state)
+                        skip.add(users[0])
+        out.append(fused or st)
+    # The fused step sits at the producer's place, possibly before the producers of the
+    # consumer's other inputs (initial states): re-sort topologically. No cycle can
+    # appear: only the consumer read the producer's output.
+    return _toposort(out)
+
+
+def _toposort(steps):
+    produced = {}
+    for k, st in enumerate(steps):
+        for o in st.outs:
+            produced[o] = k
+    done, order = set(), []
+
+    def visit(k):
+        if k in done:
+            return
+        done.add(k)
+        for i in steps[k].ins:
+            p = produced.get(i)
+            if p is not None:
+                visit(p)
+        order.append(steps[k])
+
+    for k in range(len(steps)):
+        visit(k)
+    return order
+
+
+class _ThreadLocal(threading.local):
+    pass
+
+
+class Functional(Trainer, Layer):
+    """keras.Model built from symbolic inputs and outputs (the functional API).
+
+    >>> from fusedlstm.layers import Input, LSTM, Dense
+    >>> inp = Input((None, 3)); out = Dense(2)(LSTM(4)(inp))
+    >>> Model(inp, out).predict(np.zeros((1, 5, 3), "float32"), verbose=0).shape
+    (1, 2)
+    """
+
+    def __init__(self, inputs=None, outputs=None, name=None, trainable=True, **kwargs):
+        if inputs is None or outputs is None:
+            raise NotImplementedError(
+                "fusedlstm supports the functional API (Model(inputs, outputs)) and Sequential; "
+                "subclassed models with a custom call() are not supported.")
+        Layer.__init__(self, name=name or unique_name("functional"), trainable=trainable, **kwargs)
+        Trainer.__init__(self)
+        self._init_graph(inputs, outputs)
+
+    # --- graph ------------------------------------------------------------------------------
+
+    def _init_graph(self, inputs, outputs):
+        if isinstance(inputs, dict) or isinstance(outputs, dict):
+            raise NotImplementedError("Dict inputs/outputs are not supported; pass lists of tensors.")
+        self._inputs_list = isinstance(inputs, (list, tuple))
+        self._outputs_list = isinstance(outputs, (list, tuple))
+        ins, outs = _flatten(inputs), _flatten(outputs)
+        for t in ins + outs:
+            if not isinstance(t, KerasTensor):
+                raise TypeError(f"Model '{self.name}': inputs and outputs must be symbolic tensors from Input()/layers, got {type(t).__name__}.")
+        for t in ins:
+            if not isinstance(t._keras_history[0], InputLayer):
+                raise ValueError(f"Model '{self.name}': every input must come from keras Input(); {t} does not.")
+        self.inputs, self.outputs = ins, outs
+        self._plan = build_plan(ins, outs, self.name)
+        # The model computes in float64 only when every layer does (tests); else float32.
+        dts = {getattr(st_layer, "dtype", "float32") for st in self._plan.steps for st_layer in st.layers}
+        self.dtype = "float64" if dts == {"float64"} else "float32"
+        layers = [t._keras_history[0] for t in ins]
+        seen = {id(layer) for layer in layers}
+        for st in self._plan_layer_order(ins, outs):
+            if id(st) not in seen:
+                seen.add(id(st))
+                layers.append(st)
+        self._layers = layers
+        self.output_names = [t._keras_history[0].name for t in outs]
+        self.input_names = [t._keras_history[0].name for t in ins]
+        self._input_takes_ids = [self._feeds_ids(t) for t in ins]
+        self.built = True
+        self._tls = _ThreadLocal()
+        self._store = None
+        self._store_gen = -1
+
+    def _plan_layer_order(self, ins, outs):
+        order, seen = [], set()
+
+        def visit(t):
+            layer, node, _ = t._keras_history
+            if id(node) in seen:
+                return
+            seen.add(id(node))
+            for t_in in node.inputs:
+                visit(t_in)
+            if not isinstance(layer, InputLayer):
+                order.append(layer)
+
+        for t in outs:
+            visit(t)
+        return order
+
+    def _feeds_ids(self, t):
+        if np.issubdtype(np.dtype(t.dtype), np.integer):
+            return True
+        for st in self._plan.steps:
+            if self._plan.input_slots[self.inputs.index(t)] == st.ins[0] and getattr(st.layers[0], "_takes_ids", False):
+                return True
+        return False
+
+    @property
+    def layers(self):
+        return list(self._layers)
+
+    def _sublayers(self):
+        return [layer for layer in self._layers if not isinstance(layer, InputLayer)]
+
+    def get_layer(self, name=None, index=None):
+        if index is not None:
+            if name is not None:
+                raise ValueError("Provide only a layer name or a layer index, not both.")
+            if not -len(self.layers) <= index < len(self.layers):
+                raise ValueError(f"Was asked to retrieve layer at index {index} but model only has {len(self.layers)} layers.")
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"No such layer: {name}. Existing layers are: {[layer.name for layer in self.layers]}.")
+
+    @property
+    def weights(self):
+        out, seen = [], set()
+        for layer in self._sublayers():
+            for v in layer.weights:
+                if id(v) not in seen:
+                    seen.add(id(v))
+                    out.append(v)
+        return out
+
+    @property
+    def trainable_weights(self):
+        if not self.trainable:
+            return []
+        out, seen = [], set()
+        for layer in self._sublayers():
+            for v in layer.trainable_weights:
+                if id(v) not in seen:
+                    seen.add(id(v))
+                    out.append(v)
+        return out
+
+    @property
+    def input_shape(self):
+        s = [t.shape for t in self.inputs]
+        return s if self._inputs_list else s[0]
+
+    @property
+    def output_shape(self):
+        s = [t.shape for t in self.outputs]
+        return s if self._outputs_list else s[0]
+
+    @property
+    def input(self):
+        return list(self.inputs) if self._inputs_list else self.inputs[0]
+
+    @property
+    def output(self):
+        return list(self.outputs) if self._outputs_list else self.outputs[0]
+
+    def reset_states(self):
+        for layer in self._sublayers():
+            if hasattr(layer, "reset_states"):
+                layer.reset_states()
+
+    reset_state = reset_states
+
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
+                show_trainable=False, layer_range=None):
+        from .summary import print_summary
+        print_summary(self, line_length=line_length, print_fn=print_fn, show_trainable=show_trainable)
+
+    # --- as a layer inside another model ---------------------------------------------------
+
+    def _flatten_call(self, inputs, initial_state):
+        if initial_state is not None:
+            raise NotImplementedError("A Model does not take `initial_state`.")
+        flat = _flatten(inputs)
+        if len(flat) != len(self.inputs):
+            raise ValueError(f"Model '{self.name}' expects {len(self.inputs)} input(s), got {len(flat)}.")
+        return flat, 0
+
+    def _build_from_shapes(self, shapes):
+        self.built = True
+
+    def _output_shapes(self, shapes):
+        return [t.shape for t in self.outputs]
+
+    def _output_dtypes(self, dtypes):
+        return [t.dtype for t in self.outputs]
+
+    def _n_outputs(self):
+        return len(self.outputs)
+
+    def _pack_outputs(self, outs):
+        return list(outs) if self._outputs_list else outs[0]
+
+    def _call_eager(self, flat, training, mask):
+        xs = self._standardize_inputs(flat if self._inputs_list or len(flat) > 1 else flat[0])
+        ctx = Context(training=bool(training), want_grads=False)
+        vals, masks, _ = self._run_forward(xs, bool(training), ctx)
+        return self._pack_outputs([vals[s] for s in self._plan.output_slots])
+
+    def _fwd(self, inputs, masks, training, ctx):
+        vals, ms, caches = self._run_forward(inputs, training, ctx, in_masks=masks)
+        p = self._plan
+        return [vals[s] for s in p.output_slots], [ms[s] for s in p.output_slots], caches
+
+    def _bwd(self, cache, douts, need, ctx):
+        p = self._plan
+        p.prepare_grads(need)
+        grads = [None] * p.n_slots
+        for s, d in zip(p.output_slots, douts):
+            if d is not None:
+                grads[s] = d if grads[s] is None else grads[s] + d
+        self._run_backward(p.steps, cache, grads, ctx)
+        return [grads[s] if n else None for s, n in zip(p.input_slots, need)]
+
+    # --- execution ---------------------------------------------------------------------------
+
+    def _standardize_inputs(self, x):
+        """Model inputs as a list of arrays: floats cast to the model dtype, ids kept as ints."""
+        n = len(self.inputs)
+        if isinstance(x, dict):
+            missing = [k for k in self.input_names if k not in x]
+            if missing:
+                raise ValueError(f"Model '{self.name}': missing input(s) {missing} in the dict; expected keys {self.input_names}.")
+            xs = [x[k] for k in self.input_names]
+        elif isinstance(x, (list, tuple)) and not (n == 1 and _looks_like_data(x)):
+            xs = list(x)
+        else:
+            xs = [x]
+        if len(xs) != n:
+            raise ValueError(
+                f"Model '{self.name}' expects {n} input(s) ({self.input_names}), but it received "
+                f"{len(xs)} input array(s).")
+        out = []
+        for k, (a, t, ids) in enumerate(zip(xs, self.inputs, self._input_takes_ids)):
+            if isinstance(a, KerasTensor):
+                raise TypeError(f"Model '{self.name}' was given a symbolic tensor for input {k}; pass arrays (or call the model inside a functional graph).")
+            a = np.asarray(a)
+            if a.dtype == object or a.dtype.kind not in "biuf":
+                raise TypeError(f"Input {k} of model '{self.name}' must be a numeric array, got dtype {a.dtype}.")
+            want = t.shape
+            if a.ndim != len(want):
+                raise ValueError(
+                    f"Input {k} of model '{self.name}' is incompatible with the model: expected "
+                    f"shape {shape_str(want)} (ndim={len(want)}), found shape {a.shape} (ndim={a.ndim}).")
+            # Fixed feature sizes must match; the time axis may vary unless it is the last one.
+            checked = [len(want) - 1] if not ids and len(want) >= 2 else []
+            for ax in checked:
+                if want[ax] is not None and a.shape[ax] != want[ax]:
+                    raise ValueError(
+                        f"Input {k} of model '{self.name}' is incompatible with the model: expected "
+                        f"shape {shape_str(want)}, found shape {a.shape}.")
+            if not ids and a.dtype != self._dtype_name():
+                a = a.astype(self._dtype_name())
+            out.append(a)
+        B = {a.shape[0] for a in out}
+        if len(B) > 1:
+            raise ValueError(f"Model '{self.name}': all inputs must have the same number of samples, got {[a.shape[0] for a in out]}.")
+        return out
+
+    def _dtype_name(self):
+        return self.dtype
+
+    def _run_forward(self, inputs, training, ctx, steps=None, in_masks=None):
+        p = self._plan
+        vals = [None] * p.n_slots
+        masks = [None] * p.n_slots
+        for k, (s, a) in enumerate(zip(p.input_slots, inputs)):
+            vals[s] = a
+            if in_masks is not None:
+                masks[s] = in_masks[k]
+        steps = p.steps if steps is None else steps
+        caches = [None] * len(steps)
+        for k, st in enumerate(steps):
+            tr = training if st.training is None else bool(st.training)
+            outs, oms, cache = st.op._fwd([vals[i] for i in st.ins], [masks[i] for i in st.ins], tr, ctx)
+            for i, o, m in zip(st.outs, outs, oms):
+                vals[i] = o
+                masks[i] = m
+            caches[k] = cache
+        return vals, masks, caches
+
+    @staticmethod
+    def _run_backward(steps, caches, grads, ctx):
+        for k in range(len(steps) - 1, -1, -1):
+            st = steps[k]
+            if not st.active:
+                continue
+            douts = [grads[i] for i in st.outs]
+            if all(d is None for d in douts):
+                continue
+            dins = st.op._bwd(caches[k], douts, st.need, ctx)
+            for i, d in zip(st.ins, dins):
+                if d is None:
+                    continue
+                g = grads[i]
+                grads[i] = d if g is None else g + d
+
+    def _ensure_store(self):
+        """The flat parameter store, (re)claimed when another model or a trainable flag moved it."""
+        if self._store_gen == generation() and self._store is not None:
+            return self._store
+        variables = self.trainable_weights
+        st = self._store
+        if st is None or [id(v) for v in st.variables] != [id(v) for v in variables] or not st.holds_all():
+            dtypes = {v.value.dtype for v in variables}
+            if len(dtypes) > 1:
+                raise NotImplementedError(f"Model '{self.name}' mixes weight dtypes {sorted(map(str, dtypes))}; use one dtype.")
+            st = ParamStore(variables, dtypes.pop() if dtypes else np.float32)
+            self._store = st
+        ids = {id(v) for v in variables}
+        for v in self.weights:
+            if id(v) not in ids:
+                v.grad = None
+        self._store_gen = generation()
+        return st
+
+    def __call__(self, *args, **kwargs):
+        return Layer.__call__(self, *args, **kwargs)
+
+    def get_config(self):
+        from ..saving import functional_config
+        return functional_config(self)
+
+
+def _looks_like_data(x):
+    """A list that is one input's data (nested numbers), not a list of input arrays."""
+    return len(x) > 0 and isinstance(x[0], (numbers.Number, list, tuple)) and not isinstance(x[0], np.ndarray)
+
+
+Model = Functional

@@ -1,0 +1,152 @@
+"""Plan-level fusions of a producer layer into the LSTM that consumes it.
+
+Both rewrites feed the LSTM kernel integer ids and a lookup table instead of a
+dense (B, T, I) input, so the input projection x·W is computed once per distinct
+row rather than once per (batch, step):
+
+* Embedding -> LSTM / Bidirectional: table = E·W (V, 4H), ids are the tokens
+  (mask_zero masks id 0 as Keras does). Backward: dE = dtable·Wᵀ, dW = Eᵀ·dtable.
+  Chosen per call when V <= B·T (otherwise the gather + (B·T, D)·W GEMM is
+  cheaper) and, in training, when the LSTM has no input dropout (a per-sample
+  dropout mask makes the projection differ per sample).
+* RepeatVector(n) -> LSTM / Bidirectional: table = x·W (B, 4H), ids[b, t] = b:
+  the repeated input is projected once per sample, never materialised. LSTM
+  input dropout (one (B, I) mask per call, reused over time) applies to x first.
+
+A fused step behaves as a layer in the plan (same _fwd/_bwd protocol); the model's
+`layers`, weights and summary are unchanged.
+"""
+
+import numpy as np
+
+from .. import _core
+from .. import utils
+from ..layers.core import RepeatVector
+from ..layers.embedding import Embedding
+from ..layers.lstm import LSTM, dropout_mask
+from ..layers.wrappers import Bidirectional
+
+
+def _rnn_kernels(rnn):
+    if isinstance(rnn, Bidirectional):
+        return [rnn.forward_layer, rnn.backward_layer]
+    return [rnn]
+
+
+def _run_rnn(rnn, ids, tables, inputs, mask, training, ctx):
+    if isinstance(rnn, Bidirectional):
+        return rnn._run_both(ids, tables[0], ids, tables[1], inputs, mask, training, ctx)
+    return rnn._run(ids, tables[0], inputs, mask, training, ctx)
+
+
+def _bwd_rnn(rnn, cache, douts, ctx):
+    """Backward through the LSTM(s): (d state inputs, [dtable per direction])."""
+    if isinstance(rnn, Bidirectional):
+        _, dWf, dWb, extra = rnn._bwd_both(cache, douts, False, ctx)
+        return extra, [dWf, dWb]
+    _, dh0, dc0, dW = rnn._run_backward(cache, douts, False, ctx)
+    return ([dh0, dc0] if cache[2] else []), [dW]
+
+
+class EmbeddingLSTM:
+    """Embedding followed by an LSTM (or Bidirectional LSTM) as one plan step."""
+
+    def __init__(self, emb, rnn):
+        self.emb, self.rnn = emb, rnn
+        self.layers = [emb, rnn]
+
+    def _use_table(self, ids, training):
+        if training and any(k.dropout > 0 for k in _rnn_kernels(self.rnn)):
+            return False
+        return ids.ndim == 2 and self.emb.input_dim <= ids.size
+
+    def _fwd(self, inputs, masks, training, ctx):
+        ids = self.emb.ids(inputs[0])
+        if not self._use_table(ids, training):
+            eo, em, ec = self.emb._fwd([ids], [None], training, ctx)
+            ro, rm, rc = self.rnn._fwd([eo[0]] + list(inputs[1:]), [em[0]] + list(masks[1:]), training, ctx)
+            return ro, rm, (False, ec, rc)
+        E = self.emb.embeddings.value
+        tables = [_core.matmul(E, k.kernel.value) for k in _rnn_kernels(self.rnn)]
+        outs, oms, rc = _run_rnn(self.rnn, ids, tables, [ids] + list(inputs[1:]), self.emb.mask_of(ids), training, ctx)
+        return outs, oms, (True, None, rc)
+
+    def _bwd(self, cache, douts, need, ctx):
+        fused, ec, rc = cache
+        if not fused:
+            dins = self.rnn._bwd(rc, douts, [True] + list(need[1:]), ctx)
+            self.emb._bwd(ec, [dins[0]], [False], ctx)
+            return [None] + list(dins[1:])
+        extra, dtables = _bwd_rnn(self.rnn, rc, douts, ctx)
+        E = self.emb.embeddings.value
+        for k, dt in zip(_rnn_kernels(self.rnn), dtables):
+            out, acc = ctx.grad_out(self.emb.embeddings)
+            if out is not None:
+                _core.matmul(dt, k.kernel.value, trans_b=True, out=out, accumulate=acc)
+            out, acc = ctx.grad_out(k.kernel)
+            if out is not None:
+                _core.matmul(E, dt, trans_a=True, out=out, accumulate=acc)
+        return [None] + extra
+
+
+class RepeatLSTM:
+    """RepeatVector(n) followed by an LSTM (or Bidirectional LSTM) as one plan step."""
+
+    def __init__(self, rep, rnn):
+        self.rep, self.rnn = rep, rnn
+        self.layers = [rep, rnn]
+        self._ids = {}
+
+    def _ids_for(self, B):
+        # ids[b, t] = b; read-only and shared, so cached per (B, n).
+        key = B
+        ids = self._ids.get(key)
+        if ids is None:
+            ids = np.ascontiguousarray(np.broadcast_to(np.arange(B, dtype=np.int32)[:, None], (B, self.rep.n)))
+            ids.setflags(write=False)
+            if len(self._ids) < 16:
+                self._ids[key] = ids
+        return ids
+
+    def _fwd(self, inputs, masks, training, ctx):
+        x = inputs[0]
+        B = x.shape[0]
+        ids = self._ids_for(B)
+        tables, xins, dps = [], [], []
+        for k in _rnn_kernels(self.rnn):
+            dp = None
+            xin = x
+            if training and 0.0 < k.dropout < 1.0:
+                dp = dropout_mask(k._rng or utils._global_rng(), x.shape, k.dropout, k.dtype)
+                xin = x * dp
+            tables.append(_core.matmul(xin, k.kernel.value))
+            xins.append(xin)
+            dps.append(dp)
+        outs, oms, rc = _run_rnn(self.rnn, ids, tables, [ids] + list(inputs[1:]), None, training, ctx)
+        return outs, oms, (rc, xins, dps)
+
+    def _bwd(self, cache, douts, need, ctx):
+        rc, xins, dps = cache
+        extra, dtables = _bwd_rnn(self.rnn, rc, douts, ctx)
+        dx = None
+        for k, dt, xin, dp in zip(_rnn_kernels(self.rnn), dtables, xins, dps):
+            out, acc = ctx.grad_out(k.kernel)
+            if out is not None:
+                _core.matmul(xin, dt, trans_a=True, out=out, accumulate=acc)
+            if need[0]:
+                d = _core.matmul(dt, k.kernel.value, trans_b=True)
+                if dp is not None:
+                    d *= dp
+                dx = d if dx is None else dx + d
+        return [dx] + extra
+
+
+def fuse(producer, consumer):
+    """The fused step for producer -> consumer, or None when the pair does not fuse."""
+    if not isinstance(consumer, (LSTM, Bidirectional)):
+        return None
+    if type(producer) is Embedding:
+        return EmbeddingLSTM(producer, consumer)
+    if type(producer) is RepeatVector:
+        return RepeatLSTM(producer, consumer)
+    return None

@@ -1,0 +1,398 @@
+"""The float64 NumPy reference of every fusedlstm kernel.
+
+This module is the oracle the test-suite compares the C++ kernels against, and
+the place to read the math: each function is written the way the equations
+are, a plain loop over time steps with no tricks for speed. It needs numpy
+only and imports nothing else from fusedlstm.
+
+Shapes use B (batch), T (time), I (input features), H (units), V (vocabulary),
+N (rows), D (features), C (classes). Gate order along 4H is i, f, c, o.
+
+LSTM step (a = activation, ra = recurrent_activation, r = recurrent-dropout mask):
+
+    z = x_t·W + (r ⊙ h_{t-1})·U + b
+    i = ra(z_i)   f = ra(z_f)   g = a(z_c)   o = ra(z_o)
+    c_t = f ⊙ c_{t-1} + i ⊙ g
+    h_t = o ⊙ a(c_t)
+
+Masking follows Keras: a masked step keeps h and c; its output is the previous
+output (zeros before the first real step, not h0), or zeros when
+zero_output_for_mask.
+
+>>> rng = np.random.default_rng(0)
+>>> B, T, I, H = 2, 3, 4, 5
+>>> x = rng.standard_normal((B, T, I))
+>>> W, U = rng.standard_normal((I, 4 * H)), rng.standard_normal((H, 4 * H))
+>>> h0 = c0 = np.zeros((B, H))
+>>> y, hT, cT, cache = lstm_forward(x, W, U, None, h0, c0)
+>>> y.shape, bool(np.all(y[:, -1] == hT))
+((2, 3, 5), True)
+>>> dx, dh0, dc0, dW, dU, db = lstm_backward(cache, np.ones_like(y), None, None)
+>>> dx.shape, dW.shape, db is None
+((2, 3, 4), (4, 20), True)
+"""
+
+import numpy as np
+
+__all__ = [
+    "ACTIVATIONS",
+    "activation_forward",
+    "activation_grad_from_output",
+    "lstm_step_forward",
+    "lstm_step_backward",
+    "lstm_forward",
+    "lstm_backward",
+    "ids_to_onehot",
+    "dense_softmax_xent",
+    "adam_update",
+    "sgd_update",
+    "rmsprop_update",
+]
+
+ACTIVATIONS = ("tanh", "sigmoid", "hard_sigmoid", "hard_sigmoid_k2", "relu", "linear")
+
+
+# ---------------------------------------------------------------------------
+# Activations
+#
+# Derivatives are written as functions of the activation's *output*, as the
+# kernels compute them (the backward pass keeps only outputs). The piecewise
+# ones take the slope strictly inside the linear piece.
+# ---------------------------------------------------------------------------
+
+def activation_forward(name, z):
+    """y = act(z), elementwise."""
+    if name == "tanh":
+        return np.tanh(z)
+    if name == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-z))
+    if name == "hard_sigmoid":  # Keras 3: relu6(z + 3) / 6
+        return np.clip(z + 3.0, 0.0, 6.0) / 6.0
+    if name == "hard_sigmoid_k2":  # Keras 2: clip(0.2 z + 0.5, 0, 1)
+        return np.clip(0.2 * z + 0.5, 0.0, 1.0)
+    if name == "relu":
+        return np.maximum(z, 0.0)
+    if name == "linear":
+        return np.array(z, dtype=np.float64, copy=True)
+    raise ValueError(f"unknown activation {name!r}, expected one of {ACTIVATIONS}")
+
+
+def activation_grad_from_output(name, y):
+    """d act / dz expressed through y = act(z)."""
+    if name == "tanh":
+        return 1.0 - y * y
+    if name == "sigmoid":
+        return y * (1.0 - y)
+    if name == "hard_sigmoid":
+        return np.where((y > 0.0) & (y < 1.0), 1.0 / 6.0, 0.0)
+    if name == "hard_sigmoid_k2":
+        return np.where((y > 0.0) & (y < 1.0), 0.2, 0.0)
+    if name == "relu":
+        return np.where(y > 0.0, 1.0, 0.0)
+    if name == "linear":
+        return np.ones_like(y)
+    raise ValueError(f"unknown activation {name!r}, expected one of {ACTIVATIONS}")
+
+
+# ---------------------------------------------------------------------------
+# LSTM: one step, forward and backward
+# ---------------------------------------------------------------------------
+
+def lstm_step_forward(x_t, h_prev, c_prev, W, U, b, rec_mask=None,
+                      activation="tanh", recurrent_activation="sigmoid"):
+    """One LSTM step over all B rows.
+
+    Args:
+      x_t: (B, I) input at this step.
+      h_prev, c_prev: (B, H) state before the step.
+      W: (I, 4H) input kernel.  U: (H, 4H) recurrent kernel.  b: (4H,) or None.
+      rec_mask: (B, H) multiplied onto h_prev before ·U, or None.
+
+    Returns:
+      h: (B, H), c: (B, H), step_cache (what lstm_step_backward needs).
+    """
+    H = h_prev.shape[1]
+    h_in = h_prev if rec_mask is None else h_prev * rec_mask
+    z = x_t @ W + h_in @ U
+    if b is not None:
+        z = z + b
+    i = activation_forward(recurrent_activation, z[:, 0 * H:1 * H])
+    f = activation_forward(recurrent_activation, z[:, 1 * H:2 * H])
+    g = activation_forward(activation, z[:, 2 * H:3 * H])
+    o = activation_forward(recurrent_activation, z[:, 3 * H:4 * H])
+    c = f * c_prev + i * g
+    ac = activation_forward(activation, c)
+    h = o * ac
+    step_cache = dict(x_t=x_t, h_in=h_in, c_prev=c_prev, z=z, c=c, i=i, f=f, g=g, o=o, ac=ac,
+                      W=W, U=U, rec_mask=rec_mask, activation=activation,
+                      recurrent_activation=recurrent_activation)
+    return h, c, step_cache
+
+
+def lstm_step_backward(dh, dc, step_cache):
+    """Backward of lstm_step_forward.
+
+    Args:
+      dh: (B, H) total gradient reaching h_t.
+      dc: (B, H) gradient reaching c_t from the later steps.
+
+    Returns:
+      dx_t (B, I), dh_prev (B, H), dc_prev (B, H), dW (I, 4H), dU (H, 4H), db (4H,).
+    """
+    s = step_cache
+    a, ra = s["activation"], s["recurrent_activation"]
+    i, f, g, o, ac = s["i"], s["f"], s["g"], s["o"], s["ac"]
+    dc_t = dc + dh * o * activation_grad_from_output(a, ac)
+    do = dh * ac * activation_grad_from_output(ra, o)
+    di = dc_t * g * activation_grad_from_output(ra, i)
+    df = dc_t * s["c_prev"] * activation_grad_from_output(ra, f)
+    dg = dc_t * i * activation_grad_from_output(a, g)
+    dc_prev = dc_t * f
+    dz = np.concatenate([di, df, dg, do], axis=1)  # (B, 4H)
+    dx_t = dz @ s["W"].T
+    dh_in = dz @ s["U"].T
+    dh_prev = dh_in if s["rec_mask"] is None else dh_in * s["rec_mask"]
+    dW = s["x_t"].T @ dz
+    dU = s["h_in"].T @ dz
+    db = dz.sum(axis=0)
+    return dx_t, dh_prev, dc_prev, dW, dU, db
+
+
+# ---------------------------------------------------------------------------
+# LSTM over a sequence
+#
+# The scan applies the Keras mask rule around each step: rows whose step is
+# masked keep their state, and their output repeats the previous output. Token
+# ids are turned into one-hot rows, so the ids path is by construction the
+# dense path with x = onehot(ids) and W the (V, 4H) table.
+# ---------------------------------------------------------------------------
+
+def ids_to_onehot(ids, V):
+    """(B, T) ids in [-1, V) -> (B, T, V) float64 one-hot rows; id -1 -> all zeros."""
+    ids = np.asarray(ids)
+    if ids.size and (ids.min() < -1 or ids.max() >= V):
+        raise ValueError(f"ids must lie in [-1, {V}), got range [{ids.min()}, {ids.max()}]")
+    out = np.zeros(ids.shape + (V,), dtype=np.float64)
+    b, t = np.nonzero(ids >= 0)
+    out[b, t, ids[b, t]] = 1.0
+    return out
+
+
+def lstm_forward(x, W, U, b, h0, c0, mask=None, rec_mask=None, go_backwards=False,
+                 zero_output_for_mask=False, activation="tanh",
+                 recurrent_activation="sigmoid", return_sequences=True):
+    """LSTM over a whole sequence.
+
+    Args:
+      x: (B, T, I) float input, or (B, T) integer ids in [-1, V) with W the
+         (V, 4H) lookup table (id -1 = all-zero input).
+      W: (I, 4H) or (V, 4H).  U: (H, 4H).  b: (4H,) or None.
+      h0, c0: (B, H) initial state.
+      mask: (B, T), nonzero = real step, or None.
+      rec_mask: (B, H) recurrent-dropout mask (one for all steps), or None.
+      go_backwards: step s reads x[:, T-1-s]; outputs stay in processing order.
+      zero_output_for_mask: masked steps output zeros instead of the previous output.
+      return_sequences: y is (B, T, H) if True, else (B, H) (the last step's output).
+
+    Returns:
+      y, hT (B, H), cT (B, H), cache (for lstm_backward).
+    """
+    W = np.asarray(W, dtype=np.float64)
+    U = np.asarray(U, dtype=np.float64)
+    b = None if b is None else np.asarray(b, dtype=np.float64)
+    x = np.asarray(x)
+    ids = x.ndim == 2 and np.issubdtype(x.dtype, np.integer)
+    xd = ids_to_onehot(x, W.shape[0]) if ids else np.asarray(x, dtype=np.float64)
+    B, T, _ = xd.shape
+    H = U.shape[0]
+    m = np.ones((B, T), dtype=bool) if mask is None else np.asarray(mask) != 0
+    r = None if rec_mask is None else np.asarray(rec_mask, dtype=np.float64)
+
+    h = np.array(h0, dtype=np.float64)
+    c = np.array(c0, dtype=np.float64)
+    prev_out = np.zeros((B, H))
+    ys = np.zeros((B, T, H))
+    steps = []
+    for s in range(T):
+        t = T - 1 - s if go_backwards else s
+        m_t = m[:, t][:, None]  # (B, 1)
+        h_new, c_new, step_cache = lstm_step_forward(
+            xd[:, t], h, c, W, U, b, r, activation, recurrent_activation)
+        h = np.where(m_t, h_new, h)
+        c = np.where(m_t, c_new, c)
+        out = np.where(m_t, h_new, prev_out)
+        prev_out = out
+        ys[:, s] = np.where(m_t, out, 0.0) if zero_output_for_mask else out
+        steps.append((t, m_t, step_cache))
+
+    y = ys if return_sequences else ys[:, T - 1].copy()
+    cache = dict(steps=steps, ids=ids, x_shape=xd.shape, W=W, U=U, has_bias=b is not None,
+                 zero_output_for_mask=zero_output_for_mask,
+                 return_sequences=return_sequences, B=B, T=T, H=H)
+    return y, h.copy(), c.copy(), cache
+
+
+def lstm_backward(cache, dy, dhT, dcT):
+    """BPTT through lstm_forward.
+
+    Args:
+      cache: from lstm_forward.
+      dy: dL/dy with y's shape, or None (zeros).
+      dhT, dcT: (B, H) dL/dh_T and dL/dc_T, or None (zeros).
+
+    Returns:
+      dx: (B, T, I) for float input, None for ids.
+      dh0, dc0: (B, H).  dW: like W.  dU: (H, 4H).  db: (4H,), None when b was None.
+    """
+    B, T, H = cache["B"], cache["T"], cache["H"]
+    dy_seq = np.zeros((B, T, H))
+    if dy is not None:
+        if cache["return_sequences"]:
+            dy_seq[:] = dy
+        elif T > 0:
+            dy_seq[:, T - 1] = dy
+    dh = np.zeros((B, H)) if dhT is None else np.array(dhT, dtype=np.float64)
+    dc = np.zeros((B, H)) if dcT is None else np.array(dcT, dtype=np.float64)
+    dout_carry = np.zeros((B, H))  # gradient reaching the previous step's output
+
+    dx = np.zeros(cache["x_shape"])
+    dW = np.zeros_like(cache["W"])
+    dU = np.zeros_like(cache["U"])
+    db = np.zeros(4 * H)
+    for s in reversed(range(T)):
+        t, m_t, step_cache = cache["steps"][s]
+        if cache["zero_output_for_mask"]:
+            # y_s = m ? h_new : 0 — nothing reaches the previous output.
+            dh_from_out = np.where(m_t, dy_seq[:, s], 0.0)
+        else:
+            # y_s = m ? h_new : y_{s-1}
+            g_out = dy_seq[:, s] + dout_carry
+            dh_from_out = np.where(m_t, g_out, 0.0)
+            dout_carry = np.where(m_t, 0.0, g_out)
+        # state: h_s = m ? h_new : h_{s-1}, likewise c
+        dh_new = np.where(m_t, dh, 0.0) + dh_from_out
+        dc_new = np.where(m_t, dc, 0.0)
+        dx_t, dh_prev, dc_prev, dW_s, dU_s, db_s = lstm_step_backward(dh_new, dc_new, step_cache)
+        dh = dh_prev + np.where(m_t, 0.0, dh)
+        dc = dc_prev + np.where(m_t, 0.0, dc)
+        dx[:, t] = dx_t
+        dW += dW_s
+        dU += dU_s
+        db += db_s
+    return (None if cache["ids"] else dx, dh, dc, dW, dU,
+            db if cache["has_bias"] else None)
+
+
+# ---------------------------------------------------------------------------
+# Dense + softmax + cross-entropy
+#
+# Keras 3 (PyTorch backend) computes the loss on probabilities: p is
+# renormalised to p/Σp, clipped to [eps, 1-eps], then logged. The clip passes
+# no gradient through entries it clips, so a row that is already confidently
+# right (p_label > 1 - eps) contributes nothing. The backward below goes
+# through each of those steps rather than using the p - t shortcut, which
+# holds only when nothing is clipped.
+# ---------------------------------------------------------------------------
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def dense_softmax_xent(x, W, b, labels, weights=None, from_logits=False, clip_eps=1e-7):
+    """Loss and gradients of Σ_n w_n · CE(t_n, softmax(x_n·W + b)).
+
+    Args:
+      x: (N, D).  W: (D, C).  b: (C,) or None.
+      labels: int (N,) class ids (sparse) or float (N, C) targets (categorical).
+      weights: (N,) per-row weights, or None (all 1).
+      from_logits: log_softmax of the logits (no clipping) instead of the
+         Keras probability path.
+
+    Returns:
+      loss (float), probs (N, C), dx (N, D), dW (D, C), db (C,) or None.
+    """
+    # Keras clamps with Python-float bounds applied in the tensor's dtype: for
+    # float32, 1 - 1e-7 becomes 0.99999988, so a clipped row costs 1.19e-7, not 1e-7.
+    dt = np.asarray(x).dtype if np.asarray(x).dtype.kind == "f" else np.dtype(np.float64)
+    lo, hi = float(dt.type(clip_eps)), float(dt.type(1.0 - clip_eps))
+    x = np.asarray(x, dtype=np.float64)
+    W = np.asarray(W, dtype=np.float64)
+    N, C = x.shape[0], W.shape[1]
+    z = x @ W
+    if b is not None:
+        z = z + np.asarray(b, dtype=np.float64)
+    labels = np.asarray(labels)
+    if labels.ndim == 1:
+        t = np.zeros((N, C))
+        t[np.arange(N), labels] = 1.0
+    else:
+        t = np.asarray(labels, dtype=np.float64)
+    w = np.ones(N) if weights is None else np.asarray(weights, dtype=np.float64)
+
+    p = _softmax(z)
+    if from_logits:
+        logp = z - z.max(axis=1, keepdims=True)
+        logp = logp - np.log(np.exp(logp).sum(axis=1, keepdims=True))
+        loss_n = -(t * logp).sum(axis=1)
+        dz = p * t.sum(axis=1, keepdims=True) - t  # d(-Σ t·log_softmax(z))/dz
+    else:
+        S = p.sum(axis=1, keepdims=True)
+        q = p / S
+        q_clip = np.clip(q, lo, hi)
+        loss_n = -(t * np.log(q_clip)).sum(axis=1)
+        inside = (q >= lo) & (q <= hi)
+        dq = np.where(inside, -t / q_clip, 0.0)
+        dp = (dq - (dq * q).sum(axis=1, keepdims=True)) / S  # through q = p / Σp
+        dz = p * (dp - (p * dp).sum(axis=1, keepdims=True))  # through softmax
+    dz = dz * w[:, None]
+    loss = float((w * loss_n).sum())
+    dx = dz @ W.T
+    dW = x.T @ dz
+    db = dz.sum(axis=0) if b is not None else None
+    return loss, p, dx, dW, db
+
+
+# ---------------------------------------------------------------------------
+# Optimizers (Keras 3 formulas, as csrc/isa/ops.h states them)
+#
+# Each returns new arrays in the dtype of w and leaves its arguments alone.
+# They compute in float64: the float32 kernels must match them to rounding.
+# ---------------------------------------------------------------------------
+
+def adam_update(w, g, m, v, step, lr, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+    """Adam, Keras 3 PyTorch-backend order; step is 1-based. Returns (w, m, v)."""
+    dt = np.asarray(w).dtype
+    w, g, m, v = (np.asarray(a, dtype=np.float64) for a in (w, g, m, v))
+    # Keras casts β to the variable's dtype before raising it to the step count;
+    # for float32 and large steps that rounding shows (0.999f^1000 is 1.3e-5 off).
+    b1, b2 = float(dt.type(beta_1)), float(dt.type(beta_2))
+    alpha = lr * np.sqrt(1.0 - b2 ** step) / (1.0 - b1 ** step)
+    m = beta_1 * m + (1.0 - beta_1) * g
+    v = beta_2 * v + (1.0 - beta_2) * g * g
+    w = w - alpha * m / (np.sqrt(v) + epsilon)
+    return w.astype(dt), m.astype(dt), v.astype(dt)
+
+
+def sgd_update(w, g, u, lr, momentum=0.0, nesterov=False):
+    """SGD: u = μu - lr·g; w += u (nesterov: w += μu - lr·g with the new u).
+
+    With momentum == 0, w -= lr·g and u (may be None) is returned unchanged.
+    Returns (w, u).
+    """
+    dt = np.asarray(w).dtype
+    w64, g64 = np.asarray(w, dtype=np.float64), np.asarray(g, dtype=np.float64)
+    if momentum == 0.0:
+        return (w64 - lr * g64).astype(dt), (None if u is None else np.array(u))
+    u64 = momentum * np.asarray(u, dtype=np.float64) - lr * g64
+    step = momentum * u64 - lr * g64 if nesterov else u64
+    return (w64 + step).astype(dt), u64.astype(dt)
+
+
+def rmsprop_update(w, g, s, lr, rho=0.9, epsilon=1e-7):
+    """RMSprop: s = ρs + (1-ρ)g²; w -= lr·g / sqrt(s + ε). Returns (w, s)."""
+    dt = np.asarray(w).dtype
+    w, g, s = (np.asarray(a, dtype=np.float64) for a in (w, g, s))
+    s = rho * s + (1.0 - rho) * g * g
+    w = w - lr * g / np.sqrt(s + epsilon)
+    return w.astype(dt), s.astype(dt)

@@ -1,0 +1,106 @@
+"""What every task shares: its description (TaskSpec), what it reports
+(TaskResult), the run context, and the loop that calls fit once per sample or
+sequence as the classic notebooks do."""
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+
+from ..callbacks import Progbar
+from .engine import last
+
+
+@dataclass
+class TaskResult:
+    """The outcome of one task run.
+
+    metric: what `value` measures ("accuracy on 100 fresh sequences").
+    target: the bar as text ("= 100%"); passed is None for report-only tasks.
+    steps: optimizer steps taken; seconds: training wall time (evaluation excluded).
+    curve: (step, loss) points for --plot.
+    """
+
+    task: str
+    metric: str
+    value: float
+    target: str
+    passed: Optional[bool]
+    seconds: float
+    steps: int
+    unit: str = "%"
+    curve: List[tuple] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+    model: object = field(default=None, repr=False)
+    wall: float = 0.0  # the whole run, evaluation included (set by run_task)
+    seed: Optional[int] = None
+
+    @property
+    def steps_per_second(self):
+        return self.steps / self.seconds if self.seconds > 0 else float("nan")
+
+    def value_text(self):
+        return f"{self.value:.1f}%" if self.unit == "%" else f"{self.value:.3f}"
+
+
+@dataclass
+class TaskSpec:
+    """A runnable task: `run(cfg, ctx) -> TaskResult`.
+
+    classic: the notebook's configuration; quick: a short run that still shows
+    the task working (the `--quick` and test setting). Keys of these dicts are
+    the flags the task accepts (batch_size <-> --batch-size).
+    """
+
+    name: str
+    summary: str
+    target: str
+    classic: Dict[str, object]
+    quick: Dict[str, object]
+    run: Callable
+
+
+class Context:
+    """What a task run needs besides its config: the engine, the data rng, and
+    where and how much to print."""
+
+    def __init__(self, engine, seed, verbose=1, out=print):
+        self.engine = engine
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.verbose = verbose
+        self.print = out
+
+    def adam(self, lr):
+        return self.engine.optimizers.Adam(learning_rate=lr)
+
+
+def fit_loop(ctx, n_iterations, make_data, fit_one, label, after_each=None, window=100):
+    """Call `fit_one(X, y) -> History` on fresh data `n_iterations` times.
+
+    Shows a progress bar over the iterations with the mean loss and accuracy of
+    the last `window` fits (each fit is a single epoch, so its History holds one
+    value). Returns (seconds spent in fit, loss curve points).
+    """
+    bar = Progbar(target=n_iterations, verbose=1 if ctx.verbose else 0, unit_name=label)
+    losses, accs, curve = [], [], []
+    fit_seconds = 0.0
+    for i in range(n_iterations):
+        X, y = make_data()
+        t0 = time.perf_counter()
+        hist = fit_one(X, y)
+        fit_seconds += time.perf_counter() - t0
+        if after_each is not None:
+            after_each()
+        losses.append(last(hist, "loss"))
+        accs.append(last(hist, "acc", "accuracy"))
+        if (i + 1) % window == 0 or i + 1 == n_iterations:
+            mean_loss = float(np.mean(losses[-window:]))
+            curve.append((i + 1, mean_loss))
+            bar.update(i + 1, [("acc", float(np.mean(accs[-window:]))), ("loss", mean_loss)])
+    return fit_seconds, curve
+
+
+def percent(x):
+    return 100.0 * float(x)

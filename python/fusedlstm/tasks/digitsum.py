@@ -1,0 +1,93 @@
+"""Digit sums: read a number's digits, output their sum mod 10.
+
+Classic: the 900 three-digit numbers, one-hot digits, a fixed 720/180 split;
+Input(3, 10) -> LSTM(64) -> Dense(10, softmax), sparse categorical
+cross-entropy, Adam(3e-3), batch 32, 300 epochs. Target: >= 90% on the 180
+held-out numbers. Also prints what return_sequences / return_state give.
+"""
+
+import time
+
+import numpy as np
+
+from .common import Context, TaskResult, TaskSpec, percent
+from .generators import digitsum_dataset, split_indices
+
+
+def show_lstm_outputs(ctx, X, units):
+    """Print the output shapes for each return_sequences/return_state combination."""
+    K = ctx.engine
+    for seqs in (False, True):
+        for state in (False, True):
+            inputs = K.layers.Input(shape=X.shape[1:])
+            outputs = K.layers.LSTM(units, return_sequences=seqs, return_state=state)(inputs)
+            model = K.models.Model(inputs, outputs)
+            got = model.predict(X, verbose=0)
+            shapes = [a.shape for a in got] if isinstance(got, (list, tuple)) else [got.shape]
+            names = ["output", "state_h", "state_c"] if state else ["output"]
+            ctx.print(
+                f"LSTM({units}, return_sequences={seqs}, return_state={state}) on {X.shape}: "
+                + ", ".join(f"{n} {tuple(s)}" for n, s in zip(names, shapes))
+            )
+
+
+def run(cfg, ctx: Context) -> TaskResult:
+    K = ctx.engine
+    numbers, X, y = digitsum_dataset(cfg.digits)
+    train, test = split_indices(len(numbers), test_fraction=0.2, seed=cfg.split_seed)
+    show_lstm_outputs(ctx, X[:2], cfg.units)
+    model = K.models.Sequential(
+        [
+            K.layers.Input(shape=(cfg.digits, 10)),
+            K.layers.LSTM(cfg.units),
+            K.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=ctx.adam(cfg.lr), metrics=["acc"])
+    ctx.print(
+        f"digitsum: {len(train)} train / {len(test)} held-out {cfg.digits}-digit numbers; LSTM({cfg.units}), "
+        f"lr {cfg.lr}, batch {cfg.batch_size}, {cfg.epochs} epochs"
+    )
+    curve = []
+    every = max(1, cfg.epochs // 10)
+
+    def report(epoch, logs):
+        curve.append((epoch + 1, float(logs["loss"])))
+        if ctx.verbose and ((epoch + 1) % every == 0 or epoch + 1 == cfg.epochs):
+            acc = logs.get("acc", logs.get("accuracy"))
+            ctx.print(f"Epoch {epoch + 1}/{cfg.epochs} - loss: {logs['loss']:.4f} - acc: {acc:.4f}")
+
+    t0 = time.perf_counter()
+    model.fit(
+        X[train], y[train], batch_size=cfg.batch_size, epochs=cfg.epochs, verbose=0,
+        callbacks=[K.callbacks.LambdaCallback(on_epoch_end=report)],
+    )
+    seconds = time.perf_counter() - t0
+    pred = model.predict(X[test], verbose=0).argmax(axis=-1)
+    acc = float(np.mean(pred == y[test]))
+    for i in range(5):
+        n = numbers[test][i]
+        ctx.print(f"{n}: Expected {y[test][i]} Predicted {pred[i]}")
+    ctx.print(f"Held-out accuracy: {percent(acc):.2f}% ({int(round(acc * len(test)))}/{len(test)})")
+    steps = cfg.epochs * -(-len(train) // cfg.batch_size)
+    return TaskResult(
+        task="digitsum",
+        metric=f"accuracy on {len(test)} held-out numbers",
+        value=percent(acc),
+        target=">= 90%",
+        passed=acc >= 0.90,
+        seconds=seconds,
+        steps=steps,
+        curve=curve,
+        model=model,
+    )
+
+
+DIGITSUM = TaskSpec(
+    name="digitsum",
+    summary="sum of the digits mod 10 of 3-digit numbers: LSTM(64), 720/180 split",
+    target=">= 90% held-out",
+    classic=dict(digits=3, units=64, lr=0.003, batch_size=32, epochs=300, split_seed=0),
+    quick=dict(digits=3, units=64, lr=0.003, batch_size=32, epochs=300, split_seed=0),
+    run=run,
+)

@@ -1,0 +1,146 @@
+"""Echo: show an LSTM a random sequence, ask for the value at one index.
+
+Classic (the "echo sequence prediction" notebook): one-hot values 0-9, length
+5, echo index 2; LSTM(25) -> Dense(softmax), Adam; 10,000 calls of
+model.fit(X, y, epochs=1) on one fresh example each. Target: 100% on 100 fresh
+sequences.
+
+echo-long is the same problem at 100 values, length 50, index 2: the value
+must survive 47 more steps. It has no target; it trains for a time budget on
+fresh batches and reports the accuracy reached (see its notes for what makes
+it learn).
+"""
+
+import time
+
+import numpy as np
+
+from .common import Context, TaskResult, TaskSpec, fit_loop, percent
+from .encoders import one_hot_decode
+from .generators import generate_batch, generate_example
+
+
+def build_model(ctx, length, features, units, lr):
+    K = ctx.engine
+    model = K.models.Sequential(
+        [
+            K.layers.Input(shape=(length, features)),
+            K.layers.LSTM(units),
+            K.layers.Dense(features, activation="softmax"),
+        ]
+    )
+    model.compile(loss="categorical_crossentropy", optimizer=ctx.adam(lr), metrics=["acc"])
+    return model
+
+
+def _accuracy(model, X, y, batch_size=256):
+    yhat = model.predict(X, batch_size=batch_size, verbose=0)
+    return float(np.mean(one_hot_decode(yhat) == one_hot_decode(y)))
+
+
+def _show_one(ctx, model, cfg):
+    X, y = generate_example(cfg.length, cfg.features, cfg.index, rng=ctx.rng)
+    yhat = model.predict(X, verbose=0)
+    ctx.print(f"Sequence:  {one_hot_decode(X[0]).tolist()}")
+    ctx.print(f"Expected:  {one_hot_decode(y).tolist()}")
+    ctx.print(f"Predicted: {one_hot_decode(yhat).tolist()}")
+
+
+def run_echo(cfg, ctx: Context) -> TaskResult:
+    model = build_model(ctx, cfg.length, cfg.features, cfg.units, cfg.lr)
+
+    def make_data():
+        return generate_batch(cfg.batch_size, cfg.length, cfg.features, cfg.index, rng=ctx.rng)
+
+    def fit_one(X, y):
+        return model.fit(X, y, epochs=1, batch_size=cfg.batch_size, verbose=0)
+
+    ctx.print(
+        f"echo: value at index {cfg.index} of {cfg.length} one-hot values in [0, {cfg.features}); "
+        f"LSTM({cfg.units}); {cfg.examples} fits of {cfg.batch_size} fresh example(s)"
+    )
+    seconds, curve = fit_loop(ctx, cfg.examples, make_data, fit_one, "fit")
+    Xt, yt = generate_batch(cfg.eval, cfg.length, cfg.features, cfg.index, rng=ctx.rng)
+    acc = _accuracy(model, Xt, yt)
+    ctx.print(f"Accuracy: {percent(acc):f}")
+    _show_one(ctx, model, cfg)
+    return TaskResult(
+        task="echo",
+        metric=f"accuracy on {cfg.eval} fresh sequences",
+        value=percent(acc),
+        target="= 100%",
+        passed=acc == 1.0,
+        seconds=seconds,
+        steps=cfg.examples,
+        curve=curve,
+        model=model,
+    )
+
+
+def run_echo_long(cfg, ctx: Context) -> TaskResult:
+    """Train on fresh batches until `time_budget` seconds or 100% on a held-out set."""
+    model = build_model(ctx, cfg.length, cfg.features, cfg.units, cfg.lr)
+    Xv, yv = generate_batch(cfg.eval, cfg.length, cfg.features, cfg.index, rng=ctx.rng)
+    ctx.print(
+        f"echo-long: value at index {cfg.index} of {cfg.length} one-hot values in [0, {cfg.features}); "
+        f"LSTM({cfg.units}), batch {cfg.batch_size}, lr {cfg.lr}; up to {cfg.time_budget:g} s"
+    )
+    chunk = max(1, cfg.chunk)
+    steps, seconds, best = 0, 0.0, 0.0
+    curve, reached = [], None
+    while seconds < cfg.time_budget:
+        X, y = generate_batch(chunk * cfg.batch_size, cfg.length, cfg.features, cfg.index, rng=ctx.rng)
+        t0 = time.perf_counter()
+        hist = model.fit(X, y, epochs=1, batch_size=cfg.batch_size, verbose=0)
+        seconds += time.perf_counter() - t0
+        steps += chunk
+        acc = _accuracy(model, Xv, yv)
+        best = max(best, acc)
+        loss = float(hist.history["loss"][-1])
+        curve.append((steps, loss))
+        if ctx.verbose:
+            ctx.print(
+                f"{seconds:7.1f}s {steps:7d} steps ({steps * cfg.batch_size} examples)"
+                f" - loss: {loss:.4f} - held-out acc: {percent(acc):.1f}%"
+            )
+        if acc == 1.0:
+            reached = seconds
+            break
+    ctx.print(f"Accuracy: {percent(acc):f} (best {percent(best):.1f}%) after {steps} steps, {seconds:.0f} s")
+    _show_one(ctx, model, cfg)
+    notes = [f"{steps} steps of batch {cfg.batch_size}, lr {cfg.lr}"]
+    if reached is not None:
+        notes.append(f"100% on {cfg.eval} held-out after {reached:.0f} s")
+    return TaskResult(
+        task="echo-long",
+        metric=f"accuracy on {cfg.eval} held-out sequences",
+        value=percent(acc),
+        target=f"report ({cfg.time_budget:g} s budget)",
+        passed=None,
+        seconds=seconds,
+        steps=steps,
+        curve=curve,
+        notes=notes,
+        model=model,
+    )
+
+
+ECHO = TaskSpec(
+    name="echo",
+    summary="echo the value at index 2 of 5 one-hot values (10); 10,000 single-sample fits",
+    target="= 100% on 100 fresh",
+    classic=dict(length=5, features=10, index=2, units=25, lr=0.001, batch_size=1, examples=10000, eval=100),
+    quick=dict(length=5, features=10, index=2, units=25, lr=0.001, batch_size=1, examples=10000, eval=100),
+    run=run_echo,
+)
+
+ECHO_LONG = TaskSpec(
+    name="echo-long",
+    summary="echo index 2 of 50 one-hot values (100) within a time budget",
+    target="report",
+    classic=dict(length=50, features=100, index=2, units=25, lr=0.01, batch_size=64, chunk=50,
+                 time_budget=300.0, eval=1000),
+    quick=dict(length=50, features=100, index=2, units=25, lr=0.01, batch_size=64, chunk=50,
+               time_budget=30.0, eval=500),
+    run=run_echo_long,
+)

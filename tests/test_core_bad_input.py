@@ -1,0 +1,411 @@
+"""Bad input to every _core function raises a clear exception naming the argument.
+
+Table-driven: each case takes a valid call, replaces one argument, and states
+the exception and a regular expression the message must match (the argument's
+name as a whole word). Wrong dtypes are TypeError; wrong shapes and values are
+ValueError (_core.pyi). Also here: layouts that must *work* (strided and
+Fortran-order arrays give the results of C-order copies), empty sizes, and a
+request too large for the machine (MemoryError stating the bytes).
+"""
+
+import numpy as np
+import pytest
+
+from fusedlstm import _core
+
+B, T, I, H, V = 3, 4, 5, 6, 10
+G = 4 * H
+N, D, C = 4, 5, 3
+F32 = np.float32
+
+
+def _r(*shape, dtype=F32):
+    return np.random.default_rng(sum(shape) + 1).standard_normal(shape).astype(dtype)
+
+
+# ---------------------------------------------------------------------------
+# Valid calls: positional argument names and keyword options per function
+# ---------------------------------------------------------------------------
+
+def lstm_forward_call():
+    return dict(x=_r(B, T, I), W=_r(I, G), U=_r(H, G), b=_r(G), h0=_r(B, H), c0=_r(B, H)), {}
+
+
+def lstm_forward_ids_call():
+    ids = np.arange(B * T).reshape(B, T) % V - 1
+    return dict(x=ids, W=_r(V, G), U=_r(H, G), b=_r(G), h0=_r(B, H), c0=_r(B, H)), {}
+
+
+def lstm_backward_call(return_sequences=True):
+    args, _ = lstm_forward_call()
+    y, _, _, cache = _core.lstm_forward(*args.values(), training=True,
+                                        return_sequences=return_sequences)
+    return dict(cache=cache, dy=np.ones_like(y), dhT=_r(B, H), dcT=_r(B, H)), {}
+
+
+def dense_call():
+    return dict(x=_r(N, D), W=_r(D, C), b=_r(C), labels=np.array([0, 2, 1, 2]), weights=_r(N)), {}
+
+
+def matmul_call():
+    return dict(a=_r(3, 4), b=_r(4, 2)), {}
+
+
+def adam_call():
+    return dict(w=_r(10), g=_r(10), m=np.zeros(10, F32), v=np.zeros(10, F32)), dict(step=1, lr=0.01)
+
+
+def sgd_call():
+    return dict(w=_r(10), g=_r(10), u=np.zeros(10, F32)), dict(lr=0.1, momentum=0.9)
+
+
+def rmsprop_call():
+    return dict(w=_r(10), g=_r(10), s=np.zeros(10, F32)), dict(lr=0.01)
+
+
+def onehot_call():
+    return dict(x=np.eye(V, dtype=F32)[np.arange(B * T).reshape(B, T) % V]), {}
+
+
+CALLS = {
+    "lstm_forward": (_core.lstm_forward, lstm_forward_call),
+    "lstm_forward[ids]": (_core.lstm_forward, lstm_forward_ids_call),
+    "lstm_backward": (_core.lstm_backward, lstm_backward_call),
+    "dense_softmax_xent": (_core.dense_softmax_xent, dense_call),
+    "matmul": (_core.matmul, matmul_call),
+    "adam_update": (_core.adam_update, adam_call),
+    "sgd_update": (_core.sgd_update, sgd_call),
+    "rmsprop_update": (_core.rmsprop_update, rmsprop_call),
+    "onehot_ids": (_core.onehot_ids, onehot_call),
+}
+
+KW_ONLY = {"mask", "rec_mask", "go_backwards", "zero_output_for_mask", "activation",
+           "recurrent_activation", "return_sequences", "training", "onehot", "need_dx",
+           "from_logits", "clip_eps", "backward", "trans_a", "trans_b", "out", "accumulate",
+           "step", "lr", "beta_1", "beta_2", "epsilon", "momentum", "nesterov", "rho"}
+
+
+def call(fn_key, **changes):
+    fn, make = CALLS[fn_key]
+    args, kwargs = make()
+    for name, change in changes.items():
+        value = change(args.get(name, kwargs.get(name))) if callable(change) else change
+        (kwargs if name in KW_ONLY else args)[name] = value
+    return fn(*args.values(), **kwargs)
+
+
+# ---------------------------------------------------------------------------
+# The table
+# ---------------------------------------------------------------------------
+
+OBJ = lambda a: a.astype(object)  # noqa: E731
+STR = lambda a: a.astype(str)  # noqa: E731
+F64 = lambda a: a.astype(np.float64)  # noqa: E731
+F16 = lambda a: a.astype(np.float16)  # noqa: E731
+I32 = lambda a: a.astype(np.int32)  # noqa: E731
+C64 = lambda a: a.astype(np.complex64)  # noqa: E731
+
+
+def shp(*shape, dtype=F32):
+    return lambda _: _r(*shape, dtype=dtype) if shape else np.array(1.0, dtype)
+
+
+def bad(fn_key, arg, change, exc, what, name=None, pattern=None):
+    """One case: fn_key's `arg` replaced via `change` must raise `exc` naming the argument.
+
+    The message must say what is wrong *with* the argument: "<name> must ...",
+    "<name> is float64 but ...", "<name>[1, 0] = 10 is not ..." (a bare mention,
+    as in a dump of the whole signature, does not count). `pattern` overrides.
+    """
+    name = name or arg
+    pattern = pattern or rf"\b({name})\b(\[[^\]]*\] = \S+)? (must|is)\b"
+    return pytest.param(fn_key, arg, change, exc, pattern, id=f"{fn_key}-{arg}-{what}")
+
+
+TYPE = TypeError
+VAL = ValueError
+
+CASES = [
+    # ---- lstm_forward, dense x ----
+    bad("lstm_forward", "x", shp(I), VAL, "rank1"),
+    bad("lstm_forward", "x", shp(B, T, I, 1), VAL, "rank4"),
+    bad("lstm_forward", "x", shp(B, T), (TYPE, VAL), "float-rank2"),
+    bad("lstm_forward", "x", shp(B, T, I + 1), VAL, "I-mismatch", name="x|W"),
+    bad("lstm_forward", "x", F64, TYPE, "float64-mixed", name="x|W"),
+    bad("lstm_forward", "x", F16, TYPE, "float16"),
+    bad("lstm_forward", "x", C64, TYPE, "complex"),
+    bad("lstm_forward", "x", OBJ, TYPE, "object"),
+    bad("lstm_forward", "x", STR, TYPE, "str"),
+    bad("lstm_forward", "x", None, TYPE, "None"),
+    bad("lstm_forward", "x", lambda a: a.astype(np.int64), (TYPE, VAL), "int-rank3"),
+    bad("lstm_forward", "W", shp(I + 1, G), VAL, "rows", name="W|x"),
+    bad("lstm_forward", "W", shp(I, G + 4), VAL, "cols"),
+    bad("lstm_forward", "W", shp(G), VAL, "rank1"),
+    bad("lstm_forward", "W", shp(1, I, G), VAL, "rank3"),
+    bad("lstm_forward", "W", F64, TYPE, "float64-mixed"),
+    bad("lstm_forward", "W", I32, TYPE, "int"),
+    bad("lstm_forward", "W", OBJ, TYPE, "object"),
+    bad("lstm_forward", "W", None, TYPE, "None"),
+    bad("lstm_forward", "U", shp(H, G - 4), VAL, "cols"),
+    bad("lstm_forward", "U", shp(H + 1, G), VAL, "rows"),
+    bad("lstm_forward", "U", shp(H, H, 4), VAL, "rank3"),
+    bad("lstm_forward", "U", shp(0, 0), VAL, "H=0", pattern=r"\bH\b.*\bU\.shape\b"),
+    bad("lstm_forward", "x", shp(0, T, I), VAL, "B=0", pattern=r"\bB\b.*\bx\.shape\b"),
+    bad("lstm_forward", "x", shp(B, 0, I), VAL, "T=0", pattern=r"\bT\b.*\bx\.shape\b"),
+    bad("lstm_forward", "x", shp(B, T, 0), VAL, "I=0", pattern=r"\b(I|x|W)\b"),
+    bad("lstm_forward", "U", F64, TYPE, "float64-mixed"),
+    bad("lstm_forward", "U", STR, TYPE, "str"),
+    bad("lstm_forward", "b", shp(G + 1), VAL, "length"),
+    bad("lstm_forward", "b", shp(1, G), VAL, "rank2"),
+    bad("lstm_forward", "b", F64, TYPE, "float64-mixed"),
+    bad("lstm_forward", "b", I32, TYPE, "int"),
+    bad("lstm_forward", "b", OBJ, TYPE, "object"),
+    bad("lstm_forward", "h0", shp(B + 1, H), VAL, "batch"),
+    bad("lstm_forward", "h0", shp(B, H + 1), VAL, "units"),
+    bad("lstm_forward", "h0", shp(H), VAL, "rank1"),
+    bad("lstm_forward", "h0", F64, TYPE, "float64-mixed"),
+    bad("lstm_forward", "h0", None, TYPE, "None"),
+    bad("lstm_forward", "c0", shp(B, H - 1), VAL, "units"),
+    bad("lstm_forward", "c0", shp(1, B, H), VAL, "rank3"),
+    bad("lstm_forward", "c0", F64, TYPE, "float64-mixed"),
+    bad("lstm_forward", "c0", OBJ, TYPE, "object"),
+    bad("lstm_forward", "mask", lambda _: np.ones((B, T + 1), bool), VAL, "time"),
+    bad("lstm_forward", "mask", lambda _: np.ones((B + 1, T), bool), VAL, "batch"),
+    bad("lstm_forward", "mask", lambda _: np.ones((B, T, 1), bool), VAL, "rank3"),
+    bad("lstm_forward", "mask", lambda _: np.ones((B, T), F32), TYPE, "float"),
+    bad("lstm_forward", "mask", lambda _: np.ones((B, T), object), TYPE, "object"),
+    bad("lstm_forward", "mask", lambda _: np.full((B, T), "1"), TYPE, "str"),
+    bad("lstm_forward", "rec_mask", shp(B, H + 1), VAL, "units"),
+    bad("lstm_forward", "rec_mask", shp(H), VAL, "rank1"),
+    bad("lstm_forward", "rec_mask", shp(B, H, dtype=np.float64), TYPE, "float64-mixed"),
+    bad("lstm_forward", "rec_mask", lambda _: np.ones((B, H), bool), TYPE, "bool"),
+    bad("lstm_forward", "activation", "softmax", VAL, "unknown"),
+    bad("lstm_forward", "activation", "", VAL, "empty"),
+    bad("lstm_forward", "recurrent_activation", "hard_sigmoid_k3", VAL, "unknown"),
+    bad("lstm_forward", "onehot", "sometimes", VAL, "unknown"),
+    # ---- lstm_forward, token ids ----
+    bad("lstm_forward[ids]", "x", lambda a: np.where(a == 3, V, a), VAL, "id=V"),
+    bad("lstm_forward[ids]", "x", lambda a: np.where(a == 3, -2, a), VAL, "id=-2"),
+    bad("lstm_forward[ids]", "x", lambda a: np.where(a == 3, 2 ** 40, a), VAL, "id=2^40"),
+    bad("lstm_forward[ids]", "x", lambda a: a.astype(np.uint64) + np.uint64(V + 5), VAL, "uint-id>V"),
+    bad("lstm_forward[ids]", "x", lambda a: a[:, :, None], (TYPE, VAL), "int-rank3"),
+    bad("lstm_forward[ids]", "W", shp(V, G + 4), VAL, "cols"),
+    bad("lstm_forward[ids]", "W", shp(G), VAL, "rank1"),
+    bad("lstm_forward[ids]", "W", F64, TYPE, "float64-mixed", name="W|U"),
+    bad("lstm_forward[ids]", "h0", shp(B + 2, H), VAL, "batch"),
+    bad("lstm_forward[ids]", "mask", lambda _: np.ones((B, T - 1), bool), VAL, "time"),
+    bad("lstm_forward[ids]", "x", lambda _: np.zeros((0, T), np.int64), VAL, "B=0",
+        pattern=r"\bB\b.*\bx\.shape\b"),
+    bad("lstm_forward[ids]", "x", lambda _: np.zeros((B, 0), np.int64), VAL, "T=0",
+        pattern=r"\bT\b.*\bx\.shape\b"),
+    bad("lstm_forward[ids]", "W", shp(0, G), VAL, "V=0", pattern=r"\b(V|W|x)\b"),
+    # ---- lstm_backward ----
+    bad("lstm_backward", "cache", None, TYPE, "None", pattern=r"\bcache\b.*LstmCache"),
+    bad("lstm_backward", "cache", lambda _: np.zeros(3), TYPE, "array",
+        pattern=r"\bcache\b.*LstmCache"),
+    bad("lstm_backward", "dy", shp(B, T, H + 1), VAL, "units"),
+    bad("lstm_backward", "dy", shp(B, H), VAL, "last-for-sequences"),
+    bad("lstm_backward", "dy", shp(B, T + 1, H), VAL, "time"),
+    bad("lstm_backward", "dy", F64, TYPE, "float64-mixed"),
+    bad("lstm_backward", "dy", OBJ, TYPE, "object"),
+    bad("lstm_backward", "dy", I32, TYPE, "int"),
+    bad("lstm_backward", "dhT", shp(B, H + 1), VAL, "units"),
+    bad("lstm_backward", "dhT", shp(B + 1, H), VAL, "batch"),
+    bad("lstm_backward", "dhT", F64, TYPE, "float64-mixed"),
+    bad("lstm_backward", "dcT", shp(B), VAL, "rank1"),
+    bad("lstm_backward", "dcT", F64, TYPE, "float64-mixed"),
+    bad("lstm_backward", "dcT", STR, TYPE, "str"),
+    # ---- dense_softmax_xent ----
+    bad("dense_softmax_xent", "x", shp(D), VAL, "rank1"),
+    bad("dense_softmax_xent", "x", shp(N, D, 1), VAL, "rank3"),
+    bad("dense_softmax_xent", "x", shp(N, D + 1), VAL, "D-mismatch", name="x|W"),
+    bad("dense_softmax_xent", "x", F64, TYPE, "float64-mixed", name="x|W"),
+    bad("dense_softmax_xent", "x", F16, TYPE, "float16"),
+    bad("dense_softmax_xent", "x", OBJ, TYPE, "object"),
+    bad("dense_softmax_xent", "x", STR, TYPE, "str"),
+    bad("dense_softmax_xent", "W", shp(D + 1, C), VAL, "rows", name="W|x"),
+    bad("dense_softmax_xent", "W", shp(C), VAL, "rank1"),
+    bad("dense_softmax_xent", "W", shp(D, 0), VAL, "C=0", pattern=r"\bC\b.*\bW\.shape\b"),
+    bad("dense_softmax_xent", "x", shp(0, D), VAL, "N=0", pattern=r"\bN\b.*\bx\.shape\b"),
+    bad("dense_softmax_xent", "W", F64, TYPE, "float64-mixed"),
+    bad("dense_softmax_xent", "W", None, TYPE, "None"),
+    bad("dense_softmax_xent", "b", shp(C + 1), VAL, "length"),
+    bad("dense_softmax_xent", "b", shp(1, C), VAL, "rank2"),
+    bad("dense_softmax_xent", "b", F64, TYPE, "float64-mixed"),
+    bad("dense_softmax_xent", "labels", lambda _: np.zeros(N + 1, int), VAL, "length"),
+    bad("dense_softmax_xent", "labels", lambda _: np.array([0, 1, C, 0]), VAL, "id=C"),
+    bad("dense_softmax_xent", "labels", lambda _: np.array([0, -1, 1, 0]), VAL, "id=-1"),
+    bad("dense_softmax_xent", "labels", shp(N, C + 1), VAL, "targets-width"),
+    bad("dense_softmax_xent", "labels", shp(N + 1, C), VAL, "targets-rows"),
+    bad("dense_softmax_xent", "labels", shp(N, C, dtype=np.float64), TYPE, "targets-float64-mixed"),
+    bad("dense_softmax_xent", "labels", shp(N, C, 1), VAL, "rank3"),
+    bad("dense_softmax_xent", "labels", STR, TYPE, "str"),
+    bad("dense_softmax_xent", "labels", OBJ, TYPE, "object"),
+    bad("dense_softmax_xent", "labels", None, TYPE, "None"),
+    bad("dense_softmax_xent", "weights", shp(N + 1), VAL, "length"),
+    bad("dense_softmax_xent", "weights", shp(N, 1), VAL, "rank2"),
+    bad("dense_softmax_xent", "weights", F64, TYPE, "float64-mixed"),
+    bad("dense_softmax_xent", "weights", OBJ, TYPE, "object"),
+    bad("dense_softmax_xent", "clip_eps", -1e-7, VAL, "negative"),
+    bad("dense_softmax_xent", "clip_eps", 0.5, VAL, "0.5"),
+    bad("dense_softmax_xent", "clip_eps", float("nan"), VAL, "nan"),
+    # ---- matmul ----
+    bad("matmul", "a", shp(3), VAL, "rank1"),
+    bad("matmul", "a", shp(3, 4, 1), VAL, "rank3"),
+    bad("matmul", "a", F64, TYPE, "float64-mixed", name="a|b"),
+    bad("matmul", "a", OBJ, TYPE, "object"),
+    bad("matmul", "a", I32, TYPE, "int"),
+    bad("matmul", "b", shp(5, 2), VAL, "K-mismatch", pattern=r"\bop\(a\).*\bop\(b\)"),
+    bad("matmul", "b", shp(4), VAL, "rank1"),
+    bad("matmul", "b", STR, TYPE, "str"),
+    bad("matmul", "b", F64, TYPE, "float64-mixed", name="a|b"),
+    bad("matmul", "out", shp(3, 3), VAL, "shape"),
+    bad("matmul", "out", shp(3, 2, dtype=np.float64), TYPE, "float64"),
+    bad("matmul", "out", lambda _: _r(2, 3).T, VAL, "not-C-contiguous"),
+    bad("matmul", "out", lambda _: _r(3, 4)[:, ::2], VAL, "strided"),
+    # ---- optimizers ----
+    bad("adam_update", "w", shp(10, 1), VAL, "rank2"),
+    bad("adam_update", "w", F64, TYPE, "float64"),
+    bad("adam_update", "w", I32, TYPE, "int"),
+    bad("adam_update", "g", shp(9), VAL, "length"),
+    bad("adam_update", "g", F64, TYPE, "float64"),
+    bad("adam_update", "g", OBJ, TYPE, "object"),
+    bad("adam_update", "m", shp(11), VAL, "length"),
+    bad("adam_update", "m", F64, TYPE, "float64"),
+    bad("adam_update", "v", shp(10, 1), VAL, "rank2"),
+    bad("adam_update", "v", STR, TYPE, "str"),
+    bad("adam_update", "v", None, TYPE, "None"),
+    bad("adam_update", "step", 0, VAL, "zero"),
+    bad("adam_update", "step", -3, VAL, "negative"),
+    bad("sgd_update", "w", shp(9), VAL, "length", name="w|g"),
+    bad("sgd_update", "w", F64, TYPE, "float64"),
+    bad("sgd_update", "g", shp(10, 1), VAL, "rank2"),
+    bad("sgd_update", "g", F16, TYPE, "float16"),
+    bad("sgd_update", "u", shp(11), VAL, "length"),
+    bad("sgd_update", "u", F64, TYPE, "float64"),
+    bad("sgd_update", "u", None, VAL, "None-with-momentum", pattern=r"\bmomentum\b.*\bu\b"),
+    bad("rmsprop_update", "w", C64, TYPE, "complex"),
+    bad("rmsprop_update", "g", shp(3), VAL, "length"),
+    bad("rmsprop_update", "s", shp(9), VAL, "length"),
+    bad("rmsprop_update", "s", F64, TYPE, "float64"),
+    bad("rmsprop_update", "s", OBJ, TYPE, "object"),
+    # ---- onehot_ids ----
+    bad("onehot_ids", "x", shp(B, V), VAL, "rank2"),
+    bad("onehot_ids", "x", shp(B, T, V, 1), VAL, "rank4"),
+    bad("onehot_ids", "x", lambda a: a.astype(np.int64), TYPE, "int"),
+    bad("onehot_ids", "x", OBJ, TYPE, "object"),
+    bad("onehot_ids", "x", STR, TYPE, "str"),
+]
+
+
+@pytest.mark.parametrize("fn_key, arg, change, exc, pattern", CASES)
+def test_bad_argument_is_named(fn_key, arg, change, exc, pattern):
+    with pytest.raises(exc, match=pattern) as info:
+        call(fn_key, **{arg: change})
+    assert fn_key.split("[")[0] in str(info.value) or arg in ("cache",), \
+        f"the message should say which function complained: {info.value}"
+
+
+# A read-only in-place buffer needs its own case: setflags returns None.
+@pytest.mark.parametrize("fn_key, arg", [("adam_update", "w"), ("adam_update", "m"),
+                                         ("sgd_update", "u"), ("rmsprop_update", "s"),
+                                         ("matmul", "out")])
+def test_read_only_in_place_buffer_is_refused(fn_key, arg):
+    def frozen(a):
+        a = np.array(a if a is not None else np.zeros((3, 2), F32))
+        a.setflags(write=False)
+        return a
+    with pytest.raises(ValueError, match=rf"\b{arg}\b"):
+        call(fn_key, **{arg: frozen})
+
+
+@pytest.mark.parametrize("fn_key, arg", [("adam_update", "w"), ("adam_update", "v"),
+                                         ("sgd_update", "w"), ("sgd_update", "u"),
+                                         ("rmsprop_update", "s")])
+def test_strided_in_place_buffer_is_refused(fn_key, arg):
+    with pytest.raises(ValueError, match=rf"\b{arg}\b"):
+        call(fn_key, **{arg: lambda a: np.repeat(a, 2)[::2]})
+
+
+def test_set_num_threads_rejects_nonpositive():
+    for n in (0, -1):
+        with pytest.raises(ValueError, match=r"\bn\b"):
+            _core.set_num_threads(n)
+
+
+# ---------------------------------------------------------------------------
+# Layouts that must work: strided, reversed, Fortran order -> same results
+# ---------------------------------------------------------------------------
+
+def _strided(a):
+    """The same values behind a non-contiguous view."""
+    wide = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)
+    wide[..., ::2] = a
+    return wide[..., ::2]
+
+
+LAYOUTS = {"fortran": np.asfortranarray, "strided": _strided,
+           "reversed": lambda a: np.flip(np.flip(a, -1).copy(), -1)}
+
+
+def _same(got, want, what):
+    for k, (g, w) in enumerate(zip(got, want)):
+        if isinstance(w, np.ndarray):
+            np.testing.assert_array_equal(g, w, err_msg=f"{what}: output {k}")
+        elif not isinstance(w, _core.LstmCache):
+            assert g == w, f"{what}: output {k}"
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("fn_key", ["lstm_forward", "lstm_forward[ids]", "dense_softmax_xent",
+                                    "matmul", "onehot_ids"])
+def test_non_contiguous_inputs_give_the_same_results(fn_key, layout):
+    fn, make = CALLS[fn_key]
+    args, kwargs = make()
+    if fn_key.startswith("lstm"):
+        kwargs = dict(mask=np.arange(B * T).reshape(B, T) % 3 != 0, rec_mask=_r(B, H))
+    want = fn(*args.values(), **kwargs)
+    relaid = {k: LAYOUTS[layout](v) if isinstance(v, np.ndarray) and v.ndim >= 1 else v
+              for k, v in args.items()}
+    kw_relaid = {k: LAYOUTS[layout](v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+    assert any(not v.flags.c_contiguous for v in relaid.values()
+               if isinstance(v, np.ndarray) and v.ndim >= 2), "set-up: nothing was relaid"
+    got = fn(*relaid.values(), **kw_relaid)
+    _same(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,),
+          f"{fn_key} with {layout} inputs")
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_non_contiguous_upstream_gradients(layout):
+    args, _ = lstm_backward_call()
+    want = _core.lstm_backward(*args.values())
+    relaid = {k: LAYOUTS[layout](v) if isinstance(v, np.ndarray) else v for k, v in args.items()}
+    _same(_core.lstm_backward(*relaid.values()), want, f"lstm_backward with {layout} dy/dhT/dcT")
+
+
+# ---------------------------------------------------------------------------
+# Huge requests
+# ---------------------------------------------------------------------------
+
+def _huge_lstm():
+    # ids x is 64 MiB of untouched calloc'd zeros; y alone would be 2^24·1024·4 B = 64 GiB
+    x = np.zeros((1, 2 ** 24), np.int32)
+    return _core.lstm_forward(x, np.zeros((1, 4096), F32), np.zeros((1024, 4096), F32), None,
+                              np.zeros((1, 1024), F32), np.zeros((1, 1024), F32), training=True)
+
+
+def _huge_dense():
+    # probs alone: 2^20 × 2^15 × 4 B = 128 GiB
+    return _core.dense_softmax_xent(np.zeros((2 ** 20, 1), F32), np.zeros((1, 2 ** 15), F32), None,
+                                    np.zeros(2 ** 20, np.int32))
+
+
+def _huge_matmul():
+    return _core.matmul(np.zeros((2 ** 20, 1), F32), np.zeros((1, 2 ** 15), F32))
+
+
+@pytest.mark.parametrize("request_fn", [_huge_lstm, _huge_dense, _huge_matmul],
+                         ids=["lstm_forward", "dense_softmax_xent", "matmul"])
+def test_huge_request_raises_memory_error_with_bytes(request_fn):
+    with pytest.raises(MemoryError, match=r"bytes"):
+        request_fn()
