@@ -5,7 +5,7 @@ Ratios are peer_time / fusedlstm_time, so > 1 means fusedlstm is faster.
 
 import statistics
 import time
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import numpy as np
 

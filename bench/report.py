@@ -27,19 +27,25 @@ def _ratio(v: Optional[float]) -> str:
 
 def header(result: dict) -> List[str]:
     s = result["system"]
-    fw_lines = [f"{n}: {st.get('version', '')} {'' if st['status'] == 'ok' else '— ' + st['status']}".rstrip()
+    fw_lines = [f"{n}: {st.get('version', 'separate process') if st['status'] == 'ok' else st['status']}"
                 for n, st in result["frameworks"].items()]
     bi = s.get("fusedlstm_build_info", {})
+    busy = (s["load_average"]["before"] or 0.0) > 1.0
+    reexec = "re-executed with " + s["reexec"]["note"] if s["reexec"]["happened"] else "as given (no re-exec needed)"
     lines = [
         f"# fusedlstm benchmark — {s['cpu_model']}{' (quick run: tiny sizes)' if result['quick'] else ''}",
         "",
-        f"- date: {result['created']}, run time {result['seconds']:.0f} s, threads: {s['threads']} (every framework and numpy)",
+        f"- date: {result['created']}, run time {result['seconds']:.0f} s, "
+        f"threads: {s['threads']} (every framework and numpy)",
         f"- fusedlstm ISA path: {bi.get('isa', '–')} (available: {', '.join(bi.get('isa_available', [])) or '–'})",
         f"- frameworks: {'; '.join(fw_lines)}",
         f"- python {s['python']}, numpy {s['numpy']}; numpy sgemm 2048² float32: "
         f"{result['sgemm']['gflops']:.1f} GFLOP/s (median of {result['sgemm']['repeats']})",
-        f"- environment: {'re-executed with ' + s['reexec']['note'] if s['reexec']['happened'] else 'as given (no re-exec needed)'}",
-        f"- timing: interleaved blocks of ≥ {result['timing']['block_ms']:.0f} ms, {result['timing']['rounds']} rounds; "
+        f"- load average (1 min) before / after: {_f(s['load_average']['before'], '{:.2f}')} / "
+        f"{_f(s['load_average']['after'], '{:.2f}')}{' — busy machine: timings are noisy' if busy else ''}",
+        f"- environment: {reexec}",
+        f"- timing: interleaved blocks of ≥ {result['timing']['block_ms']:.0f} ms, "
+        f"{result['timing']['rounds']} rounds; "
         "ms per step as median [min–max]; ratio = peer time / fusedlstm time (> 1: fusedlstm faster)",
     ]
     return lines
@@ -103,7 +109,8 @@ def e2e_tables(result: dict) -> List[str]:
         return ["", "## End-to-end", "", "not run (--quick or --no-e2e)"]
     echo = e2e["echo"]
     lines = ["", "## End-to-end", "", f"Echo task ({echo['task']}); median over {echo['seeds']} seeds, "
-             f"cap {echo['cap']} fits; same weights and samples in every framework.", "",
+             f"cap {echo['cap']} fits (a capped run's time is a lower bound); same weights and samples "
+             "in every framework.", "",
              "| framework | time to 100% s | ratio | fits | ms per fit | cap hits |", "|---|---|---|---|---|---|"]
     ratios = e2e["ratios"]
     for n, p in echo["per_framework"].items():
@@ -129,7 +136,12 @@ def e2e_tables(result: dict) -> List[str]:
 
 
 def markdown(result: dict, png_note: str) -> str:
-    parts = header(result) + step_table(result) + throughput_table(result) + targets_table(result)
+    parts = header(result)
+    if result["configs"]:
+        parts += step_table(result) + throughput_table(result)
+    else:
+        parts += ["", "## Per step", "", "not run (--e2e-only)"]
+    parts += targets_table(result)
     parts += e2e_tables(result) + ["", png_note, ""]
     return "\n".join(parts)
 
@@ -145,7 +157,7 @@ def chart(result: dict, path: str) -> Optional[str]:
     except ImportError:
         return "matplotlib is not installed (pip install 'fusedlstm[plot]'): no PNG chart"
     entries = result["configs"]
-    peers = sorted({p for e in entries for p in e["ratios"]})
+    peers = [p for p in result["frameworks"] if any(p in e["ratios"] for e in entries)]
     series = [(p, k) for p in peers for k in ("train", "infer")]
     if not any(e["ratios"].get(p, {}).get(k) for e in entries for p, k in series):
         return "no ratios to plot (fusedlstm or every peer missing)"

@@ -25,7 +25,8 @@ def parse_args(argv):
     p.add_argument("--configs", default=None, help="comma list of config names (default: all)")
     p.add_argument("--threads", type=int, default=2, help="threads for every framework and numpy (default 2)")
     p.add_argument("--out", default=None, help="output directory (default bench/results)")
-    p.add_argument("--e2e", dest="e2e", action="store_true", default=None, help="run end-to-end (default unless --quick)")
+    p.add_argument("--e2e", dest="e2e", action="store_true", default=None,
+                   help="run the end-to-end runs (default unless --quick)")
     p.add_argument("--no-e2e", dest="e2e", action="store_false")
     p.add_argument("--e2e-only", action="store_true", help="skip the per-config timings")
     p.add_argument("--e2e-seeds", type=int, default=5, help="echo task seeds (default 5)")

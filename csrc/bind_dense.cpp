@@ -29,7 +29,7 @@ template <class Real> py::tuple xent_impl(const XentArgs& a) {
   in.N = N, in.D = D, in.C = C;
   in.x = x.data(), in.W = W.data(), in.b = ptr_or_null(b), in.weights = ptr_or_null(w);
   if (a.sparse) {
-    labels = CArray<int64_t>::ensure(a.labels);
+    labels = CArray<int64_t>(a.labels);  // raises if the copy fails (see as_c)
     in.labels = labels.data();
   } else {
     targets = as_c<Real>(a.labels);

@@ -59,10 +59,10 @@ template <class Real> py::tuple forward_impl(const FwdArgs& a) {
   if (a.ids) {
     // int32 and int64 are read as they are; other integer widths become int64.
     if (a.x.dtype().kind() == 'i' && a.x.itemsize() == 4) {
-      ids = CArray<int32_t>::ensure(a.x);
+      ids = CArray<int32_t>(a.x);  // raises if the copy fails (see as_c)
       in.ids32 = static_cast<const int32_t*>(ids.data());
     } else {
-      ids = CArray<int64_t>::ensure(a.x);
+      ids = CArray<int64_t>(a.x);  // raises if the copy fails (see as_c)
       in.ids64 = static_cast<const int64_t*>(ids.data());
     }
   } else {

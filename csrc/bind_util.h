@@ -107,8 +107,11 @@ inline void check_positive(const char* fn, const char* what, py::ssize_t v, cons
 
 // C-order array of Real; copies only when a is not already C-contiguous Real.
 // Callers have checked the dtype, so forcecast never changes values here.
+// The converting constructor, not ensure(): when the copy cannot be allocated (a
+// broadcast view far larger than RAM) ensure() returns a null array and drops
+// NumPy's MemoryError, and the kernels would then read through a null pointer.
 template <class Real> using CArray = py::array_t<Real, py::array::c_style | py::array::forcecast>;
-template <class Real> CArray<Real> as_c(const py::array& a) { return CArray<Real>::ensure(a); }
+template <class Real> CArray<Real> as_c(const py::array& a) { return CArray<Real>(a); }
 template <class Real> CArray<Real> opt_c(const py::array& a) { return a ? as_c<Real>(a) : null_array<CArray<Real>>(); }
 template <class Real> const Real* ptr_or_null(const CArray<Real>& a) { return a ? a.data() : nullptr; }
 
@@ -135,6 +138,9 @@ inline std::vector<uint8_t> mask_bytes(const char* fn, const char* name, const p
   if (kind != 'b' && kind != 'i' && kind != 'u')
     throw TypeError(str(fn, ": ", name, " must be a bool or integer array, got ", dtype_name(a)));
   py::array c = py::array::ensure(a, py::array::c_style);
+  if (!c)  // ensure() dropped NumPy's error: the C-order copy could not be allocated
+    throw OutOfMemory(str(fn, ": ", name, " ", shape_str(a), " is not C-contiguous and its C-order copy (",
+                          mul_size(size_t(a.size()), size_t(a.itemsize())), " bytes) could not be allocated"));
   const size_t n = size_t(c.size()), w = size_t(c.itemsize());
   const auto* p = static_cast<const uint8_t*>(c.data());
   std::vector<uint8_t> m(n);

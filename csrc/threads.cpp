@@ -84,7 +84,7 @@ class Pool {
  private:
   void ensure_workers(int count);
   void worker_main(int id);
-  void work(int id);
+  void work();
 
   std::mutex mu_;  // guards sleeping, spawning and error_
   std::condition_variable cv_;
@@ -113,7 +113,7 @@ void Pool::ensure_workers(int count) {
   }
 }
 
-void Pool::work(int /*id*/) {
+void Pool::work() {
   for (;;) {
     const int i = next_.fetch_add(1, std::memory_order_relaxed);
     if (i >= n_) return;
@@ -156,7 +156,7 @@ void Pool::worker_main(int id) {
     if (open_.load() == e && id < want_workers_) {
       const unsigned own = fp_mode();
       set_fp_mode(fp_mode_);
-      work(id);
+      work();
       set_fp_mode(own);
     }
     active_.fetch_sub(1);
@@ -193,7 +193,7 @@ void Pool::run(int n, TaskFn fn, void* ctx, int nthreads) {
     std::lock_guard<std::mutex> lk(mu_);  // a sleeper is in wait() or will see the new epoch
     cv_.notify_all();
   }
-  work(-1);
+  work();
   open_.store(0);
   while (active_.load() != 0) cpu_relax();
   std::exception_ptr err = error_;

@@ -1,4 +1,4 @@
-"""Error measures and finite-difference gradients shared by the kernel tests.
+"""Error measures, finite differences and random LSTM problems shared by the kernel tests.
 
 The scalar loss behind every gradient check is L = Σ_k Σ out_k ⊙ R_k for fixed
 random R_k, so dL/d(out_k) = R_k is what the backward pass is fed.
@@ -151,6 +151,7 @@ def directional(grads, directions):
 # redrawn until every pre-activation is at least KINK_MARGIN away from one.
 # ---------------------------------------------------------------------------
 
+GRAD_NAMES = ("dx", "dh0", "dc0", "dW", "dU", "db")  # lstm_backward's results, in order
 KINK_MARGIN = 1e-4
 KINKS = {"tanh": (), "sigmoid": (), "linear": (), "relu": (0.0,),
          "hard_sigmoid": (-3.0, 3.0), "hard_sigmoid_k2": (-2.5, 2.5)}
@@ -247,9 +248,6 @@ def kernel_run(inputs, opts, Rs, **extra):
     y, hT, cT, cache = kernel_forward(inputs, opts, training=True, **extra)
     grads = _core.lstm_backward(cache, *Rs)
     return dict(y=y, hT=hT, cT=cT), dict(zip(GRAD_NAMES, grads))
-
-
-GRAD_NAMES = ("dx", "dh0", "dc0", "dW", "dU", "db")
 
 
 def loss_weights(rng, inputs, opts):

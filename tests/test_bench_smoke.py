@@ -30,6 +30,7 @@ FRAMEWORKS = ("fusedlstm", "torch", "keras")
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     require("torch", "compare")
+    os.environ.setdefault("KERAS_BACKEND", "torch")  # keras's own default needs tensorflow
     require("keras", "compare")
     out = tmp_path_factory.mktemp("bench")
     seed = int.from_bytes(os.urandom(2), "little")

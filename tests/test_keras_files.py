@@ -530,3 +530,137 @@ def test_file_kind_refuses_other_suffixes():
     from fusedlstm.io._files import file_kind
     with pytest.raises(ValueError, match=r"expected a name ending in one of .weights.h5, .keras, .hdf5, .h5, got 'm.pt'"):
         file_kind("m.pt")
+
+
+# ---------------------------------------------------------------------------------------------
+# Our models: load_model / save / load_weights through the entry points fusedlstm.saving uses
+# ---------------------------------------------------------------------------------------------
+
+PRED_TOL = 1e-5
+
+
+def _max_diff(a, b):
+    a = a if isinstance(a, list) else [a]
+    b = b if isinstance(b, list) else [b]
+    assert len(a) == len(b)
+    return max(float(np.max(np.abs(p - q))) for p, q in zip(a, b))
+
+
+@pytest.fixture(scope="module")
+def io_api():
+    from fusedlstm import io
+    return io
+
+
+def test_load_keras_files_as_our_models(keras_case, io_api):
+    """load_model(.keras / .h5) gives our model, predicting what Keras predicts."""
+    name, model, x, ref, paths = keras_case
+    for what in ("keras", "h5"):
+        ours = io_api.load_keras_file(paths[what], compile=False)
+        assert type(ours).__name__ == ("Sequential" if name.startswith("sequential") else "Functional")
+        err = _max_diff(ours.predict(x, verbose=0), ref)
+        assert err <= PRED_TOL, f"{name} from .{what}: max diff {err}"
+
+
+def test_keras_loads_our_saved_models(keras, keras_case, io_api, tmp_path):
+    """model.save('x.keras'/'x.h5'), save_weights('x.weights.h5') from our model: Keras loads and agrees."""
+    name, model, x, ref, paths = keras_case
+    ours = io_api.load_keras_file(paths["keras"], compile=False)
+    io_api.save_keras_file(ours, tmp_path / "o.keras")
+    io_api.save_keras_file(ours, tmp_path / "o.h5")
+    io_api.save_keras_file(ours, tmp_path / "o.weights.h5")
+    io_api.save_keras_file(ours, tmp_path / "ow.h5", weights_only=True)
+    for what, m in (("o.keras", keras.models.load_model(tmp_path / "o.keras")),
+                    ("o.h5", keras.models.load_model(tmp_path / "o.h5", compile=False))):
+        assert _same(m.predict(x, verbose=0), ref), f"{name}: Keras on our {what}"
+    for suffix in ("o.weights.h5", "ow.h5"):
+        clone = keras.models.clone_model(model)
+        clone.load_weights(tmp_path / suffix)
+        assert _same(clone.predict(x, verbose=0), ref), f"{name}: Keras load_weights({suffix})"
+    # and our own model loads the weights files back into a fresh copy of itself
+    for suffix in ("o.weights.h5", "ow.h5", "o.keras"):
+        fresh = io_api.load_keras_file(paths["keras"], compile=False)
+        for layer in fresh.layers:
+            if layer.get_weights():
+                layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
+        io_api.load_keras_file(tmp_path / suffix, fresh)
+        assert _max_diff(fresh.predict(x, verbose=0), ref) <= PRED_TOL, f"{name}: our load_weights({suffix})"
+
+
+def test_from_keras_and_to_keras(keras, keras_case, io_api):
+    name, model, x, ref, _ = keras_case
+    ours = io_api.from_keras(model)
+    assert _max_diff(ours.predict(x, verbose=0), ref) <= PRED_TOL, name
+    back = io_api.to_keras(ours)
+    assert _same(back.predict(x, verbose=0), ref), name
+    assert [layer.name for layer in back.layers] == [layer.name for layer in model.layers]
+
+
+def test_misfit_weights_name_layer_and_shapes(keras, io_api, tmp_path):
+    from fusedlstm.layers import Dense, Input, LSTM
+    from fusedlstm.models import Sequential
+
+    L = keras.layers
+    keras.Sequential([keras.Input((4, 3)), L.LSTM(2), L.Dense(1)]).save_weights(tmp_path / "k.weights.h5")
+    ours = Sequential([Input((4, 3)), LSTM(5, name="enc"), Dense(1, name="out")])
+    before = [w.copy() for w in ours.get_weights()]
+    with pytest.raises(ValueError, match=r"layer 'enc' \(LSTM\): weight 'cell/kernel' has shape \(3, 20\) in the "
+                                         r"model, \(3, 8\) in the file"):
+        io_api.load_keras_file(tmp_path / "k.weights.h5", ours)
+    assert all(np.array_equal(a, b) for a, b in zip(before, ours.get_weights()))  # nothing half-loaded
+    with pytest.raises(ValueError, match="holds weights only"):
+        io_api.load_keras_file(tmp_path / "k.weights.h5")
+    with pytest.raises(ValueError, match="ending in one of"):
+        io_api.load_keras_file(tmp_path / "k.pickle", ours)
+
+
+def _adam_pair(keras, tmp_path, rng):
+    L = keras.layers
+    kmodel = keras.Sequential([keras.Input((5, 3)), L.LSTM(4), L.Dense(3, activation="softmax")])
+    kmodel.compile(optimizer=keras.optimizers.Adam(learning_rate=0.01), loss="categorical_crossentropy",
+                   metrics=["accuracy"])
+    x = rng.normal(size=(8, 5, 3)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 8)]
+    return kmodel, x, y
+
+
+def test_training_resumes_from_a_keras_checkpoint(keras, io_api, tmp_path, rng, seed):
+    """Keras trains 5 Adam steps and saves; we load (compiled, optimizer state restored) and
+    continue exactly as Keras continues."""
+    kmodel, x, y = _adam_pair(keras, tmp_path, rng)
+    for _ in range(5):
+        kmodel.train_on_batch(x, y)
+    kmodel.save(tmp_path / "ckpt.keras")
+    ours = io_api.load_keras_file(tmp_path / "ckpt.keras")
+    assert ours.optimizer.iterations == 5 and type(ours.optimizer).__name__ == "Adam"
+    lk = [float(kmodel.train_on_batch(x, y)[0]) for _ in range(5)]
+    lo = [float(np.ravel(ours.train_on_batch(x, y))[0]) for _ in range(5)]
+    np.testing.assert_allclose(lo, lk, rtol=1e-4, err_msg=f"seed={seed}")
+    for a, b in zip(kmodel.get_weights(), ours.get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6, err_msg=f"seed={seed}")
+
+
+def test_keras_resumes_from_our_checkpoint(keras, io_api, tmp_path, rng, seed):
+    """We train 5 Adam steps and save .keras; Keras loads it (no warning: the optimizer state has
+    the variables its Adam expects) and continues as we do."""
+    kmodel, x, y = _adam_pair(keras, tmp_path, rng)
+    ours = io_api.from_keras(kmodel)
+    for _ in range(5):
+        ours.train_on_batch(x, y)
+    io_api.save_keras_file(ours, tmp_path / "ours.keras")
+    back = keras.models.load_model(tmp_path / "ours.keras")  # filterwarnings=error: a skipped state fails
+    assert int(back.optimizer.iterations.numpy()) == 5
+    lo = [float(np.ravel(ours.train_on_batch(x, y))[0]) for _ in range(5)]
+    lk = [float(back.train_on_batch(x, y)[0]) for _ in range(5)]
+    np.testing.assert_allclose(lk, lo, rtol=1e-4, err_msg=f"seed={seed}")
+
+
+def test_unsupported_compile_config_warns_and_leaves_model_uncompiled(keras, io_api, tmp_path):
+    L = keras.layers
+    kmodel = keras.Sequential([keras.Input((5, 3)), L.LSTM(4), L.Dense(1)])
+    kmodel.compile(optimizer=keras.optimizers.Adagrad(), loss="mse")
+    kmodel.save(tmp_path / "adagrad.keras")
+    with pytest.warns(io_api.KerasCompatibilityWarning, match="not compiled .*Adagrad"):
+        ours = io_api.load_keras_file(tmp_path / "adagrad.keras")
+    assert not ours.compiled
+    assert io_api.load_keras_file(tmp_path / "adagrad.keras", compile=False).compiled is False

@@ -39,6 +39,9 @@ class Framework:
     # backend per process): the runner then times it in a worker process.
     isolated = False
 
+    def check_installed(self) -> None:
+        """Raise Unavailable if the library is missing, without importing it."""
+
     def setup(self, threads: int) -> None:
         raise NotImplementedError
 

@@ -1,7 +1,15 @@
-"""fusedlstm: Keras-compatible LSTMs on fused C++ kernels."""
+"""fusedlstm: Keras-compatible LSTMs on fused C++ kernels.
+
+`import fusedlstm as keras` works for the parts of Keras that LSTM notebooks use:
+`keras.models.Sequential`, `keras.layers.LSTM`, `keras.optimizers.Adam`, `keras.utils.to_categorical`...
+"""
 
 from ._version import __version__
 from . import _core
+from . import (activations, backend, callbacks, initializers, layers, losses, metrics, models,
+               optimizers, utils)
+from .layers import Input
+from .models import Model, Sequential, load_model
 
 
 def build_info() -> dict:
@@ -16,3 +24,8 @@ def set_num_threads(n: int) -> None:
 
 def get_num_threads() -> int:
     return _core.get_num_threads()
+
+
+__all__ = ["__version__", "build_info", "set_num_threads", "get_num_threads", "Input", "Model",
+           "Sequential", "load_model", "activations", "backend", "callbacks", "initializers",
+           "layers", "losses", "metrics", "models", "optimizers", "utils"]

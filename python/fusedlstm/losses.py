@@ -91,9 +91,6 @@ class Loss:
     def grad(self, y_true, y_pred, dv):
         raise NotImplementedError
 
-    def values_shape(self, y_true, y_pred_shape):
-        return tuple(y_pred_shape[:-1])
-
     def __call__(self, y_true, y_pred, sample_weight=None):
         """The reduced loss as a float (keras.losses.Loss.__call__)."""
         y_pred = np.asarray(y_pred, dtype=np.float32)
@@ -241,9 +238,6 @@ class BinaryCrossentropy(Loss):
             raise NotImplementedError("BinaryCrossentropy: only axis=-1 is supported.")
         self.from_logits = bool(from_logits)
         self.label_smoothing = float(label_smoothing)
-
-    def values_shape(self, y_true, y_pred_shape):
-        return tuple(y_pred_shape[:-1])
 
     def prepare_targets(self, y_true, y_pred_shape):
         y = np.asarray(y_true)

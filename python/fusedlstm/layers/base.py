@@ -179,11 +179,6 @@ class Context:
         return dst, acc
 
 
-_BASE_KWARGS = ("name", "trainable", "dtype", "input_shape", "batch_input_shape", "batch_size",
-                "input_dim", "input_length", "weights", "autocast", "activity_regularizer",
-                "dynamic")
-
-
 def _check_none(layer_cls, **kw):
     """Keras arguments we accept only at their default (None): anything else is refused."""
     for k, v in kw.items():
@@ -264,7 +259,9 @@ class Layer:
         return []
 
     def add_weight(self, name, shape, initializer="zeros", trainable=True, dtype=None):
-        init = _inits.get(initializer) if not callable(initializer) or isinstance(initializer, _inits.Initializer) else initializer
+        # A plain function (LSTM's unit_forget_bias initializer) is called as is.
+        plain_fn = callable(initializer) and not isinstance(initializer, _inits.Initializer)
+        init = initializer if plain_fn else _inits.get(initializer)
         value = np.ascontiguousarray(init(tuple(shape), dtype or self.dtype), dtype=dtype or self.dtype)
         if value.shape != tuple(shape):
             raise ValueError(f"Initializer for {self.name}/{name} returned shape {value.shape}, expected {tuple(shape)}.")

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import activations as _acts
 from .. import utils
-from .base import KerasTensor, Layer, Node, _normalize_dtype, unique_name
+from .base import KerasTensor, Layer, Node, unique_name
 from .lstm import dropout_mask
 
 

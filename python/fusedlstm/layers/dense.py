@@ -5,7 +5,7 @@ return_sequences (and TimeDistributed(Dense)) is a single `_core.matmul`, forwar
 and backward; the weight gradient GEMM writes straight into the model's flat
 gradient buffer. When a softmax Dense feeds a cross-entropy loss, training bypasses
 `_fwd`/`_bwd` here and calls the fused `_core.dense_softmax_xent` instead
-(models/losses_plan.py).
+(models/training.py).
 """
 
 import numbers

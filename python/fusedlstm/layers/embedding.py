@@ -28,7 +28,7 @@ def as_ids(x, vocab, layer_name):
             pos = tuple(int(i) for i in np.argwhere(bad)[0])
             raise ValueError(
                 f"Layer '{layer_name}' expects integer token ids, got the non-integral value "
-                f"{a[pos]!r} at position {pos}.")
+                f"{float(a[pos])!r} at position {pos}.")
         a = a.astype(np.int32 if vocab < 2**31 else np.int64)
     elif a.dtype not in (np.int32, np.int64):
         a = a.astype(np.int64)

@@ -12,7 +12,6 @@ computed once per trainable-set (store generation), not per step.
 """
 
 import numbers
-import threading
 
 import numpy as np
 
@@ -180,10 +179,6 @@ def _toposort(steps):
     return order
 
 
-class _ThreadLocal(threading.local):
-    pass
-
-
 class Functional(Trainer, Layer):
     """keras.Model built from symbolic inputs and outputs (the functional API).
 
@@ -218,8 +213,8 @@ class Functional(Trainer, Layer):
                 raise ValueError(f"Model '{self.name}': every input must come from keras Input(); {t} does not.")
         self.inputs, self.outputs = ins, outs
         self._plan = build_plan(ins, outs, self.name)
-        # The model computes in float64 only when every layer does (tests); else float32.
-        dts = {getattr(st_layer, "dtype", "float32") for st in self._plan.steps for st_layer in st.layers}
+        # The model computes in float64 only when all its weights are float64 (tests).
+        dts = {str(v.value.dtype) for st in self._plan.steps for layer in st.layers for v in layer.weights}
         self.dtype = "float64" if dts == {"float64"} else "float32"
         layers = [t._keras_history[0] for t in ins]
         seen = {id(layer) for layer in layers}
@@ -232,7 +227,6 @@ class Functional(Trainer, Layer):
         self.input_names = [t._keras_history[0].name for t in ins]
         self._input_takes_ids = [self._feeds_ids(t) for t in ins]
         self.built = True
-        self._tls = _ThreadLocal()
         self._store = None
         self._store_gen = -1
 
@@ -479,9 +473,6 @@ class Functional(Trainer, Layer):
                 v.grad = None
         self._store_gen = generation()
         return st
-
-    def __call__(self, *args, **kwargs):
-        return Layer.__call__(self, *args, **kwargs)
 
     def get_config(self):
         from ..saving import functional_config

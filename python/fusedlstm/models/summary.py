@@ -22,10 +22,10 @@ def readable_memory_size(nbytes):
     return f"{nbytes:.2f} {units[-1]}"
 
 
-def _layer_node(model, layer):
-    """The node through which `layer` takes part in `model` (its first one there)."""
+def _layer_node(tensor_ids, layer):
+    """The node through which `layer` takes part in the model (its first one there)."""
     for node in layer._inbound_nodes:
-        if all(id(o) in model._tensor_ids for o in node.outputs):
+        if all(id(o) in tensor_ids for o in node.outputs):
             return node
     return layer._inbound_nodes[0] if layer._inbound_nodes else None
 
@@ -47,15 +47,12 @@ def _connections(node):
     return ", ".join(parts) or "-"
 
 
-def _is_chain(model, layers):
-    seen_single = True
+def _is_chain(model, tensor_ids, layers):
     for layer in layers:
-        nodes = [n for n in layer._inbound_nodes if all(id(o) in model._tensor_ids for o in n.outputs)]
-        if len(nodes) > 1:
+        nodes = [n for n in layer._inbound_nodes if all(id(o) in tensor_ids for o in n.outputs)]
+        if len(nodes) > 1 or (nodes and len(nodes[0].inputs) > 1):
             return False
-        if nodes and len(nodes[0].inputs) > 1:
-            return False
-    return seen_single and len(model.inputs) == 1 and len(model.outputs) == 1
+    return len(model.inputs) == 1 and len(model.outputs) == 1
 
 
 def _widths(line_length, positions, n):
@@ -96,13 +93,11 @@ def _row(cells, widths, aligns):
 def summary_lines(model, line_length=None, show_trainable=False):
     from .sequential import Sequential
 
-    model._tensor_ids = set()
-    for layer in model._sublayers() + [t._keras_history[0] for t in model.inputs]:
-        for node in layer._inbound_nodes:
-            for o in node.outputs:
-                model._tensor_ids.add(id(o))
-    layers = model.layers if isinstance(model, Sequential) else model.layers
-    chain = isinstance(model, Sequential) or _is_chain(model, layers)
+    # Tensors of this model's graph (a shared layer has nodes in other models too).
+    from ..saving import _model_nodes
+    tensor_ids = {id(o) for node in _model_nodes(model) for o in node.outputs}
+    layers = model.layers
+    chain = isinstance(model, Sequential) or _is_chain(model, tensor_ids, layers)
     if chain:
         default, positions = 88, [0.45, 0.80, 1.0]
         header = ["Layer (type)", "Output Shape", "Param #"]
@@ -128,7 +123,7 @@ def summary_lines(model, line_length=None, show_trainable=False):
     bottom = "└" + "┴".join("─" * w for w in widths) + "┘"
     out = [f'Model: "{model.name}"', top, head, sep_head]
     for k, layer in enumerate(layers):
-        node = _layer_node(model, layer)
+        node = _layer_node(tensor_ids, layer)
         params = f"{layer.count_params():,}" if layer.built and not isinstance(layer, InputLayer) else "0"
         cells = [f"{layer.name} ({type(layer).__name__})", _shape_cell(node), params]
         if not chain:
@@ -147,7 +142,6 @@ def summary_lines(model, line_length=None, show_trainable=False):
     out.append(f" Total params: {total:,} ({readable_memory_size(allb)})")
     out.append(f" Trainable params: {trainable:,} ({readable_memory_size(tb)})")
     out.append(f" Non-trainable params: {total - trainable:,} ({readable_memory_size(allb - tb)})")
-    del model._tensor_ids
     return out
 
 

@@ -161,7 +161,7 @@ class Trainer:
 
     def _assert_compiled(self, what):
         if not self.compiled:
-            raise RuntimeError(f"You must call `compile()` before using the model ({what}).")
+            raise ValueError(f"You must call `compile()` before using the model ({what}).")
         if self._loss_specs is None:
             raise ValueError(f"Model '{self.name}' has not been built yet; call it on data or build() it first ({what}).")
         if not any(s is not None for s in self._loss_specs):
@@ -240,9 +240,7 @@ class Trainer:
         n_out = len(self.outputs)
         ys = None
         if y is not None:
-            ys = y if isinstance(y, list) else _data.as_list(y)
-            if isinstance(y, dict):
-                ys = [y.get(k) for k in self.output_names]
+            ys = self._split_targets(y)
             if len(ys) != n_out:
                 raise ValueError(
                     f"Model '{self.name}' has {n_out} output(s) ({self.output_names}), but {len(ys)} "
@@ -256,6 +254,18 @@ class Trainer:
             if len(sws) not in (1, n_out):
                 raise ValueError(f"sample_weight must be one array or one per output ({n_out}), got {len(sws)}.")
         return xs, ys, sws
+
+    def _split_targets(self, y):
+        """Targets as one entry per output: a dict by output name, a list per output, or one array."""
+        if isinstance(y, dict):
+            return [y.get(k) for k in self.output_names]
+        if len(self.outputs) > 1:
+            if not isinstance(y, (list, tuple)):
+                raise ValueError(f"Model '{self.name}' has {len(self.outputs)} outputs; pass `y` as a list (or dict by output name) of target arrays.")
+            return list(y)
+        if isinstance(y, (list, tuple)) and len(y) == 1 and isinstance(y[0], np.ndarray):
+            return [y[0]]
+        return [y]
 
     def _loss_and_grads(self, vals, masks, ys, sws, ctx, backward):
         """Per-output losses (Keras reduction), output gradients into a slot list, predictions."""
@@ -454,9 +464,7 @@ class Trainer:
         xs = self._standardize_inputs(x)
         ys = None
         if y is not None:
-            ys = [np.asarray(t) for t in (y if isinstance(y, (list, tuple)) and len(self.outputs) > 1 else [y])]
-            if isinstance(y, dict):
-                ys = [np.asarray(y[k]) for k in self.output_names]
+            ys = [np.asarray(t) for t in self._split_targets(y)]
         sws = None
         if sample_weight is not None:
             sws = [np.asarray(s, dtype=np.float32) for s in (sample_weight if isinstance(sample_weight, (list, tuple)) and len(self.outputs) > 1 else [sample_weight])]
@@ -476,15 +484,17 @@ class Trainer:
         self._maybe_build_from_data(x)
         self._assert_compiled("fit")
         verbose = _verbosity(verbose)
+        if y is None and not (_data.is_sequence_like(x) or _data.is_generator_like(x)):
+            raise ValueError("fit: `y` (the targets) is required when `x` is an array.")
         if validation_split and validation_data is None:
             if _data.is_sequence_like(x) or _data.is_generator_like(x):
                 raise ValueError("`validation_split` is only supported for arrays, not generators or Sequences.")
             xs = self._standardize_inputs(x)
-            ylist = _data.as_list(y) if not isinstance(y, dict) else [y[k] for k in self.output_names]
+            ylist = self._split_targets(y) if y is not None else []
             swl = _data.as_list(sample_weight)
-            arrays = xs + [np.asarray(t) for t in ylist or []] + ([np.asarray(s) for s in swl] if swl else [])
+            arrays = xs + [np.asarray(t) for t in ylist] + ([np.asarray(s) for s in swl] if swl else [])
             tr, va = _data.validation_split(arrays, validation_split)
-            nx, ny = len(xs), len(ylist or [])
+            nx, ny = len(xs), len(ylist)
             x, y = tr[:nx], (tr[nx:nx + ny] if ny > 1 else tr[nx])
             validation_data = (va[:nx], va[nx:nx + ny] if ny > 1 else va[nx]) + ((va[nx + ny:] if len(swl) > 1 else va[nx + ny],) if swl else ())
             if swl:

@@ -1,0 +1,64 @@
+"""Measure the Keras parity differences over several seeds: the table in docs/keras-parity.md.
+
+    KERAS_BACKEND=torch PYTHONPATH=python python tests/keras_parity_report.py --seeds 5
+
+Runs every case of test_keras_parity.py with the same checks (which still assert
+the tolerances) and prints, per case, the largest difference seen over the seeds.
+"""
+
+import argparse
+import os
+import sys
+import warnings
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", message="__array__ implementation doesn't accept a copy keyword")
+    import keras
+
+    import keras_parity_support as ps
+    from test_keras_parity import CASES
+
+    rows = []
+    for param in CASES:
+        case = param.values[0]
+        worst = {"pred": 0.0, "loss": 0.0, "grad": 0.0}
+        train = {opt: [0.0, 0.0] for opt in ("adam", "sgd", "rmsprop")}
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            rng = np.random.default_rng(seed)
+            x, y = case["make_xy"](rng)
+            sw = case["weights"](rng) if case["weights"] else None
+            pair = ps.Pair(keras, case["build"], rng).compile(case["loss"])
+            worst["pred"] = max(worst["pred"], ps.check_predictions(pair, x, f"{param.id} seed={seed}"))
+            if not case["train"]:
+                continue
+            loss_err, grad_err = ps.check_loss_and_gradients(pair, x, y, f"{param.id} seed={seed}", sw)
+            worst["loss"] = max(worst["loss"], loss_err)
+            worst["grad"] = max(worst["grad"], grad_err)
+            for opt in train:
+                pair = ps.Pair(keras, case["build"], rng).compile(case["loss"], optimizer=opt, lr=1e-2)
+                _, _, l_err, w_err = ps.train_steps(pair, x, y, 20, sw)
+                train[opt] = [max(train[opt][0], l_err), max(train[opt][1], w_err)]
+        rows.append((param.id, worst, train, case["train"]))
+        print(f"done {param.id}", file=sys.stderr)
+    print(f"| case | predictions | loss (rel) | gradients (rel) | 20 steps Adam: loss / weights | SGD | RMSprop |")
+    print("|---|---|---|---|---|---|---|")
+    for name, w, t, trained in rows:
+        if not trained:
+            print(f"| {name} | {w['pred']:.1e} | - | - | - | - | - |")
+            continue
+        steps = " | ".join(f"{t[o][0]:.1e} / {t[o][1]:.1e}" for o in ("adam", "sgd", "rmsprop"))
+        print(f"| {name} | {w['pred']:.1e} | {w['loss']:.1e} | {w['grad']:.1e} | {steps} |")
+
+
+if __name__ == "__main__":
+    main()

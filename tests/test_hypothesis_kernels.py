@@ -1,0 +1,437 @@
+"""Property-based tests (hypothesis): random shapes and options against the float64 reference.
+
+Each example draws shapes (B, T, I, H, N, D, C, n including 1 and odd sizes),
+every LSTM option (mask, rec_mask, bias, go_backwards, zero_output_for_mask,
+return_sequences, both activations, x as dense floats, token ids or one-hot
+floats that take the lookup path) and misaligned-but-C-contiguous buffers
+(views starting a few elements into a larger array, so SIMD code gets
+unaligned pointers and odd tails). The properties:
+
+  * float32 kernels vs the float64 reference: max|a-b| <= 1e-5 of max|ref| on
+    outputs, <= 1e-4 on gradients (LSTM, dense_softmax_xent), <= 1e-5 of the
+    magnitude of the products for matmul, <= 1e-6 for the optimizers;
+  * float64 gradients vs central finite differences: <= 1e-6 (gradcheck.py).
+
+max|ref| is taken over a group (the outputs; the gradients) rather than each
+array alone: a one-element array (H = B = 1) can cancel to ~0 where float32
+rounding of its O(1) terms is then "large" relative to it, which says nothing
+about the kernel; the group keeps the problem's own scale.
+
+The float32 table is chosen once at import (FUSEDLSTM_ISA), so the float32
+properties run here under the level in use and again in one subprocess per
+other level the CPU has, with a fixed example budget. The number of examples
+each property ran is printed (pytest -s, or shown on failure) and must reach
+half its budget, so a strategy that rejects everything cannot pass quietly.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+hypothesis = pytest.importorskip("hypothesis") if os.environ.get("CI", "").lower() not in (
+    "1", "true", "yes") else __import__("hypothesis")
+from hypothesis import HealthCheck, given, reject, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from fusedlstm import _core  # noqa: E402
+from fusedlstm import reference as ref  # noqa: E402
+from gradcheck import (GRAD_NAMES, differentiable, fd_gradient, kernel_forward, kernel_run,  # noqa: E402
+                       loss_weights, lstm_problem, reference_run, rel_error)
+
+OUT_TOL, GRAD_TOL, FD_TOL, F64_REF_TOL = 1e-5, 1e-4, 1e-6, 1e-10
+MATMUL_TOL, OPT_TOL = 1e-5, 1e-6
+TESTS_DIR = Path(__file__).resolve().parent
+PACKAGE_PARENT = Path(_core.__file__).resolve().parent.parent
+
+# Example budgets (in-process; other ISA levels get SUBPROCESS_EXAMPLES each).
+EXAMPLES = {"lstm_f32": 80, "lstm_fd": 25, "dense_f32": 60, "dense_fd": 30, "matmul_f32": 60,
+            "optimizers_f32": 40}
+SUBPROCESS_EXAMPLES = {"lstm_f32": 40, "dense_f32": 25, "matmul_f32": 30, "optimizers_f32": 20}
+COUNTS = {}
+
+
+def budget(name):
+    scale = float(os.environ.get("FUSEDLSTM_HYPOTHESIS_SCALE", "1"))
+    return max(1, int(EXAMPLES[name] * scale))
+
+
+def prop_settings(name):
+    # derandomize=False: fresh examples every run; failures replay from the database.
+    return settings(max_examples=budget(name), deadline=None, derandomize=False,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+
+
+def misaligned(a, offset):
+    """The same values in a C-contiguous view starting `offset` elements into a larger buffer."""
+    if a is None or offset == 0:
+        return a
+    buf = np.empty(a.size + offset, a.dtype)
+    view = buf[offset:].reshape(a.shape)
+    view[...] = a
+    return view
+
+
+def group_error(got, want, names):
+    """name -> max|got-want| / max over the group of max|want| (see the module docstring)."""
+    arrays = {n: (np.asarray(got[n], np.float64), np.asarray(want[n], np.float64))
+              for n in names if want[n] is not None}
+    scale = max((float(np.max(np.abs(w))) for _, w in arrays.values() if w.size), default=0.0)
+    errs = {}
+    for n, (g, w) in arrays.items():
+        if g.shape != w.shape:
+            errs[n] = float("inf")
+        elif not np.all(np.isfinite(g)):
+            errs[n] = float("inf")
+        elif w.size:
+            d = float(np.max(np.abs(g - w)))
+            errs[n] = d / scale if scale > 0 else d
+    return errs
+
+
+def check_group(got, want, names, tol, context):
+    errs = group_error(got, want, names)
+    bad = {n: e for n, e in errs.items() if not e <= tol}
+    assert not bad, f"{context}: errors {bad} > {tol:g} (all: {errs})"
+    for n in names:
+        assert (got[n] is None) == (want[n] is None), f"{context}: {n} is {got[n]!r}, expected {want[n]!r}"
+
+
+def counted(name):
+    def deco(fn):
+        def wrapper(*args, **kwargs):
+            COUNTS[name] = COUNTS.get(name, 0) + 1
+            return fn(*args, **kwargs)
+        wrapper.__name__ = fn.__name__
+        wrapper.__doc__ = fn.__doc__
+        wrapper.__wrapped__ = fn
+        return wrapper
+    return deco
+
+
+def run_property(name, prop, minimum=None):
+    """Runs the hypothesis property `prop` and checks it really ran examples."""
+    COUNTS[name] = 0
+    prop()
+    n = COUNTS[name]
+    print(f"hypothesis {name}: {n} examples under isa={_core.build_info()['isa']}")
+    want = (minimum if minimum is not None else budget(name)) // 2
+    assert n >= max(1, want), f"{name}: only {n} examples ran (budget {budget(name)})"
+    return n
+
+
+# ---------------------------------------------------------------------------
+# LSTM
+# ---------------------------------------------------------------------------
+
+# Input scales that move the piecewise activations through their flat pieces
+# (as tests/test_lstm_kernel.py): unbounded gates (relu, linear) get small inputs.
+X_SCALE_ACT = {"tanh": 1.0, "sigmoid": 1.0, "hard_sigmoid": 3.0, "hard_sigmoid_k2": 3.0, "relu": 3.0,
+               "linear": 1.0}
+X_SCALE_REC = {"tanh": 1.0, "sigmoid": 1.0, "hard_sigmoid": 3.0, "hard_sigmoid_k2": 3.0, "relu": 0.5,
+               "linear": 0.5}
+
+
+@st.composite
+def lstm_cases(draw, max_b=5, max_t=8, max_i=7, max_h=9):
+    x_kind = draw(st.sampled_from(["dense", "ids", "onehot"]))
+    act = draw(st.sampled_from(ref.ACTIVATIONS))
+    rec_act = draw(st.sampled_from(ref.ACTIVATIONS))
+    return dict(
+        shape=(draw(st.integers(1, max_b)), draw(st.integers(1, max_t)), draw(st.integers(1, max_i)),
+               draw(st.integers(1, max_h))),
+        x_kind=x_kind,
+        flags=dict(mask=draw(st.booleans()), rec_mask=draw(st.booleans()), bias=draw(st.booleans())),
+        opts=dict(go_backwards=draw(st.booleans()), zero_output_for_mask=draw(st.booleans()),
+                  return_sequences=draw(st.booleans()), activation=act, recurrent_activation=rec_act),
+        x_scale=min(X_SCALE_ACT[act], X_SCALE_REC[rec_act]),
+        offset=draw(st.sampled_from([0, 0, 1, 3, 7])),
+        seed=draw(st.integers(0, 2 ** 32 - 1)),
+    )
+
+
+def make_lstm_problem(case, dtype):
+    """(inputs, opts, rng, context) for one drawn case; rejects cases stuck on a kink."""
+    B, T, I, H = case["shape"]
+    rng = np.random.default_rng(case["seed"])
+    vocab = I if case["x_kind"] != "dense" else None
+    try:
+        inputs, opts = lstm_problem(rng, B, T, I, H, dtype, vocab=vocab, x_scale=case["x_scale"],
+                                    **case["flags"], **case["opts"])
+    except RuntimeError:  # no draw away from the activation kinks (both piecewise, tiny shape)
+        reject()
+    if case["x_kind"] == "onehot":  # dense floats the kernel's onehot='auto' turns into ids
+        inputs["x"] = ref.ids_to_onehot(inputs["x"], I).astype(dtype)
+    inputs = {k: misaligned(v, case["offset"]) if isinstance(v, np.ndarray) else v
+              for k, v in inputs.items()}
+    context = (f"LSTM B,T,I,H={case['shape']} x={case['x_kind']} {case['flags']} {case['opts']} "
+               f"offset={case['offset']} seed={case['seed']} isa={_core.build_info()['isa']}")
+    return inputs, opts, rng, context
+
+
+@prop_settings("lstm_f32")
+@given(case=lstm_cases())
+@counted("lstm_f32")
+def lstm_float32_matches_reference(case):
+    inputs, opts, rng, context = make_lstm_problem(case, np.float32)
+    Rs = loss_weights(rng, inputs, opts)
+    k_out, k_grads = kernel_run(inputs, opts, Rs)
+    r_out, r_grads = reference_run(inputs, opts, Rs)
+    if case["x_kind"] == "onehot":
+        assert k_grads["dx"] is not None, context + ": dense one-hot x must still get dx"
+    else:
+        k_grads, r_grads = dict(k_grads), dict(r_grads)
+    for name, a in k_out.items():
+        assert a.dtype == np.float32, f"{context}: {name} is {a.dtype}"
+    check_group(k_out, r_out, ("y", "hT", "cT"), OUT_TOL, context + " outputs")
+    check_group(k_grads, r_grads, GRAD_NAMES, GRAD_TOL, context + " gradients")
+
+
+@prop_settings("lstm_fd")
+@given(case=lstm_cases(max_b=3, max_t=5, max_i=4, max_h=5))
+@counted("lstm_fd")
+def lstm_float64_matches_finite_differences(case):
+    inputs, opts, rng, context = make_lstm_problem(case, np.float64)
+    Rs = loss_weights(rng, inputs, opts)
+    k_out, k_grads = kernel_run(inputs, opts, Rs)
+    r_out, r_grads = reference_run(inputs, opts, Rs)
+    check_group(k_out, r_out, ("y", "hT", "cT"), F64_REF_TOL, context + " float64 kernel vs reference")
+    check_group(k_grads, r_grads, GRAD_NAMES, F64_REF_TOL, context + " float64 kernel vs reference")
+    # fd_gradient perturbs each array in place: contiguous copies the forward reads
+    inputs = {k: np.ascontiguousarray(v) if isinstance(v, np.ndarray) else v for k, v in inputs.items()}
+    for g, arr in differentiable(inputs).items():
+        numeric = fd_gradient(lambda: kernel_forward(inputs, opts)[:3], arr, Rs)
+        err = rel_error(k_grads[g], numeric)
+        assert err <= FD_TOL, f"{context}: {g} vs finite differences: error {err:.3g} > {FD_TOL:g}"
+
+
+def test_lstm_float32_matches_reference():
+    run_property("lstm_f32", lstm_float32_matches_reference)
+
+
+def test_lstm_float64_gradients_match_finite_differences():
+    run_property("lstm_fd", lstm_float64_matches_finite_differences)
+
+
+# ---------------------------------------------------------------------------
+# dense_softmax_xent
+# ---------------------------------------------------------------------------
+
+EPS = 1e-7
+CLIP_MARGIN = 1e-3
+
+
+@st.composite
+def dense_cases(draw, max_n=9, max_d=7, max_c=9):
+    return dict(N=draw(st.integers(1, max_n)), D=draw(st.integers(1, max_d)), C=draw(st.integers(1, max_c)),
+                labels=draw(st.sampled_from(["int64", "int32", "uint8", "targets"])),
+                weights=draw(st.booleans()), bias=draw(st.booleans()), from_logits=draw(st.booleans()),
+                backward=draw(st.booleans()), offset=draw(st.sampled_from([0, 0, 1, 5])),
+                seed=draw(st.integers(0, 2 ** 32 - 1)))
+
+
+def make_dense_problem(case, dtype):
+    N, D, C = case["N"], case["D"], case["C"]
+    rng = np.random.default_rng(case["seed"])
+    x = rng.standard_normal((N, D)).astype(dtype)
+    W = (rng.standard_normal((D, C)) / np.sqrt(D)).astype(dtype)
+    b = (0.1 * rng.standard_normal(C)).astype(dtype) if case["bias"] else None
+    if case["labels"] == "targets":
+        labels = rng.dirichlet(np.ones(C), size=N).astype(dtype)
+    else:
+        labels = rng.integers(0, C, N).astype(case["labels"])
+    w = rng.random(N).astype(dtype) if case["weights"] else None
+    if C > 1:  # C = 1 is always clipped (p = 1): exact on both sides
+        p = ref.dense_softmax_xent(x, W, b, labels, w)[1]
+        if (np.abs(p / EPS - 1) < CLIP_MARGIN).any() or (np.abs((1 - p) / EPS - 1) < CLIP_MARGIN).any():
+            reject()  # a probability on a clip edge: a kink
+    p = dict(x=x, W=W, b=b, labels=labels, weights=w)
+    p = {k: misaligned(v, case["offset"]) for k, v in p.items()}
+    context = f"dense_softmax_xent {case} isa={_core.build_info()['isa']}"
+    return p, context
+
+
+def dense_kernel(p, from_logits, backward=True):
+    loss, probs, dx, dW, db = _core.dense_softmax_xent(p["x"], p["W"], p["b"], p["labels"], p["weights"],
+                                                        from_logits=from_logits, backward=backward)
+    return dict(loss=np.array(loss), probs=probs), dict(dx=dx, dW=dW, db=db)
+
+
+def dense_reference(p, from_logits):
+    loss, probs, dx, dW, db = ref.dense_softmax_xent(p["x"], p["W"], p["b"], p["labels"], p["weights"],
+                                                      from_logits=from_logits)
+    return dict(loss=np.array(loss), probs=probs), dict(dx=dx, dW=dW, db=db)
+
+
+@prop_settings("dense_f32")
+@given(case=dense_cases())
+@counted("dense_f32")
+def dense_float32_matches_reference(case):
+    p, context = make_dense_problem(case, np.float32)
+    k_out, k_grads = dense_kernel(p, case["from_logits"], case["backward"])
+    r_out, r_grads = dense_reference(p, case["from_logits"])
+    assert k_out["probs"].dtype == np.float32, context
+    check_group(k_out, r_out, ("loss",), OUT_TOL, context + " loss")
+    check_group(k_out, r_out, ("probs",), OUT_TOL, context + " probs")
+    if not case["backward"]:
+        assert all(v is None for v in k_grads.values()), context + ": backward=False returned gradients"
+        return
+    check_group(k_grads, r_grads, ("dx", "dW", "db"), GRAD_TOL, context + " gradients")
+
+
+@prop_settings("dense_fd")
+@given(case=dense_cases(max_n=6, max_d=5, max_c=6))
+@counted("dense_fd")
+def dense_float64_matches_finite_differences(case):
+    p, context = make_dense_problem(case, np.float64)
+    p = {k: np.ascontiguousarray(v) if v is not None else None for k, v in p.items()}
+    _, grads = dense_kernel(p, case["from_logits"])
+    rng = np.random.default_rng(case["seed"] + 1)
+    R = rng.standard_normal()  # the loss is a scalar: L = R·loss
+
+    def forward():
+        return [np.array(_core.dense_softmax_xent(p["x"], p["W"], p["b"], p["labels"], p["weights"],
+                                                  from_logits=case["from_logits"], backward=False)[0])]
+
+    for g, name in (("dx", "x"), ("dW", "W"), ("db", "b")):
+        if p[name] is None:
+            assert grads[g] is None, context + f": {g} without {name}"
+            continue
+        numeric = fd_gradient(forward, p[name], [np.array(R)])
+        err = rel_error(R * grads[g], numeric)
+        assert err <= FD_TOL, f"{context}: {g} vs finite differences: error {err:.3g} > {FD_TOL:g}"
+
+
+def test_dense_float32_matches_reference():
+    run_property("dense_f32", dense_float32_matches_reference)
+
+
+def test_dense_float64_gradients_match_finite_differences():
+    run_property("dense_fd", dense_float64_matches_finite_differences)
+
+
+# ---------------------------------------------------------------------------
+# matmul
+# ---------------------------------------------------------------------------
+
+@prop_settings("matmul_f32")
+@given(M=st.integers(0, 40), N=st.integers(0, 40), K=st.integers(0, 70), ta=st.booleans(), tb=st.booleans(),
+       out_mode=st.sampled_from(["new", "out", "accumulate"]), offset=st.sampled_from([0, 1, 3]),
+       seed=st.integers(0, 2 ** 32 - 1))
+@counted("matmul_f32")
+def matmul_float32_matches_float64(M, N, K, ta, tb, out_mode, offset, seed):
+    rng = np.random.default_rng(seed)
+    a = misaligned(rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32), offset)
+    b = misaligned(rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32), offset)
+    A, Bm = (a.T if ta else a).astype(np.float64), (b.T if tb else b).astype(np.float64)
+    start = rng.standard_normal((M, N)).astype(np.float32)
+    want = A @ Bm + (start if out_mode == "accumulate" else 0.0)
+    # the error bound of a sum of products is relative to the products' magnitudes
+    scale = max(float(np.max(np.abs(A) @ np.abs(Bm) + np.abs(start), initial=0.0)), 1e-30)
+    if out_mode == "new":
+        got = _core.matmul(a, b, trans_a=ta, trans_b=tb)
+    else:
+        got = misaligned(start.copy(), offset)
+        res = _core.matmul(a, b, trans_a=ta, trans_b=tb, out=got, accumulate=out_mode == "accumulate")
+        assert np.shares_memory(res, got)
+    context = f"matmul M={M} N={N} K={K} ta={ta} tb={tb} {out_mode} offset={offset} seed={seed}"
+    assert got.shape == (M, N) and got.dtype == np.float32, context
+    err = float(np.max(np.abs(got - want), initial=0.0)) / scale
+    assert err <= MATMUL_TOL, f"{context}: error {err:.3g}"
+
+
+def test_matmul_float32_matches_float64():
+    run_property("matmul_f32", matmul_float32_matches_float64)
+
+
+# ---------------------------------------------------------------------------
+# Optimizers: sizes around every SIMD width and the 64Ki-element block, misaligned starts
+# ---------------------------------------------------------------------------
+
+SIZES = st.one_of(st.integers(1, 70), st.sampled_from([127, 128, 129, 255, 256, 257, 65535, 65536, 65537,
+                                                       131073]))
+
+
+@prop_settings("optimizers_f32")
+@given(n=SIZES, which=st.sampled_from(["adam", "sgd", "sgd-momentum", "sgd-nesterov", "rmsprop"]),
+       offset=st.integers(0, 17), first_step=st.sampled_from([1, 2, 10, 1000]),
+       seed=st.integers(0, 2 ** 32 - 1))
+@counted("optimizers_f32")
+def optimizers_float32_match_reference(n, which, offset, first_step, seed):
+    rng = np.random.default_rng(seed)
+    w = misaligned(rng.standard_normal(n).astype(np.float32), offset)
+    g = misaligned((0.1 * rng.standard_normal(n)).astype(np.float32), (offset + 5) % 17)
+    s1 = misaligned((0.1 * rng.standard_normal(n)).astype(np.float32), offset)
+    s2 = misaligned(np.abs(0.01 * rng.standard_normal(n)).astype(np.float32), offset)
+    before = w.copy()
+    if which == "adam":
+        want = ref.adam_update(w, g, s1, s2, first_step, 1e-3)
+        _core.adam_update(w, g, s1, s2, step=first_step, lr=1e-3)
+        got = (w, s1, s2)
+    elif which == "rmsprop":
+        want = ref.rmsprop_update(w, g, s2, 1e-3)
+        _core.rmsprop_update(w, g, s2, lr=1e-3)
+        got = (w, s2)
+    else:
+        mom = 0.0 if which == "sgd" else 0.9
+        want = ref.sgd_update(w, g, s1, 0.01, mom, which == "sgd-nesterov")
+        _core.sgd_update(w, g, s1, lr=0.01, momentum=mom, nesterov=which == "sgd-nesterov")
+        got = (w, s1)
+    context = f"{which} n={n} offset={offset} step={first_step} seed={seed}"
+    for k, (a, b) in enumerate(zip(got, want)):
+        scale = max(float(np.max(np.abs(b))), float(np.max(np.abs(before))) if k == 0 else 0.0, 1e-30)
+        err = float(np.max(np.abs(a.astype(np.float64) - b))) / scale
+        assert err <= OPT_TOL, f"{context}: buffer {k} error {err:.3g}"
+
+
+def test_optimizers_float32_match_reference():
+    run_property("optimizers_f32", optimizers_float32_match_reference)
+
+
+# ---------------------------------------------------------------------------
+# The float32 properties under every other ISA level (one subprocess each)
+# ---------------------------------------------------------------------------
+
+F32_PROPERTIES = {"lstm_f32": "lstm_float32_matches_reference", "dense_f32": "dense_float32_matches_reference",
+                  "matmul_f32": "matmul_float32_matches_float64",
+                  "optimizers_f32": "optimizers_float32_match_reference"}
+
+CHILD = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import test_hypothesis_kernels as t
+counts = {}
+for name, fn in t.F32_PROPERTIES.items():
+    counts[name] = t.run_property(name, getattr(t, fn), minimum=t.budget(name))
+print("COUNTS " + json.dumps(counts))
+"""
+
+
+def other_levels():
+    info = _core.build_info()
+    return [lv for lv in info["isa_available"] if lv != info["isa"]]
+
+
+@pytest.mark.parametrize("level", ["generic", "avx2", "avx512"])
+def test_float32_properties_under_other_isa_levels(level):
+    if level == _core.build_info()["isa"]:
+        pytest.skip(f"{level} is the level in use: the in-process properties cover it")
+    if level not in other_levels():
+        pytest.skip(f"this CPU lacks {level}")
+    scale = float(os.environ.get("FUSEDLSTM_HYPOTHESIS_SCALE", "1"))
+    # budget() in the child multiplies EXAMPLES by this scale: pass SUBPROCESS_EXAMPLES through it
+    child_scale = {n: SUBPROCESS_EXAMPLES[n] / EXAMPLES[n] * scale for n in F32_PROPERTIES}
+    env = dict(os.environ, FUSEDLSTM_ISA=level,
+               FUSEDLSTM_HYPOTHESIS_SCALE=str(min(child_scale.values())),
+               PYTHONPATH=os.pathsep.join([str(PACKAGE_PARENT), str(TESTS_DIR)] + [
+                   p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(TESTS_DIR)], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, f"FUSEDLSTM_ISA={level}:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    counts = json.loads(proc.stdout.split("COUNTS ", 1)[1].splitlines()[0])
+    print(f"FUSEDLSTM_ISA={level}: hypothesis examples {counts}")
+    assert set(counts) == set(F32_PROPERTIES) and all(v >= 1 for v in counts.values()), counts

@@ -1,0 +1,223 @@
+"""Whole-model gradients against finite differences, in float64, for every layer and option.
+
+Each model is built with dtype='float64' layers, so the same code path (kernels,
+fusions, fused softmax-cross-entropy, masks, sample weights) runs in double
+precision. The check is a directional derivative: for random directions D,
+Σ grad·D must equal (L(w + hD) - L(w - hD)) / 2h. Dropout masks are held fixed by
+re-seeding the layers' own generators before every evaluation.
+"""
+
+import numpy as np
+import pytest
+
+from fusedlstm.layers import (LSTM, Activation, Bidirectional, Concatenate, Dense, Dropout,
+                              Embedding, Input, Masking, RepeatVector, SpatialDropout1D,
+                              TimeDistributed)
+from fusedlstm.models import Model, Sequential
+from fusedlstm.utils import set_random_seed
+
+F = {"dtype": "float64"}
+H_STEP = 1e-6
+
+
+def _reseed(model):
+    for layer in _all_layers(model):
+        if getattr(layer, "seed", None) is not None:
+            layer._rng = np.random.default_rng(layer.seed)
+
+
+def _all_layers(model):
+    out = []
+    for layer in model.layers:
+        out.append(layer)
+        out.extend(getattr(layer, "_sublayers", lambda: [])())
+    return out
+
+
+def check_model_gradients(model, x, y, loss, rng, sample_weight=None, loss_weights=None,
+                          n_dirs=3, tol=1e-6):
+    model.compile("sgd", loss, loss_weights=loss_weights)
+    _reseed(model)
+    L0, grads = model.compute_gradients(x, y, sample_weight)
+    assert np.isfinite(L0)
+    params = model.trainable_weights
+    assert len(grads) == len(params) and all(g.shape == p.shape for g, p in zip(grads, params))
+    assert any(np.abs(g).max() > 0 for g in grads), "all gradients are zero"
+    base = [p.value.copy() for p in params]
+
+    def loss_at(t, dirs):
+        for p, b, d in zip(params, base, dirs):
+            p.value[...] = b + t * d
+        _reseed(model)
+        return model.compute_gradients(x, y, sample_weight)[0]
+
+    for _ in range(n_dirs):
+        dirs = [rng.standard_normal(p.shape) for p in params]
+        fd = (loss_at(H_STEP, dirs) - loss_at(-H_STEP, dirs)) / (2 * H_STEP)
+        an = sum(float(np.sum(g * d)) for g, d in zip(grads, dirs))
+        err = abs(fd - an) / max(1.0, abs(fd), abs(an))
+        assert err < tol, f"directional derivative: finite difference {fd!r}, backward {an!r} (rel {err:.2e})"
+    # every variable individually too (a wrong gradient hidden by the others' sum)
+    for k, p in enumerate(params):
+        dirs = [np.zeros(q.shape) for q in params]
+        dirs[k] = rng.standard_normal(p.shape)
+        fd = (loss_at(H_STEP, dirs) - loss_at(-H_STEP, dirs)) / (2 * H_STEP)
+        an = float(np.sum(grads[k] * dirs[k]))
+        err = abs(fd - an) / max(1.0, abs(fd), abs(an))
+        assert err < tol, f"{p.path}: finite difference {fd!r}, backward {an!r} (rel {err:.2e})"
+    for p, b in zip(params, base):
+        p.value[...] = b
+
+
+def onehot(rng, shape, V):
+    return np.eye(V)[rng.integers(0, V, shape)]
+
+
+@pytest.fixture(autouse=True)
+def _seeded(seed):
+    set_random_seed(seed)
+
+
+def test_lstm_dense_softmax_cce_fused(rng):
+    m = Sequential([Input((5, 7), **F), LSTM(6, **F), Dense(4, activation="softmax", **F)])
+    check_model_gradients(m, rng.standard_normal((8, 5, 7)), onehot(rng, 8, 4), "categorical_crossentropy", rng)
+
+
+@pytest.mark.parametrize("vocab", [9, 200], ids=["table-path", "gather-path"])
+def test_embedding_mask_lstm_td_sparse(rng, vocab):
+    ids = rng.integers(1, vocab, (6, 7))
+    ids[0, 4:] = 0
+    ids[3, :2] = 0
+    m = Sequential([Input((7,), dtype="int32"), Embedding(vocab, 5, mask_zero=True, **F),
+                    LSTM(6, return_sequences=True, **F), TimeDistributed(Dense(vocab, activation="softmax", **F))])
+    check_model_gradients(m, ids, rng.integers(0, vocab, (6, 7)), "sparse_categorical_crossentropy", rng)
+
+
+@pytest.mark.parametrize("merge", ["concat", "sum", "mul", "ave", None])
+def test_bidirectional_merges_masked(rng, merge):
+    x = rng.standard_normal((5, 6, 3))
+    x[1, 4:] = 0.0
+    inp = Input((6, 3), **F)
+    h = Masking(0.0, **F)(inp)
+    out = Bidirectional(LSTM(4, return_sequences=True, **F), merge_mode=merge, **F)(h)
+    if merge is None:
+        out = Concatenate(**F)(out)
+    y = Dense(2, **F)(out)
+    m = Model(inp, y)
+    check_model_gradients(m, x, rng.standard_normal((5, 6, 2)), "mse", rng,
+                          sample_weight=rng.random((5, 6)))
+
+
+def test_stacked_go_backwards_states_as_outputs(rng):
+    inp = Input((None, 3), **F)
+    s1 = LSTM(5, return_sequences=True, go_backwards=True, **F)(inp)
+    y, h, c = LSTM(4, return_state=True, **F)(s1)
+    out = Dense(2, **F)(Concatenate(**F)([y, c]))
+    m = Model(inp, [out, h])
+    check_model_gradients(m, rng.standard_normal((4, 6, 3)),
+                          [rng.standard_normal((4, 2)), rng.standard_normal((4, 4))],
+                          ["mse", "mae"], rng, loss_weights=[1.0, 0.5])
+
+
+def test_encoder_decoder_initial_state(rng):
+    ei = Input((None, 3), **F)
+    _, h, c = LSTM(5, return_state=True, **F)(ei)
+    di = Input((None, 4), **F)
+    do, _, _ = LSTM(5, return_sequences=True, return_state=True, **F)(di, initial_state=[h, c])
+    out = Dense(4, activation="softmax", **F)(do)
+    m = Model([ei, di], out)
+    check_model_gradients(m, [rng.standard_normal((4, 6, 3)), onehot(rng, (4, 5), 4)],
+                          onehot(rng, (4, 5), 4), "categorical_crossentropy", rng)
+
+
+def test_bidirectional_initial_state_and_return_state(rng):
+    inp = Input((None, 3), **F)
+    hs = [Input((4,), **F) for _ in range(4)]
+    y, hf, cf, hb, cb = Bidirectional(LSTM(4, return_state=True, **F), **F)(inp, initial_state=hs)
+    out = Dense(2, **F)(Concatenate(**F)([y, cf, hb]))
+    m = Model([inp] + hs, out)
+    xs = [rng.standard_normal((3, 5, 3))] + [rng.standard_normal((3, 4)) for _ in range(4)]
+    check_model_gradients(m, xs, rng.standard_normal((3, 2)), "mse", rng)
+
+
+def test_repeat_vector_fused_with_dropout(rng):
+    m = Sequential([Input((4,), **F), Dense(5, activation="tanh", **F), RepeatVector(6, **F),
+                    LSTM(5, return_sequences=True, dropout=0.3, seed=7, **F),
+                    TimeDistributed(Dense(3, **F))])
+    check_model_gradients(m, rng.standard_normal((6, 4)), rng.standard_normal((6, 6, 3)), "mse", rng)
+
+
+def test_dropout_and_recurrent_dropout_fixed_masks(rng):
+    # The Dense first makes the LSTM's input gradient (through its dropout mask) matter.
+    m = Sequential([Input((5, 4), **F), Dense(4, **F), SpatialDropout1D(0.2, seed=1, **F),
+                    LSTM(6, return_sequences=True, dropout=0.25, recurrent_dropout=0.3, seed=2, **F),
+                    Dropout(0.4, seed=3, **F), LSTM(3, recurrent_dropout=0.2, seed=4, **F),
+                    Dense(2, activation="sigmoid", **F)])
+    check_model_gradients(m, rng.standard_normal((6, 5, 4)), (rng.random((6, 2)) > 0.5).astype(float),
+                          "binary_crossentropy", rng)
+
+
+@pytest.mark.parametrize("loss,act", [
+    ("categorical_crossentropy", "softmax"),  # fused
+    ("mse", "softmax"),                       # softmax backward in NumPy
+    ("binary_crossentropy", "sigmoid"),
+    ("mae", "tanh"),
+])
+def test_losses_and_dense_activations(rng, loss, act):
+    m = Sequential([Input((4, 3), **F), LSTM(5, **F), Dense(4, activation=act, **F)])
+    y = onehot(rng, 7, 4) if "crossentropy" in loss else rng.random((7, 4))
+    check_model_gradients(m, rng.standard_normal((7, 4, 3)), y, loss, rng, sample_weight=rng.random(7))
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_from_logits_fused(rng, sparse):
+    from fusedlstm import losses
+    m = Sequential([Input((4, 3), **F), LSTM(5, **F), Dense(6, **F)])
+    loss = (losses.SparseCategoricalCrossentropy if sparse else losses.CategoricalCrossentropy)(from_logits=True)
+    y = rng.integers(0, 6, 7) if sparse else onehot(rng, 7, 6)
+    check_model_gradients(m, rng.standard_normal((7, 4, 3)), y, loss, rng)
+
+
+def test_separate_softmax_activation_unfused(rng):
+    m = Sequential([Input((4, 3), **F), LSTM(5, return_sequences=True, **F), Dense(6, **F),
+                    Activation("softmax", **F)])
+    check_model_gradients(m, rng.standard_normal((5, 4, 3)), onehot(rng, (5, 4), 6),
+                          "categorical_crossentropy", rng)
+
+
+def test_shared_layer_and_nested_model(rng):
+    inner_in = Input((None, 3), **F)
+    inner = Model(inner_in, LSTM(4, return_sequences=True, **F)(inner_in))
+    shared = Dense(3, activation="tanh", **F)
+    a, b = Input((5, 3), **F), Input((5, 3), **F)
+    out = LSTM(2, **F)(Concatenate(**F)([inner(shared(a)), inner(shared(b))]))
+    m = Model([a, b], out)
+    check_model_gradients(m, [rng.standard_normal((4, 5, 3)), rng.standard_normal((4, 5, 3))],
+                          rng.standard_normal((4, 2)), "mse", rng)
+
+
+def test_stateful_gradients_within_a_batch(rng):
+    m = Sequential([Input(batch_shape=(3, 4, 2), **F), LSTM(3, stateful=True, **F), Dense(1, **F)])
+    m.compile("sgd", "mse")
+    m.predict(rng.standard_normal((3, 4, 2)), verbose=0)  # carry a non-zero state in
+    layer = m.layers[0]
+    saved = [s.copy() for s in layer.states]
+
+    def restore():
+        layer.states = [s.copy() for s in saved]
+
+    x, y = rng.standard_normal((3, 4, 2)), rng.standard_normal((3, 1))
+    restore()
+    L0, grads = m.compute_gradients(x, y)
+    params = m.trainable_weights
+    dirs = [rng.standard_normal(p.shape) for p in params]
+    base = [p.value.copy() for p in params]
+    vals = []
+    for t in (H_STEP, -H_STEP):
+        for p, b_, d in zip(params, base, dirs):
+            p.value[...] = b_ + t * d
+        restore()
+        vals.append(m.compute_gradients(x, y)[0])
+    fd = (vals[0] - vals[1]) / (2 * H_STEP)
+    an = sum(float(np.sum(g * d)) for g, d in zip(grads, dirs))
+    assert abs(fd - an) <= 1e-6 * max(1, abs(fd)), (fd, an)
