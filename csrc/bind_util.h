@@ -105,21 +105,31 @@ inline void check_positive(const char* fn, const char* what, py::ssize_t v, cons
   FUSEDLSTM_CHECK(v >= 1, fn, ": ", what, " must be at least 1, got ", v, " (from ", from, ")");
 }
 
-// C-order array of Real; copies only when a is not already C-contiguous Real.
+// C-order, aligned array of Real; copies only when a is not already that.
 // Callers have checked the dtype, so forcecast never changes values here.
+// Aligned: NumPy allows elements at any byte offset (np.frombuffer(buf, offset=1)),
+// but the kernels read them as Real*, which must be naturally aligned.
 // The converting constructor, not ensure(): when the copy cannot be allocated (a
 // broadcast view far larger than RAM) ensure() returns a null array and drops
 // NumPy's MemoryError, and the kernels would then read through a null pointer.
-template <class Real> using CArray = py::array_t<Real, py::array::c_style | py::array::forcecast>;
+constexpr int kAligned = py::detail::npy_api::NPY_ARRAY_ALIGNED_;
+template <class Real> using CArray = py::array_t<Real, py::array::c_style | py::array::forcecast | kAligned>;
 template <class Real> CArray<Real> as_c(const py::array& a) { return CArray<Real>(a); }
 template <class Real> CArray<Real> opt_c(const py::array& a) { return a ? as_c<Real>(a) : null_array<CArray<Real>>(); }
 template <class Real> const Real* ptr_or_null(const CArray<Real>& a) { return a ? a.data() : nullptr; }
 
 // An in-place buffer: must already be C-contiguous, writeable, of dtype Real.
 template <class Real> Real* inplace(const char* fn, const char* name, py::array& a) {
+  // A byte-swapped float32 ('>f4') passes the dtype check of the read-only
+  // arrays (they are converted); here the kernel would read and write raw bytes.
+  if (!a.dtype().equal(py::dtype::of<Real>()))
+    throw TypeError(str(fn, ": ", name, " must be ", ftype_name(ftype_of<Real>()),
+                        " in native byte order (it is updated in place), got ", dtype_name(a)));
   FUSEDLSTM_CHECK(a.flags() & py::array::c_style, fn, ": ", name,
                   " must be C-contiguous (it is updated in place; a copy would lose the update)");
   FUSEDLSTM_CHECK(a.writeable(), fn, ": ", name, " must be writeable (it is updated in place)");
+  FUSEDLSTM_CHECK(a.flags() & kAligned, fn, ": ", name, " must be aligned to its ", a.itemsize(),
+                  "-byte elements (it is updated in place; a copy would lose the update)");
   return static_cast<Real*>(a.mutable_data());
 }
 

@@ -45,7 +45,7 @@ def main(argv=None):
             worst["loss"] = max(worst["loss"], loss_err)
             worst["grad"] = max(worst["grad"], grad_err)
             for opt in train:
-                pair = ps.Pair(keras, case["build"], rng).compile(case["loss"], optimizer=opt, lr=1e-2)
+                pair = ps.Pair(keras, case["build"], rng).compile(case["loss"], optimizer=opt)
                 _, _, l_err, w_err = ps.train_steps(pair, x, y, 20, sw)
                 train[opt] = [max(train[opt][0], l_err), max(train[opt][1], w_err)]
         rows.append((param.id, worst, train, case["train"]))

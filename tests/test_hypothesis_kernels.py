@@ -17,6 +17,14 @@ array alone: a one-element array (H = B = 1) can cancel to ~0 where float32
 rounding of its O(1) terms is then "large" relative to it, which says nothing
 about the kernel; the group keeps the problem's own scale.
 
+Some drawn problems are ill-conditioned (linear or relu gates let h grow 100x
+per step): rounding the *inputs* to float32 alone moves the exact float64
+answer by more than the threshold. No float32 kernel can meet the threshold
+there, so when a float32 check fails, the example's sensitivity is measured
+(the float64 reference on inputs perturbed by ±2^-24 relative) and the example
+is rejected, not failed, if that spread exceeds a quarter of the threshold. The
+number of such rejections is printed with the example counts.
+
 The float32 table is chosen once at import (FUSEDLSTM_ISA), so the float32
 properties run here under the level in use and again in one subprocess per
 other level the CPU has, with a fixed example budget. The number of examples
@@ -30,28 +38,36 @@ import subprocess
 import sys
 from pathlib import Path
 
+import functools
 import numpy as np
 import pytest
 
-hypothesis = pytest.importorskip("hypothesis") if os.environ.get("CI", "").lower() not in (
-    "1", "true", "yes") else __import__("hypothesis")
+try:
+    import hypothesis  # noqa: F401  (extra 'test')
+except ImportError:
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        raise  # CI installs every extra: a missing one is a broken set-up, not a skip
+    pytest.skip("hypothesis is not installed (pip install 'fusedlstm[test]')", allow_module_level=True)
 from hypothesis import HealthCheck, given, reject, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from fusedlstm import _core  # noqa: E402
 from fusedlstm import reference as ref  # noqa: E402
 from gradcheck import (GRAD_NAMES, differentiable, fd_gradient, kernel_forward, kernel_run,  # noqa: E402
-                       loss_weights, lstm_problem, reference_run, rel_error)
+                       loss_weights, lstm_problem, reference_forward, reference_run, rel_error)
 
 OUT_TOL, GRAD_TOL, FD_TOL, F64_REF_TOL = 1e-5, 1e-4, 1e-6, 1e-10
 MATMUL_TOL, OPT_TOL = 1e-5, 1e-6
 TESTS_DIR = Path(__file__).resolve().parent
 PACKAGE_PARENT = Path(_core.__file__).resolve().parent.parent
 
-# Example budgets (in-process; other ISA levels get SUBPROCESS_EXAMPLES each).
-EXAMPLES = {"lstm_f32": 80, "lstm_fd": 25, "dense_f32": 60, "dense_fd": 30, "matmul_f32": 60,
-            "optimizers_f32": 40}
-SUBPROCESS_EXAMPLES = {"lstm_f32": 40, "dense_f32": 25, "matmul_f32": 30, "optimizers_f32": 20}
+# Example budgets in-process; the subprocess of each other ISA level gets
+# SUBPROCESS_EXAMPLES (passed as FUSEDLSTM_HYPOTHESIS_EXAMPLES, a JSON object that
+# overrides entries). FUSEDLSTM_HYPOTHESIS_SCALE multiplies every budget.
+EXAMPLES = {"lstm_f32": 800, "lstm_fd": 250, "dense_f32": 500, "dense_fd": 250, "matmul_f32": 400,
+            "optimizers_f32": 250}
+EXAMPLES.update(json.loads(os.environ.get("FUSEDLSTM_HYPOTHESIS_EXAMPLES", "{}")))
+SUBPROCESS_EXAMPLES = {"lstm_f32": 400, "dense_f32": 250, "matmul_f32": 200, "optimizers_f32": 120}
 COUNTS = {}
 
 
@@ -101,14 +117,51 @@ def check_group(got, want, names, tol, context):
         assert (got[n] is None) == (want[n] is None), f"{context}: {n} is {got[n]!r}, expected {want[n]!r}"
 
 
+def sensitivity(run_reference, inputs, part, names, trials=3):
+    """The largest group_error of run_reference(inputs)[part] under ±2^-24 relative input noise."""
+    base = run_reference(inputs)[part]
+    worst = 0.0
+    for k in range(trials):
+        noise = np.random.default_rng(k)
+        pert = {n: (v.astype(np.float64) * (1 + 2.0 ** -24 * noise.choice([-1.0, 1.0], v.shape))
+                    if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v) for n, v in inputs.items()}
+        worst = max([worst] + list(group_error(run_reference(pert)[part], base, names).values()))
+    return worst
+
+
+def check_or_reject_ill_conditioned(name, checks, run_reference, inputs):
+    """checks: [(got, part, names, tol, context)]: got vs run_reference(inputs)[part].
+
+    A failing check whose problem is ill-conditioned rejects the example (see the
+    module docstring); any other failure fails it.
+    """
+    want = run_reference(inputs)
+    for got, part, names, tol, context in checks:
+        try:
+            check_group(got, want[part], names, tol, context)
+        except AssertionError:
+            if sensitivity(run_reference, inputs, part, names) > tol / 4:
+                rejected(name.split("_")[0], "ill-conditioned")
+            raise
+
+
+REJECTED = {}  # family ("lstm", "dense") -> {reason: count}
+
+
+def rejected(family, reason):
+    counts = REJECTED.setdefault(family, {})
+    counts[reason] = counts.get(reason, 0) + 1
+    reject()
+
+
 def counted(name):
+    """Counts the examples of a property that ran to the end (not the rejected ones)."""
     def deco(fn):
+        @functools.wraps(fn)
         def wrapper(*args, **kwargs):
+            result = fn(*args, **kwargs)
             COUNTS[name] = COUNTS.get(name, 0) + 1
-            return fn(*args, **kwargs)
-        wrapper.__name__ = fn.__name__
-        wrapper.__doc__ = fn.__doc__
-        wrapper.__wrapped__ = fn
+            return result
         return wrapper
     return deco
 
@@ -116,9 +169,10 @@ def counted(name):
 def run_property(name, prop, minimum=None):
     """Runs the hypothesis property `prop` and checks it really ran examples."""
     COUNTS[name] = 0
+    REJECTED.clear()
     prop()
     n = COUNTS[name]
-    print(f"hypothesis {name}: {n} examples under isa={_core.build_info()['isa']}")
+    print(f"hypothesis {name}: {n} examples under isa={_core.build_info()['isa']}, rejected: {REJECTED}")
     want = (minimum if minimum is not None else budget(name)) // 2
     assert n >= max(1, want), f"{name}: only {n} examples ran (budget {budget(name)})"
     return n
@@ -137,7 +191,8 @@ X_SCALE_REC = {"tanh": 1.0, "sigmoid": 1.0, "hard_sigmoid": 3.0, "hard_sigmoid_k
 
 
 @st.composite
-def lstm_cases(draw, max_b=5, max_t=8, max_i=7, max_h=9):
+def lstm_cases(draw, max_b=9, max_t=10, max_i=24, max_h=40):
+    """Sizes up to 4H = 160 columns: past every SIMD width, with odd tails."""
     x_kind = draw(st.sampled_from(["dense", "ids", "onehot"]))
     act = draw(st.sampled_from(ref.ACTIVATIONS))
     rec_act = draw(st.sampled_from(ref.ACTIVATIONS))
@@ -159,11 +214,15 @@ def make_lstm_problem(case, dtype):
     B, T, I, H = case["shape"]
     rng = np.random.default_rng(case["seed"])
     vocab = I if case["x_kind"] != "dense" else None
-    try:
-        inputs, opts = lstm_problem(rng, B, T, I, H, dtype, vocab=vocab, x_scale=case["x_scale"],
-                                    **case["flags"], **case["opts"])
-    except RuntimeError:  # no draw away from the activation kinks (both piecewise, tiny shape)
-        reject()
+    with np.errstate(over="ignore", invalid="ignore"):
+        try:
+            inputs, opts = lstm_problem(rng, B, T, I, H, dtype, vocab=vocab, x_scale=case["x_scale"],
+                                        **case["flags"], **case["opts"])
+        except RuntimeError:  # no draw away from the activation kinks (both piecewise, tiny shape)
+            rejected("lstm", "on a kink")
+        outs = reference_forward(inputs, opts)[:3]
+    if not all(np.all(np.abs(a) < 1e4) for a in outs):
+        rejected("lstm", "diverging")  # relu/linear gates: c can grow like c^2 per step
     if case["x_kind"] == "onehot":  # dense floats the kernel's onehot='auto' turns into ids
         inputs["x"] = ref.ids_to_onehot(inputs["x"], I).astype(dtype)
     inputs = {k: misaligned(v, case["offset"]) if isinstance(v, np.ndarray) else v
@@ -180,15 +239,14 @@ def lstm_float32_matches_reference(case):
     inputs, opts, rng, context = make_lstm_problem(case, np.float32)
     Rs = loss_weights(rng, inputs, opts)
     k_out, k_grads = kernel_run(inputs, opts, Rs)
-    r_out, r_grads = reference_run(inputs, opts, Rs)
     if case["x_kind"] == "onehot":
         assert k_grads["dx"] is not None, context + ": dense one-hot x must still get dx"
-    else:
-        k_grads, r_grads = dict(k_grads), dict(r_grads)
     for name, a in k_out.items():
         assert a.dtype == np.float32, f"{context}: {name} is {a.dtype}"
-    check_group(k_out, r_out, ("y", "hT", "cT"), OUT_TOL, context + " outputs")
-    check_group(k_grads, r_grads, GRAD_NAMES, GRAD_TOL, context + " gradients")
+    check_or_reject_ill_conditioned(
+        "lstm_f32", [(k_out, 0, ("y", "hT", "cT"), OUT_TOL, context + " outputs"),
+                     (k_grads, 1, GRAD_NAMES, GRAD_TOL, context + " gradients")],
+        lambda inp: reference_run(inp, opts, Rs), inputs)
 
 
 @prop_settings("lstm_fd")
@@ -248,7 +306,7 @@ def make_dense_problem(case, dtype):
     if C > 1:  # C = 1 is always clipped (p = 1): exact on both sides
         p = ref.dense_softmax_xent(x, W, b, labels, w)[1]
         if (np.abs(p / EPS - 1) < CLIP_MARGIN).any() or (np.abs((1 - p) / EPS - 1) < CLIP_MARGIN).any():
-            reject()  # a probability on a clip edge: a kink
+            rejected("dense", "on a clip edge")
     p = dict(x=x, W=W, b=b, labels=labels, weights=w)
     p = {k: misaligned(v, case["offset"]) for k, v in p.items()}
     context = f"dense_softmax_xent {case} isa={_core.build_info()['isa']}"
@@ -268,19 +326,19 @@ def dense_reference(p, from_logits):
 
 
 @prop_settings("dense_f32")
-@given(case=dense_cases())
+@given(case=dense_cases(max_n=40, max_d=40, max_c=40))
 @counted("dense_f32")
 def dense_float32_matches_reference(case):
     p, context = make_dense_problem(case, np.float32)
     k_out, k_grads = dense_kernel(p, case["from_logits"], case["backward"])
-    r_out, r_grads = dense_reference(p, case["from_logits"])
     assert k_out["probs"].dtype == np.float32, context
-    check_group(k_out, r_out, ("loss",), OUT_TOL, context + " loss")
-    check_group(k_out, r_out, ("probs",), OUT_TOL, context + " probs")
-    if not case["backward"]:
+    checks = [(k_out, 0, ("loss",), OUT_TOL, context + " loss"),
+              (k_out, 0, ("probs",), OUT_TOL, context + " probs")]
+    if case["backward"]:
+        checks.append((k_grads, 1, ("dx", "dW", "db"), GRAD_TOL, context + " gradients"))
+    else:
         assert all(v is None for v in k_grads.values()), context + ": backward=False returned gradients"
-        return
-    check_group(k_grads, r_grads, ("dx", "dW", "db"), GRAD_TOL, context + " gradients")
+    check_or_reject_ill_conditioned("dense_f32", checks, lambda inp: dense_reference(inp, case["from_logits"]), p)
 
 
 @prop_settings("dense_fd")
@@ -331,13 +389,14 @@ def matmul_float32_matches_float64(M, N, K, ta, tb, out_mode, offset, seed):
     start = rng.standard_normal((M, N)).astype(np.float32)
     want = A @ Bm + (start if out_mode == "accumulate" else 0.0)
     # the error bound of a sum of products is relative to the products' magnitudes
-    scale = max(float(np.max(np.abs(A) @ np.abs(Bm) + np.abs(start), initial=0.0)), 1e-30)
+    magnitude = np.abs(A) @ np.abs(Bm) + (np.abs(start) if out_mode == "accumulate" else 0.0)
+    scale = max(float(np.max(magnitude, initial=0.0)), 1e-30)
     if out_mode == "new":
         got = _core.matmul(a, b, trans_a=ta, trans_b=tb)
     else:
         got = misaligned(start.copy(), offset)
         res = _core.matmul(a, b, trans_a=ta, trans_b=tb, out=got, accumulate=out_mode == "accumulate")
-        assert np.shares_memory(res, got)
+        assert res is got or np.shares_memory(res, got), "out= must be written in place"
     context = f"matmul M={M} N={N} K={K} ta={ta} tb={tb} {out_mode} offset={offset} seed={seed}"
     assert got.shape == (M, N) and got.dtype == np.float32, context
     err = float(np.max(np.abs(got - want), initial=0.0)) / scale
@@ -422,11 +481,7 @@ def test_float32_properties_under_other_isa_levels(level):
         pytest.skip(f"{level} is the level in use: the in-process properties cover it")
     if level not in other_levels():
         pytest.skip(f"this CPU lacks {level}")
-    scale = float(os.environ.get("FUSEDLSTM_HYPOTHESIS_SCALE", "1"))
-    # budget() in the child multiplies EXAMPLES by this scale: pass SUBPROCESS_EXAMPLES through it
-    child_scale = {n: SUBPROCESS_EXAMPLES[n] / EXAMPLES[n] * scale for n in F32_PROPERTIES}
-    env = dict(os.environ, FUSEDLSTM_ISA=level,
-               FUSEDLSTM_HYPOTHESIS_SCALE=str(min(child_scale.values())),
+    env = dict(os.environ, FUSEDLSTM_ISA=level, FUSEDLSTM_HYPOTHESIS_EXAMPLES=json.dumps(SUBPROCESS_EXAMPLES),
                PYTHONPATH=os.pathsep.join([str(PACKAGE_PARENT), str(TESTS_DIR)] + [
                    p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
     proc = subprocess.run([sys.executable, "-c", CHILD, str(TESTS_DIR)], env=env, capture_output=True,

@@ -103,7 +103,29 @@ def _functional_branches(keras, rng):
     return m, [rng.normal(size=(2, 4, 3)).astype(np.float32), rng.normal(size=(2, 4, 3)).astype(np.float32)]
 
 
-MODELS = {"sequential-mixed": _sequential_mixed, "sequential-embedding": _sequential_embedding,
+def _sequential_reshape(keras, rng):
+    L = keras.layers
+    m = keras.Sequential([
+        keras.Input((6, 4)),
+        L.SpatialDropout1D(0.2),
+        L.LSTM(3, return_sequences=True),
+        L.Reshape((3, -1)),
+        L.Activation("tanh"),
+        L.LSTM(2),
+    ])
+    return m, rng.normal(size=(4, 6, 4)).astype(np.float32)
+
+
+def _sequential_masking(keras, rng):
+    L = keras.layers
+    m = keras.Sequential([keras.Input((5, 3)), L.Masking(), L.LSTM(4, return_sequences=True), L.LSTM(2)])
+    x = rng.normal(size=(4, 5, 3)).astype(np.float32)
+    x[1, :2] = 0.0  # masked steps
+    x[2, 3:] = 0.0
+    return m, x
+
+
+MODELS = {"sequential-mixed": _sequential_mixed, "sequential-masking": _sequential_masking, "sequential-reshape": _sequential_reshape, "sequential-embedding": _sequential_embedding,
           "functional-seq2seq": _functional_seq2seq, "functional-branches": _functional_branches}
 
 
@@ -664,3 +686,21 @@ def test_unsupported_compile_config_warns_and_leaves_model_uncompiled(keras, io_
         ours = io_api.load_keras_file(tmp_path / "adagrad.keras")
     assert not ours.compiled
     assert io_api.load_keras_file(tmp_path / "adagrad.keras", compile=False).compiled is False
+
+
+def test_skip_mismatch_skips_only_the_misfit_layer(keras, io_api, tmp_path):
+    from fusedlstm.layers import Dense, Input, LSTM
+    from fusedlstm.models import Sequential
+
+    L = keras.layers
+    saved = keras.Sequential([keras.Input((4, 3)), L.LSTM(2), L.Dense(1)])
+    saved.save_weights(tmp_path / "k.weights.h5")
+    ours = Sequential([Input((4, 3)), LSTM(2, name="enc"), Dense(3, name="out")])
+    dense_before = ours.get_layer("out").get_weights()
+    with pytest.warns(io_api.KerasCompatibilityWarning,
+                      match=r"skipping layer 'out'.*'kernel' has shape \(2, 3\) in the model, \(2, 1\) in the file"):
+        io_api.load_keras_file(tmp_path / "k.weights.h5", ours, skip_mismatch=True)
+    for a, b in zip(ours.get_layer("enc").get_weights(), saved.layers[0].get_weights()):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(ours.get_layer("out").get_weights(), dense_before):
+        np.testing.assert_array_equal(a, b)

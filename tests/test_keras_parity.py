@@ -172,7 +172,7 @@ TRAIN_CASES = [c for c in CASES if c.values[0]["train"]]
 def test_twenty_training_steps(keras, case, optimizer, rng, seed):
     x, y = case["make_xy"](rng)
     sw = case["weights"](rng) if case["weights"] else None
-    pair = ps.Pair(keras, case["build"], rng).compile(case["loss"], optimizer=optimizer, lr=1e-2)
+    pair = ps.Pair(keras, case["build"], rng).compile(case["loss"], optimizer=optimizer)
     lk, lo, loss_err, w_err = ps.train_steps(pair, x, y, 20, sw)
     assert loss_err <= ps.TRAIN_TOL, f"seed={seed}: loss curves differ by {loss_err:.3g} relative\n{lk}\n{lo}"
     assert w_err <= ps.TRAIN_TOL, f"seed={seed}: final weights differ by {w_err:.3g} relative"
@@ -230,8 +230,8 @@ def test_stateful_training_matches_explicit_state(keras, rng, seed, optimizer):
     ours = _stateful(olib)
     ps.randomize(ktrain, rng)
     ps.copy_weights(ktrain, ours)
-    ktrain.compile(optimizer=ps.make_optimizer(klib, optimizer, 1e-2), loss="mse")
-    ours.compile(optimizer=ps.make_optimizer(olib, optimizer, 1e-2), loss="mse")
+    ktrain.compile(optimizer=ps.make_optimizer(klib, optimizer), loss="mse")
+    ours.compile(optimizer=ps.make_optimizer(olib, optimizer), loss="mse")
     h = c = np.zeros((B, 5), np.float32)
     lk, lo = [], []
     for step in range(20):
@@ -254,7 +254,7 @@ def test_stateful_training_matches_explicit_state(keras, rng, seed, optimizer):
 
 @pytest.mark.parametrize("loss", ["categorical_crossentropy", "mse"])
 def test_fit_epoch_losses(keras, rng, seed, loss):
-    pair = ps.Pair(keras, seq(lstm(5), dense(3, "softmax")), rng).compile(loss, "adam", 1e-2, metrics=["accuracy"])
+    pair = ps.Pair(keras, seq(lstm(5), dense(3, "softmax")), rng).compile(loss, "adam", metrics=["accuracy"])
     x, y = xs(rng, (10, T, I)), onehot(rng, 10, 3)  # batches of 4, 4 and 2: the last one weighs less
     hk = pair.k.fit(x, y, batch_size=4, epochs=4, shuffle=False, verbose=0).history
     ho = pair.o.fit(x, y, batch_size=4, epochs=4, shuffle=False, verbose=0).history

@@ -28,9 +28,10 @@
 
 namespace fusedlstm {
 
-// 64-byte aligned scratch for packed GEMM operands (throws std::bad_alloc).
+// 64-byte aligned scratch for packed GEMM operands (throws std::bad_alloc);
+// free takes the size that was asked for. Recycled per thread (ops_generic.cpp).
 void* isa_scratch_alloc(size_t bytes);
-void isa_scratch_free(void* p) noexcept;
+void isa_scratch_free(void* p, size_t bytes) noexcept;
 
 namespace FUSEDLSTM_ISA_NS {
 
@@ -43,9 +44,9 @@ template <class T, int kInline>
 class Scratch {
  public:
   explicit Scratch(size_t n)
-      : p_(n <= (size_t)kInline ? small_ : static_cast<T*>(isa_scratch_alloc(n * sizeof(T)))) {}
+      : n_(n), p_(n <= (size_t)kInline ? small_ : static_cast<T*>(isa_scratch_alloc(n * sizeof(T)))) {}
   ~Scratch() {
-    if (p_ != small_) isa_scratch_free(p_);
+    if (p_ != small_) isa_scratch_free(p_, n_ * sizeof(T));
   }
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
@@ -53,6 +54,7 @@ class Scratch {
 
  private:
   alignas(64) T small_[kInline];
+  size_t n_;
   T* p_;
 };
 
@@ -181,10 +183,18 @@ inline void store_n(V x, typename V::T* p, int n) {
 // The first K block stores (beta = 0) or adds to C; later blocks add to C, so
 // each element is summed in the same order for every thread split.
 //
+// Edges: partial vectors of C are written with masked stores (no temp tile).
+//
 // gemm_packed reads B from a pre-packed copy with the same layout over all of
 // K and N (block pc at [pc*Npad], its panel p at [p*NR*kc]): the LSTM packs
-// its recurrent kernel once per sequence. Tiny M (one time step of a small
-// batch) skips packing A: the kernel broadcasts straight from A's rows.
+// its recurrent kernel once per sequence. gemm uses that layout too when M
+// spans several MC blocks (B packed once, not once per block). Tiny M (one
+// time step of a small batch) skips packing A, broadcasting straight from A's
+// rows, and packs B on the stack: no allocation, no threads.
+//
+// Threads: chunks of whole NR panels of N, or of MR panels of M (whichever
+// operand is cheaper to pack twice), one per thread; each chunk packs its own
+// operands into its own scratch.
 // ============================================================================
 
 template <class V, class S>
@@ -199,6 +209,8 @@ struct Gemm {
   static constexpr int MC = (S::MC + MR - 1) / MR * MR;
   // Below this many rows A is read in place (packing it would cost as much as it saves).
   static constexpr int kDirectA = 4;
+  // Largest B (elements) packed whole once per call and thread chunk (16 MB of floats).
+  static constexpr size_t kPrepackMax = size_t(4) << 20;
   // Below this many flops a product runs on one thread: waking workers costs more.
   static constexpr double kThreadFlops = 1.0e6;
 
@@ -253,6 +265,10 @@ struct Gemm {
       kernel_rows<R - 1, APACK>(r, kc, a, lda, b, c, ldc, acc, w);
   }
 
+  static inline void prefetch_row(const T* p, int n) {
+    for (int k = 0; k < n; k += 64 / (int)sizeof(T)) __builtin_prefetch(p + k);
+  }
+
   // A[i0:i0+mc, k0:k0+kc] (of op(A)) into MR-row panels.
   static void pack_a(bool ta, const T* A, int lda, int i0, int mc, int k0, int kc, T* out) {
     for (int ir = 0; ir < mc; ir += MR) {
@@ -264,8 +280,13 @@ struct Gemm {
           for (int rr = 0; rr < r; ++rr) o[(size_t)k * MR + rr] = src[rr];
         }
       } else {
+        // Row segments are short (kc floats) and far apart (lda), too short
+        // for the hardware prefetcher to ramp up: fetch the next panel's rows
+        // while this panel is copied.
+        const bool ahead = ir + MR < mc;
         for (int rr = 0; rr < r; ++rr) {
           const T* src = A + (size_t)(i0 + ir + rr) * lda + k0;
+          if (ahead) prefetch_row(src + (size_t)MR * lda, kc);
           for (int k = 0; k < kc; ++k) o[(size_t)k * MR + rr] = src[k];
         }
       }
@@ -293,6 +314,8 @@ struct Gemm {
       } else {
         // Transposed source: a column of the panel is a row of B. Chunks of
         // 32 k keep the 32 panel rows being written resident in L1.
+        const bool ahead = jp + NR < nc;
+        for (int j = 0; j < w && ahead; ++j) prefetch_row(B + (size_t)(j0 + jp + NR + j) * ldb + k0, kc);
         for (int kb = 0; kb < kc; kb += 32) {
           const int ke = imin(kc, kb + 32);
           for (int j = 0; j < w; ++j) {
@@ -327,8 +350,23 @@ struct Gemm {
     const bool apack = j.ta || (m1 - m0) > kDirectA;
     const int kcmax = imin(KC, j.K);
     Scratch<T, 1024> abuf(apack ? (size_t)round_up(imin(MC, m1 - m0), MR) * kcmax : 0);
-    Scratch<T, 4096> bbuf(j.Bp ? 0 : (size_t)round_up(imin(NC, n1 - n0), NR) * kcmax);
-    const size_t npad = (size_t)round_up(j.N, NR);
+    // B in the pre-packed layout: the caller's (gemm_packed), or packed here
+    // once for all row blocks when there are several (each B block would
+    // otherwise be packed again per MC rows), or null: packed per block.
+    const T* bfull = j.Bp;
+    size_t bnpad = (size_t)round_up(j.N, NR);  // row length of bfull's K blocks
+    int bcol0 = 0;                              // column of C that bfull starts at
+    const size_t whole = (size_t)j.K * round_up(n1 - n0, NR);
+    const bool prepack = !bfull && m1 - m0 > MC && whole <= kPrepackMax;
+    Scratch<T, 1> bwhole(prepack ? whole : 0);
+    if (prepack) {
+      bnpad = (size_t)round_up(n1 - n0, NR);
+      bcol0 = n0;
+      for (int pc = 0; pc < j.K; pc += KC)
+        pack_b_block(j.tb, j.B, j.ldb, pc, imin(KC, j.K - pc), n0, n1 - n0, bwhole.get() + (size_t)pc * bnpad);
+      bfull = bwhole.get();
+    }
+    Scratch<T, 4096> bbuf(bfull ? 0 : (size_t)round_up(imin(NC, n1 - n0), NR) * kcmax);
     for (int ic = m0; ic < m1; ic += MC) {
       const int mc = imin(MC, m1 - ic);
       for (int pc = 0; pc < j.K; pc += KC) {
@@ -338,8 +376,8 @@ struct Gemm {
         for (int jc = n0; jc < n1; jc += NC) {
           const int nc = imin(NC, n1 - jc);
           const T* bb;
-          if (j.Bp) {
-            bb = j.Bp + (size_t)pc * npad + (size_t)jc * kc;
+          if (bfull) {
+            bb = bfull + (size_t)pc * bnpad + (size_t)(jc - bcol0) * kc;
           } else {
             pack_b_block(j.tb, j.B, j.ldb, pc, kc, jc, nc, bbuf.get());
             bb = bbuf.get();

@@ -21,6 +21,11 @@ LSTM_KERNEL_NAMES = ("tanh", "sigmoid", "hard_sigmoid", "relu", "linear")
 _GRADS = {}
 _FUNCS = {}
 
+# Keras 3 activation names fusedlstm does not implement: asking for one is a missing
+# feature (NotImplementedError); any other unknown name is a typo (ValueError).
+_KERAS_ONLY = ("celu", "gelu", "glu", "hard_shrink", "hard_silu", "hard_swish", "hard_tanh", "log_sigmoid",
+               "mish", "soft_shrink", "sparse_plus", "sparsemax", "squareplus", "tanh_shrink", "threshold")
+
 
 def _register(name, grad, *aliases):
     def deco(fn):
@@ -133,20 +138,27 @@ def leaky_relu(x):
     return np.where(x > 0, x, 0.2 * x).astype(np.asarray(x).dtype, copy=False)
 
 
-def get(identifier):
+def get(identifier, arg="activation"):
     """The activation for a name, None ('linear') or one of this module's functions.
 
     Raises NotImplementedError for a name Keras knows that we do not implement, or
-    for an arbitrary callable (its gradient is unknown to the C++/NumPy engine).
+    for an arbitrary callable (its gradient is unknown to the C++/NumPy engine), and
+    ValueError for a name Keras does not know either; `arg` is the argument named
+    in the message.
     """
     if identifier is None:
         return linear
     if isinstance(identifier, str):
         fn = _FUNCS.get(identifier)
         if fn is None:
-            raise NotImplementedError(
-                f"Activation {identifier!r} is not supported by fusedlstm; supported: "
-                f"{sorted(_FUNCS)}."
+            if identifier in _KERAS_ONLY:
+                raise NotImplementedError(
+                    f"Activation {identifier!r} (argument `{arg}`) is not supported by fusedlstm; "
+                    f"supported: {sorted(_FUNCS)}."
+                )
+            raise ValueError(
+                f"Received an invalid value for argument `{arg}`, expected one of {sorted(_FUNCS)} "
+                f"(or None), got {identifier!r}."
             )
         return fn
     if callable(identifier):
@@ -161,7 +173,7 @@ def get(identifier):
             "its gradient); pass one of the names " + ", ".join(sorted(_FUNCS)) + "."
         )
     raise TypeError(
-        "Received an invalid value for argument `activation`, expected a string, None or "
+        f"Received an invalid value for argument `{arg}`, expected a string, None or "
         f"an activation function, got {identifier!r}."
     )
 

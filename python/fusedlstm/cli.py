@@ -35,6 +35,8 @@ TASK_FLAGS = {
     "eval": (int, "fresh examples/sequences to evaluate on"),
     "time-budget": (float, "echo-long: seconds of training"),
     "chunk": (int, "echo-long: batches per fit call"),
+    "reverse": (int, "echo-long: 1 = read the sequence backwards (go_backwards)"),
+    "curriculum": (int, "echo-long: 1 = start short, double the length once learnt"),
     "temperature": (float, "chars: sampling temperature (0 = greedy)"),
     "sample": (int, "chars: characters sampled after each epoch"),
     "windows": (int, "chars: train on the first N windows only (0 = all)"),

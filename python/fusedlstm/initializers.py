@@ -232,8 +232,9 @@ _BY_NAME = {
 _CLASSES = {c.__name__: c for c in set(_BY_NAME.values())}
 
 
-def get(identifier):
-    """An Initializer from a name, a {'class_name', 'config'} dict or an Initializer."""
+def get(identifier, arg="initializer"):
+    """An Initializer from a name, a {'class_name', 'config'} dict or an Initializer;
+    `arg` is the argument named in error messages."""
     if isinstance(identifier, Initializer):
         return identifier
     if isinstance(identifier, str):
@@ -243,8 +244,11 @@ def get(identifier):
             cls = _CLASSES.get(identifier)
             if cls is not None:
                 return cls()
-            raise NotImplementedError(
-                f"Initializer {identifier!r} is not supported; supported: {sorted(_BY_NAME)}.")
+            if identifier.lower() == "stft":
+                raise NotImplementedError(f"Initializer {identifier!r} (argument `{arg}`) is not supported.")
+            raise ValueError(
+                f"Received an invalid value for argument `{arg}`, expected one of {sorted(_BY_NAME)}, "
+                f"got {identifier!r}.")
         return _BY_NAME[key]()
     if isinstance(identifier, dict) and "class_name" in identifier:
         cls = _CLASSES.get(identifier["class_name"])
@@ -252,7 +256,7 @@ def get(identifier):
             raise NotImplementedError(f"Initializer class {identifier['class_name']!r} is not supported.")
         return cls.from_config(identifier.get("config", {}))
     raise TypeError(
-        "Received an invalid value for an initializer argument, expected a name, a config "
+        f"Received an invalid value for argument `{arg}`, expected a name, a config "
         f"dict or a fusedlstm.initializers.Initializer, got {identifier!r}.")
 
 

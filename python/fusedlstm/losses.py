@@ -353,6 +353,18 @@ _BY_NAME = {
 }
 
 
+# Keras 3 losses fusedlstm does not implement (NotImplementedError); other unknown
+# names are typos (ValueError).
+_KERAS_ONLY = {"binary_focal_crossentropy", "categorical_focal_crossentropy", "categorical_hinge",
+               "cosine_similarity", "ctc", "dice", "hinge", "huber", "kl_divergence", "kld",
+               "kullback_leibler_divergence", "log_cosh", "logcosh", "mean_absolute_percentage_error", "mape",
+               "mean_squared_logarithmic_error", "msle", "poisson", "squared_hinge", "tversky", "circle",
+               "BinaryFocalCrossentropy", "CategoricalFocalCrossentropy", "CategoricalHinge",
+               "CosineSimilarity", "CTC", "Dice", "Hinge", "Huber", "KLDivergence", "LogCosh",
+               "MeanAbsolutePercentageError", "MeanSquaredLogarithmicError", "Poisson", "SquaredHinge",
+               "Tversky", "Circle"}
+
+
 def get(identifier):
     """A Loss from a name, one of this module's loss functions, or a Loss instance.
 
@@ -363,9 +375,13 @@ def get(identifier):
     if isinstance(identifier, str):
         cls = _BY_NAME.get(identifier)
         if cls is None:
-            raise NotImplementedError(
-                f"Loss {identifier!r} is not supported by fusedlstm; supported: "
-                f"{sorted(k for k in _BY_NAME if k.islower())}.")
+            supported = sorted(k for k in _BY_NAME if k.islower())
+            if identifier in _KERAS_ONLY:
+                raise NotImplementedError(
+                    f"Loss {identifier!r} is not supported by fusedlstm; supported: {supported}.")
+            raise ValueError(
+                f"Received an invalid value for argument `loss`, expected one of {supported} or a "
+                f"fusedlstm.losses.Loss, got {identifier!r}.")
         return cls(name=identifier)
     cls = getattr(identifier, "_cls", None)
     if cls is not None:
@@ -377,4 +393,6 @@ def get(identifier):
         raise NotImplementedError(
             f"Custom loss function {identifier!r} is not supported (fusedlstm needs its gradient); "
             "use one of the built-in losses.")
-    raise TypeError(f"Could not interpret loss identifier: {identifier!r}")
+    raise TypeError(
+        f"Could not interpret loss identifier: {identifier!r} (argument `loss`, expected a loss name "
+        "or a fusedlstm.losses.Loss).")

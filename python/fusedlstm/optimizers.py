@@ -145,6 +145,10 @@ class Optimizer:
     def _slot_arrays(self):
         return []
 
+    def _n_slots(self):
+        """How many flat state arrays _alloc creates (what a saved state must hold)."""
+        return 0
+
     def get_state(self):
         return {"iterations": self.iterations, "slots": [s.copy() for s in self._slot_arrays()]}
 
@@ -186,6 +190,9 @@ class Adam(Optimizer):
     def _slot_arrays(self):
         return [self._m, self._v] if self._m is not None else []
 
+    def _n_slots(self):
+        return 2
+
     def _update(self, w, g, lr):
         _core.adam_update(w, g, self._m, self._v, step=self.iterations, lr=lr,
                           beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon)
@@ -213,6 +220,9 @@ class SGD(Optimizer):
     def _slot_arrays(self):
         return [self._u] if self._u is not None else []
 
+    def _n_slots(self):
+        return 1 if self.momentum else 0
+
     def _update(self, w, g, lr):
         _core.sgd_update(w, g, self._u, lr=lr, momentum=self.momentum, nesterov=self.nesterov)
 
@@ -238,6 +248,9 @@ class RMSprop(Optimizer):
 
     def _slot_arrays(self):
         return [self._s] if self._s is not None else []
+
+    def _n_slots(self):
+        return 1
 
     def _update(self, w, g, lr):
         _core.rmsprop_update(w, g, self._s, lr=lr, rho=self.rho, epsilon=self.epsilon)

@@ -14,6 +14,18 @@ Formats by suffix:
 Loading reads arrays with `allow_pickle=False` and JSON only: it never unpickles
 and never imports or runs code named in a file. A config naming a layer class we
 do not implement (Lambda, a custom class) is refused with NotImplementedError.
+
+Integrity (format version 2): every file also holds `__integrity__` (JSON: the
+sha256 of all other entries, fusedlstm.atomic.digest_arrays, and their names).
+Files are written atomically (fusedlstm.atomic.atomic_path), so a crash during a
+save leaves the previous file intact. A loader reads and checks the whole file
+before touching the model: a truncated, bit-flipped or edited file, or one whose
+weights do not fit the model, raises ValueError saying what is wrong and changes
+nothing. Version-1 files (no checksum) still load.
+
+Checkpoints written by ModelCheckpoint into these formats carry the training
+state too (`__train_state__` and the optimizer entries; see fusedlstm.resume);
+`fusedlstm.callbacks.restore_checkpoint` reads it back.
 """
 
 import json
@@ -24,8 +36,10 @@ import numpy as np
 
 from . import losses as _losses
 from . import optimizers as _optimizers
+from .atomic import atomic_path, digest_arrays
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+INTEGRITY_KEY = "__integrity__"
 MODEL_SUFFIX = ".fusedlstm"
 WEIGHTS_SUFFIX = ".weights.npz"
 _KERAS_SUFFIXES = (".weights.h5", ".keras", ".h5", ".hdf5")
@@ -68,28 +82,82 @@ def _json_array(obj):
 
 
 def _write_npz(path, arrays):
-    # Write next to the target, then rename: a crash never leaves half a file behind.
-    tmp = os.fspath(path) + ".tmp"
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
+    """Write `arrays` plus their checksum entry, atomically (see fusedlstm.atomic)."""
+    arrays = dict(arrays)
+    arrays[INTEGRITY_KEY] = _json_array(
+        {"algorithm": "sha256", "digest": digest_arrays(arrays), "entries": sorted(arrays)})
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
 
 
 def _read_npz(path):
+    """Every entry of the file, read in full (nothing is applied to a model here)."""
     try:
-        with np.load(path, allow_pickle=False) as z:
+        # Our own handle: np.load leaks the one it opens when the archive is damaged.
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise ValueError(f"{os.fspath(path)!r} is not a fusedlstm file: {exc}") from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- any decoding failure of a damaged archive
+        size = os.path.getsize(path) if os.path.exists(path) else 0
+        raise ValueError(
+            f"{os.fspath(path)!r} is not a fusedlstm file, or it is truncated or damaged "
+            f"({size} bytes; {type(exc).__name__}: {exc}). Refusing to load it.") from None
+
+
+def _verify_integrity(arrays, path, version):
+    """Raise ValueError unless the stored sha256 matches the entries read."""
+    if INTEGRITY_KEY not in arrays:
+        if version >= 2:
+            raise ValueError(
+                f"{os.fspath(path)!r} is damaged: a format-{version} file must hold the {INTEGRITY_KEY} "
+                "checksum entry, and it is missing. Refusing to load it.")
+        return
+    try:
+        info = json.loads(arrays[INTEGRITY_KEY].tobytes().decode("utf-8"))
+        stored, names = str(info["digest"]), list(info["entries"])
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{os.fspath(path)!r} is damaged: its checksum entry is unreadable ({exc}).") from None
+    body = {k: v for k, v in arrays.items() if k != INTEGRITY_KEY}
+    if sorted(body) != sorted(names):
+        missing = sorted(set(names) - set(body))
+        extra = sorted(set(body) - set(names))
+        raise ValueError(
+            f"{os.fspath(path)!r} does not match its checksum entry: entries missing {missing}, "
+            f"unexpected {extra}. Refusing to load it.")
+    actual = digest_arrays(body)
+    if actual != stored:
+        raise ValueError(
+            f"{os.fspath(path)!r} is corrupted: sha256 of its contents is {actual[:16]}..., the file "
+            f"records {stored[:16]}... (changed after it was written). Refusing to load it.")
 
 
 def _read_json(arrays, key, path):
+    """The JSON entry `key`, after checking the format, its version and the checksum."""
     if key not in arrays:
         raise ValueError(f"{os.fspath(path)!r} is not a fusedlstm file (no {key} entry).")
-    meta = json.loads(arrays[key].tobytes().decode("utf-8"))
-    if meta.get("format") != "fusedlstm" or meta.get("version", 0) > FORMAT_VERSION:
-        raise ValueError(f"{os.fspath(path)!r}: unsupported fusedlstm format {meta.get('format')!r} version {meta.get('version')!r}.")
+    try:
+        meta = json.loads(arrays[key].tobytes().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{os.fspath(path)!r} is damaged: its {key} entry is not valid JSON ({exc}).") from None
+    version = meta.get("version", 0) if isinstance(meta, dict) else None
+    if not isinstance(meta, dict) or meta.get("format") != "fusedlstm" or not isinstance(version, int) \
+            or not 1 <= version <= FORMAT_VERSION:
+        raise ValueError(
+            f"{os.fspath(path)!r}: unsupported fusedlstm format {meta.get('format') if isinstance(meta, dict) else meta!r} "
+            f"version {version!r} (this fusedlstm reads versions 1 to {FORMAT_VERSION}).")
+    _verify_integrity(arrays, path, version)
     return meta
+
+
+def read_checked(path, kind):
+    """(arrays, meta) of a fusedlstm file of `kind` ('model' or 'weights'), fully verified."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No file found at {os.fspath(path)!r}.")
+    arrays = _read_npz(path)
+    meta = _read_json(arrays, "__weights__" if kind == "weights" else "__model__", path)
+    return arrays, meta
 
 
 # --- architecture configs ---------------------------------------------------------------------
@@ -291,18 +359,36 @@ def save_model(model, filepath, overwrite=True, **kwargs):
     if not getattr(model, "built", False):
         raise ValueError("The model is not built yet; build it (or call it on data) before saving.")
     _check_overwrite(filepath, overwrite)
-    meta = {"format": "fusedlstm", "version": FORMAT_VERSION, "class_name": _class_name(model),
-            "config": model.get_config(), "compile_config": compile_config(model)}
-    arrays = {"__model__": _json_array(meta)}
+    _write_npz(filepath, file_arrays(model, "model"))
+
+
+def file_arrays(model, kind, with_optimizer=False):
+    """The entries of a 'model' file (weights and optimizer state included) or a 'weights' file
+    (optimizer state only when with_optimizer: ModelCheckpoint's weights-only checkpoints)."""
+    if kind == "model":
+        meta = {"format": "fusedlstm", "version": FORMAT_VERSION, "class_name": _class_name(model),
+                "config": model.get_config(), "compile_config": compile_config(model)}
+        arrays = {"__model__": _json_array(meta)}
+    else:
+        meta = {"format": "fusedlstm", "version": FORMAT_VERSION,
+                "weights": [{"path": v.path, "shape": list(v.shape)} for v in model.weights]}
+        arrays = {"__weights__": _json_array(meta)}
     for i, v in enumerate(model.weights):
         arrays[f"w{i:04d}"] = np.ascontiguousarray(v.value)
     opt = model.optimizer if model.compiled else None
-    if opt is not None and opt._size is not None:
+    if (kind == "model" or with_optimizer) and opt is not None and opt._size is not None:
         st = opt.get_state()
         arrays["opt_iterations"] = np.array(st["iterations"], dtype=np.int64)
         for i, s in enumerate(st["slots"]):
             arrays[f"opt_{i:04d}"] = s
-    _write_npz(filepath, arrays)
+    return arrays
+
+
+def optimizer_entries(arrays):
+    """(iterations, slot arrays) stored in a file's entries, or None."""
+    if "opt_iterations" not in arrays:
+        return None
+    return int(arrays["opt_iterations"]), [arrays[k] for k in sorted(a for a in arrays if a.startswith("opt_0"))]
 
 
 def _class_name(model):
@@ -319,10 +405,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
         _keras_not_yet(filepath, kind)
     if kind != "model":
         _bad_suffix(filepath, "load_model()", [MODEL_SUFFIX])
-    if not os.path.exists(filepath):
-        raise FileNotFoundError(f"No file found at {os.fspath(filepath)!r}.")
-    arrays = _read_npz(filepath)
-    meta = _read_json(arrays, "__model__", filepath)
+    arrays, meta = read_checked(filepath, "model")
     model = model_from_config(meta)
     _assign(model, arrays, filepath)
     cc = meta.get("compile_config")
@@ -330,14 +413,26 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
         model.compile(optimizer=_optimizers.deserialize(cc["optimizer"]),
                       loss=_map(cc["loss"], _de_loss), loss_weights=cc.get("loss_weights"),
                       metrics=cc.get("metrics"), weighted_metrics=cc.get("weighted_metrics"))
-        if "opt_iterations" in arrays:
+        opt = optimizer_entries(arrays)
+        if opt is not None:
             store = model._ensure_store()
-            slots = [arrays[k] for k in sorted(a for a in arrays if a.startswith("opt_0"))]
-            model.optimizer.set_state({"iterations": int(arrays["opt_iterations"]), "slots": slots}, store.size)
+            check_optimizer_slots(model.optimizer, opt[1], store.size, filepath)
+            model.optimizer.set_state({"iterations": opt[0], "slots": opt[1]}, store.size)
     return model
 
 
-def _assign(model, arrays, path):
+def check_optimizer_slots(optimizer, slots, size, path):
+    """Raise ValueError unless `slots` are the optimizer's state for `size` weights."""
+    n = optimizer._n_slots()
+    if len(slots) != n or any(s.shape != (size,) or s.dtype.kind != "f" for s in slots):
+        raise ValueError(
+            f"{os.fspath(path)!r}: the optimizer state does not fit this model's "
+            f"{type(optimizer).__name__}: expected {n} float slot array(s) of shape ({size},), the file "
+            f"has {[(s.shape, str(s.dtype)) for s in slots]}.")
+
+
+def _check_weights(model, arrays, path):
+    """The file's weight arrays in model order, after checking count, shape and dtype."""
     params = model.weights
     keys = sorted(k for k in arrays if k.startswith("w") and k[1:].isdigit())
     if len(keys) != len(params):
@@ -346,8 +441,16 @@ def _assign(model, arrays, path):
         a = arrays[k]
         if a.shape != p.shape:
             raise ValueError(f"{os.fspath(path)!r}: weight {p.path!r} has shape {p.shape} in the model but {a.shape} in the file.")
-    for k, p in zip(keys, params):
-        p.value[...] = arrays[k]
+        if a.dtype.kind not in "fiu":
+            raise ValueError(f"{os.fspath(path)!r}: weight {p.path!r} must be a numeric array, the file holds dtype {a.dtype}.")
+    return [arrays[k] for k in keys]
+
+
+def _assign(model, arrays, path):
+    # Everything is checked before the first weight changes: a bad file never half-loads.
+    values = _check_weights(model, arrays, path)
+    for p, a in zip(model.weights, values):
+        p.value[...] = a
 
 
 def save_weights(model, filepath, overwrite=True, **kwargs):
@@ -360,13 +463,7 @@ def save_weights(model, filepath, overwrite=True, **kwargs):
     if kind != "weights":
         _bad_suffix(filepath, "save_weights()", [WEIGHTS_SUFFIX])
     _check_overwrite(filepath, overwrite)
-    params = model.weights
-    meta = {"format": "fusedlstm", "version": FORMAT_VERSION,
-            "weights": [{"path": v.path, "shape": list(v.shape)} for v in params]}
-    arrays = {"__weights__": _json_array(meta)}
-    for i, v in enumerate(params):
-        arrays[f"w{i:04d}"] = np.ascontiguousarray(v.value)
-    _write_npz(filepath, arrays)
+    _write_npz(filepath, file_arrays(model, "weights"))
 
 
 def load_weights(model, filepath, skip_mismatch=False, **kwargs):
@@ -378,15 +475,12 @@ def load_weights(model, filepath, skip_mismatch=False, **kwargs):
         _keras_not_yet(filepath, kind)
     if kind not in ("weights", "model"):
         _bad_suffix(filepath, "load_weights()", [WEIGHTS_SUFFIX, MODEL_SUFFIX])
-    if not os.path.exists(filepath):
-        raise FileNotFoundError(f"No file found at {os.fspath(filepath)!r}.")
-    arrays = _read_npz(filepath)
-    _read_json(arrays, "__weights__" if kind == "weights" else "__model__", filepath)
+    arrays, _ = read_checked(filepath, kind)
     if skip_mismatch:
         params = model.weights
         keys = sorted(k for k in arrays if k.startswith("w") and k[1:].isdigit())
         for k, p in zip(keys, params):
-            if arrays[k].shape == p.shape:
+            if arrays[k].shape == p.shape and arrays[k].dtype.kind in "fiu":
                 p.value[...] = arrays[k]
         return
     _assign(model, arrays, filepath)

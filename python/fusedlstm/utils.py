@@ -49,6 +49,22 @@ def set_random_seed(seed: int) -> None:
     _rng = np.random.default_rng(seed)
 
 
+def seeded_generator(seed, arg="seed") -> Optional[np.random.Generator]:
+    """A layer's own Generator for `seed=` (None: the layer draws from the global one)."""
+    if seed is None:
+        return None
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        raise TypeError(
+            f"Received an invalid value for argument `{arg}`, expected a non-negative integer or None, "
+            f"got {seed!r} of type {type(seed).__name__}."
+        )
+    if seed < 0:
+        raise ValueError(
+            f"Received an invalid value for argument `{arg}`, expected a non-negative integer or None, got {seed}."
+        )
+    return np.random.default_rng(int(seed))
+
+
 def _global_rng() -> np.random.Generator:
     """The Generator that initializers, dropout and shuffling draw from."""
     global _rng

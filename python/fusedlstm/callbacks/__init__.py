@@ -1,7 +1,7 @@
 """Callbacks for fit/evaluate/predict, with the names and behaviour of keras.callbacks."""
 
 from .callback import Callback, CallbackList, History
-from .checkpoint import ModelCheckpoint
+from .checkpoint import ModelCheckpoint, restore_checkpoint
 from .csv_logger import CSVLogger
 from .misc import LambdaCallback, LearningRateScheduler, TerminateOnNaN
 from .monitor import EarlyStopping, MonitorCallback, ReduceLROnPlateau
@@ -15,6 +15,7 @@ __all__ = [
     "Progbar",
     "EarlyStopping",
     "ModelCheckpoint",
+    "restore_checkpoint",
     "TerminateOnNaN",
     "LambdaCallback",
     "CSVLogger",

@@ -4,6 +4,11 @@ The path is a format string filled with the 1-based epoch and the epoch's logs
 ("w.{epoch:02d}-{val_loss:.2f}.weights.h5"). Unlike Keras we do not demand a
 particular suffix: `model.save` / `model.save_weights` choose the format from it
 and reject one they do not know.
+
+In fusedlstm's own formats ('.fusedlstm', '.weights.npz') the file is a full
+training checkpoint: weights plus optimizer state, position in the epoch, random
+streams and running metric sums, written atomically. `restore_checkpoint(model,
+path)` then lets `fit(..., initial_epoch=...)` continue exactly (fusedlstm.resume).
 """
 
 import numbers
@@ -12,9 +17,12 @@ import warnings
 
 import numpy as np
 
+from .. import resume as _resume
 from .monitor import MonitorCallback
 
-__all__ = ["ModelCheckpoint"]
+__all__ = ["ModelCheckpoint", "restore_checkpoint"]
+
+restore_checkpoint = _resume.restore_checkpoint
 
 
 class ModelCheckpoint(MonitorCallback):
@@ -65,6 +73,13 @@ class ModelCheckpoint(MonitorCallback):
         self._batches_since_save = 0
         self._last_batch_seen = None
         self._current_epoch = 0
+
+    def on_train_begin(self, logs=None):
+        # A fit resumed mid-epoch from our own checkpoint: that save reset the batch count.
+        progress = getattr(self.model, "_fit_progress", None)
+        point = progress.resume_point() if progress is not None else None
+        if point is not None and point[1]:
+            self._last_batch_seen, self._batches_since_save = point[1] - 1, 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self._current_epoch = epoch
@@ -150,7 +165,9 @@ class ModelCheckpoint(MonitorCallback):
         dirname = os.path.dirname(path)
         if dirname:
             os.makedirs(dirname, exist_ok=True)
-        if self.save_weights_only:
+        if _resume.can_checkpoint(self.model, path, self.save_weights_only):
+            _resume.save_checkpoint(self.model, path, self.save_weights_only)
+        elif self.save_weights_only:
             self.model.save_weights(path)
         else:
             self.model.save(path)

@@ -12,28 +12,53 @@ __all__ = ["TerminateOnNaN", "LambdaCallback", "LearningRateScheduler"]
 
 
 class TerminateOnNaN(Callback):
-    """Stop training as soon as a batch's loss is NaN or infinite.
+    """Stop training as soon as a batch's loss (or its gradient) is NaN or infinite.
 
     Args:
         raise_error: raise RuntimeError instead of setting model.stop_training.
+
+    Unlike Keras, the bad step is not applied: while this callback is in fit's list,
+    a step whose loss or gradient is not finite leaves the weights and the optimizer
+    state (moments, iteration count) untouched, so after fit returns the model
+    holds the weights of the last finite step and can be saved or trained further
+    (with a lower learning rate, say). The message names the epoch (1-based, as the
+    progress bar counts) and the batch (0-based, as Keras's message does); the
+    callback keeps them in `stopped_at` = (epoch, batch).
     """
+
+    # fit skips non-finite updates while a callback with this attribute is present.
+    skips_nonfinite_updates = True
 
     def __init__(self, raise_error=False):
         super().__init__()
         self.raise_error = raise_error
+        self._epoch = None
+        self.stopped_at = None
+
+    def on_train_begin(self, logs=None):
+        self.stopped_at = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
 
     def on_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
-        if loss is None or not isinstance(loss, (numbers.Real, np.generic)):
+        bad_loss = isinstance(loss, (numbers.Real, np.generic)) and not math.isfinite(loss)
+        skipped = getattr(self.model, "_step_skipped", False) is True
+        if not (bad_loss or skipped):
             return
-        if math.isnan(loss) or math.isinf(loss):
-            if self.raise_error:
-                raise RuntimeError(
-                    f"NaN or Inf loss encountered at batch {batch}. Loss value: {loss}. "
-                    "Terminating training immediately."
-                )
-            print(f"Batch {batch}: Invalid loss, terminating training", flush=True)
-            self.model.stop_training = True
+        where = f"batch {batch}" if self._epoch is None else f"epoch {self._epoch + 1}, batch {batch}"
+        what = f"Loss value: {loss}" if bad_loss else "the gradient is not finite"
+        kept = (" The update of this batch was not applied: the model keeps the weights of the last "
+                "finite step.") if skipped else ""
+        self.stopped_at = (None if self._epoch is None else self._epoch + 1, batch)
+        if self.raise_error:
+            raise RuntimeError(
+                f"NaN or Inf loss encountered at batch {batch} ({where}). {what}. "
+                f"Terminating training immediately.{kept}"
+            )
+        print(f"Batch {batch}: Invalid loss, terminating training ({where}; {what}).{kept}", flush=True)
+        self.model.stop_training = True
 
 
 class LambdaCallback(Callback):

@@ -36,7 +36,7 @@ def get_group(h5py, root, path: str, source: str):
 
 
 def read_dataset(h5py, group, name: str, source: str) -> np.ndarray:
-    """The dataset `name` of `group` as a float32 array (weights), after safety checks."""
+    """The dataset `name` of `group` as a NumPy array of numbers, after the safety checks."""
     if name not in group:
         raise ValueError(f"{source}: {group.name} has no dataset {name!r}.")
     _link_ok(h5py, group, name, source)
@@ -54,8 +54,7 @@ def read_dataset(h5py, group, name: str, source: str) -> np.ndarray:
         raise ValueError(f"{where} holds bfloat16 weights; fusedlstm loads float16/32/64 weights only.")
     if kind not in "fiu":
         raise ValueError(f"{where} has dtype {ds.dtype}, expected numbers.")
-    arr = np.asarray(ds[()])
-    return arr
+    return np.asarray(ds[()])
 
 
 def attr_strings(obj, name: str):

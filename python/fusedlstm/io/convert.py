@@ -15,7 +15,7 @@ Entry points (what fusedlstm.saving dispatches to by suffix):
 
 import os
 import warnings
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -25,7 +25,8 @@ from .keras_legacy_h5 import read_legacy_h5, write_legacy_h5
 from .keras_v3 import (KerasFile, load_keras3_weights_file, read_keras_archive, save_keras3_weights_file,
                        write_keras_archive)
 from .layer_rules import UnsupportedModelError
-from .model_config import Call, LayerNode, ModelNode, TensorRef, keras3_model_config, parse_model_config
+from .model_config import (Call, LayerNode, ModelNode, TensorRef, keras3_model_config, parse_layer_config,
+                           parse_model_config)
 from .weight_layout import keras_layer_order, layer_var_names
 
 __all__ = ["load_keras_file", "save_keras_file", "from_keras", "to_keras", "describe_model", "build_model",
@@ -41,10 +42,8 @@ class KerasCompatibilityWarning(UserWarning):
 # ---------------------------------------------------------------------------------------------
 
 def _layer_node(layer, where: str) -> LayerNode:
-    from .model_config import _Reader  # the same checks a file's config goes through
-
-    cfg = {"class_name": type(layer).__name__, "config": layer.get_config()}
-    return _Reader("3", where).layer(cfg, where)
+    # The same checks a file's config goes through: what we write is what we could read.
+    return parse_layer_config({"class_name": type(layer).__name__, "config": layer.get_config()}, source=where)
 
 
 def describe_model(model) -> Tuple[ModelNode, Dict[str, List[np.ndarray]]]:
@@ -218,44 +217,61 @@ def build_model(spec: ModelNode, source: str = "model config"):
                    outputs=outs[0] if spec.single_output and len(outs) == 1 else outs, name=spec.name)
 
 
-def _set_weights(model, spec: ModelNode, weights: Dict[str, List[np.ndarray]], source: str) -> None:
-    """Check every array against the model first, then assign: a misfit file changes nothing."""
+def _set_weights(model, spec: ModelNode, weights: Dict[str, List[np.ndarray]], source: str,
+                 skip_mismatch: bool = False) -> None:
+    """Check every array against the model first, then assign: a misfit file changes nothing.
+
+    skip_mismatch: leave layers whose weights do not fit unchanged, with a warning (Keras's
+    load_weights(skip_mismatch=True)), instead of raising.
+    """
     plan = []
     for node in keras_layer_order(spec):
-        arrays = weights.get(node.name, [])
-        layer = model.get_layer(node.name)
-        current = layer.get_weights()
-        names = layer_var_names(node)
-        where = f"{source}: layer {node.name!r} ({node.class_name})"
-        if len(arrays) != len(current):
-            raise ValueError(f"{where}: the model has {len(current)} weights ({', '.join(names) or 'none'}), the "
-                             f"file has {len(arrays)}.")
-        fixed = []
-        for name, cur, arr in zip(names, current, arrays):
-            arr = np.asarray(arr)
-            if arr.shape != cur.shape:
-                raise ValueError(f"{where}: weight {name!r} has shape {cur.shape} in the model, {arr.shape} in the "
-                                 "file.")
-            if arr.dtype.kind not in "fiu":
-                raise ValueError(f"{where}: weight {name!r} has dtype {arr.dtype} in the file, expected numbers.")
-            fixed.append(arr.astype(cur.dtype, copy=False))
+        try:
+            fixed = _fitted(model, node, weights, source)
+        except ValueError as exc:
+            if not skip_mismatch:
+                raise
+            _warn(f"skipping layer {node.name!r}: {exc}")
+            continue
         if fixed:
-            plan.append((layer, fixed))
+            plan.append((model.get_layer(node.name), fixed))
     for layer, fixed in plan:
         layer.set_weights(fixed)
+
+
+def _fitted(model, node: LayerNode, weights, source: str) -> List[np.ndarray]:
+    """The file's arrays for one layer, checked against the layer and cast to its dtype."""
+    arrays = weights.get(node.name, [])
+    current = model.get_layer(node.name).get_weights()
+    names = layer_var_names(node)
+    where = f"{source}: layer {node.name!r} ({node.class_name})"
+    if len(arrays) != len(current):
+        raise ValueError(f"{where}: the model has {len(current)} weights ({', '.join(names) or 'none'}), the "
+                         f"file has {len(arrays)}.")
+    fixed = []
+    for name, cur, arr in zip(names, current, arrays):
+        arr = np.asarray(arr)
+        if arr.shape != cur.shape:
+            raise ValueError(f"{where}: weight {name!r} has shape {cur.shape} in the model, {arr.shape} in the file.")
+        if arr.dtype.kind not in "fiu":
+            raise ValueError(f"{where}: weight {name!r} has dtype {arr.dtype} in the file, expected numbers.")
+        fixed.append(arr.astype(cur.dtype, copy=False))
+    return fixed
 
 
 # ---------------------------------------------------------------------------------------------
 # Entry points
 # ---------------------------------------------------------------------------------------------
 
-def load_keras_file(path, model=None, *, compile: bool = True):
+def load_keras_file(path, model=None, *, compile: bool = True, skip_mismatch: bool = False):
     """Load a Keras file.
 
     model=None: `.keras` or a full-model `.h5` -> a new model of ours (compiled from the
         file's training config when compile=True and we support it; weights loaded).
     model given: `.keras`, `.weights.h5` or `.h5` weights are loaded into it (by Keras's
         layout rules) and the model is returned.
+    skip_mismatch: with a model, layers whose weights do not fit are skipped with a
+        KerasCompatibilityWarning instead of raising (Keras's load_weights option).
     Raises ValueError naming the layer and the expected and found shapes when the
     file does not fit, UnsupportedModelError (a ValueError) for layers or settings we
     do not have, ImportError without h5py.
@@ -281,7 +297,7 @@ def load_keras_file(path, model=None, *, compile: bool = True):
         data = load_keras3_weights_file(source, spec)
     else:
         data = read_legacy_h5(source, spec)
-    _set_weights(model, spec, data.weights, source)
+    _set_weights(model, spec, data.weights, source, skip_mismatch)
     return model
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from . import _h5
 from ._files import atomic_path, require_h5py
-from .model_config import ModelNode, keras3_model_config, keras_major, parse_model_config
+from .model_config import ModelNode, keras3_model_config, parse_model_config
 from .weight_layout import keras3_layer_paths, saveables
 
 __all__ = ["KerasFile", "read_keras3_weights", "write_keras3_weights", "read_keras_archive",
@@ -240,11 +240,3 @@ def write_keras_archive(path, model: ModelNode, weights: Dict[str, List[np.ndarr
             zf.writestr(_CONFIG, json.dumps(config))
             zf.writestr(_WEIGHTS, buf.getvalue())
 
-
-def archive_keras_major(path) -> int:
-    """Major Keras version recorded in a .keras archive's metadata (3 when absent)."""
-    with zipfile.ZipFile(path, "r") as zf:
-        if _METADATA not in zf.namelist():
-            return 3
-        meta = json.loads(_member(zf, _METADATA, os.fspath(path), _MAX_CONFIG_BYTES))
-    return keras_major(meta.get("keras_version") if isinstance(meta, dict) else None)

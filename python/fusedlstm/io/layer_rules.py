@@ -19,14 +19,13 @@ Activations must be built-in names (strings). A Keras config can name a Python
 function or a Lambda; we never import or run code from a file, so those are refused.
 """
 
+import re
 from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
 
 __all__ = [
     "REQUIRED", "Rule", "RULES", "LSTM_ACTIVATIONS", "UnsupportedModelError", "layer_arguments",
     "keras_layer_config", "snake_case",
 ]
-
-import re
 
 
 class UnsupportedModelError(ValueError):
@@ -42,6 +41,7 @@ class Rule(NamedTuple):
     ignored: Tuple[str, ...] = ()
     nested: Tuple[str, ...] = ()
     activations: Tuple[str, ...] = ()
+    not_written: Tuple[str, ...] = ()  # keys this Keras 3 constructor does not take
 
 
 _REGULARIZED = ("kernel_regularizer", "bias_regularizer", "activity_regularizer", "kernel_constraint",
@@ -75,6 +75,9 @@ RULES: Dict[str, Rule] = {
     "TimeDistributed": Rule(args={"layer": REQUIRED}, nested=("layer",)),
     "RepeatVector": Rule(args={"n": REQUIRED}),
     "Dropout": Rule(args={"rate": REQUIRED}, fixed={"noise_shape": None}, ignored=("seed",)),
+    "SpatialDropout1D": Rule(args={"rate": REQUIRED}, fixed={"noise_shape": None}, ignored=("seed",),
+                             not_written=("trainable", "noise_shape")),
+    "Reshape": Rule(args={"target_shape": REQUIRED}),
     "Masking": Rule(args={"mask_value": 0.0}),
     "Activation": Rule(args={"activation": REQUIRED}, activations=("activation",)),
     "Flatten": Rule(args={}, ignored=("data_format",)),
@@ -226,6 +229,8 @@ def keras_layer_config(class_name: str, name: str, args: Mapping[str, Any], trai
         if key in _NOT_KERAS3_ARGS:
             continue
         config[key] = value
+    for key in rule.not_written:
+        config.pop(key, None)
     if class_name == "LSTM":
         config.update(unit_forget_bias=True, unroll=False, seed=None)
     return {"module": "keras.layers", "class_name": class_name, "config": config, "registered_name": None}

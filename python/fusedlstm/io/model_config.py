@@ -17,8 +17,8 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from .layer_rules import (RULES, UnsupportedModelError, keras_layer_config, layer_arguments)
 
-__all__ = ["TensorRef", "Call", "LayerNode", "ModelNode", "parse_model_config", "keras3_model_config",
-           "output_shapes", "keras_major"]
+__all__ = ["TensorRef", "Call", "LayerNode", "ModelNode", "parse_model_config", "parse_layer_config",
+           "keras3_model_config", "output_shapes", "keras_major"]
 
 
 class TensorRef(NamedTuple):
@@ -306,6 +306,11 @@ def parse_model_config(cfg: dict, *, keras_version: Optional[str], source: str) 
     return reader.model(copy.deepcopy(cfg))
 
 
+def parse_layer_config(cfg: dict, *, source: str) -> LayerNode:
+    """One Keras 3 layer config ({"class_name", "config"}) checked into a LayerNode."""
+    return _Reader("3", source).layer(copy.deepcopy(cfg), source)
+
+
 # ---------------------------------------------------------------------------------------------
 # Shapes (a functional config names tensor shapes; Keras checks nothing else)
 # ---------------------------------------------------------------------------------------------
@@ -339,6 +344,13 @@ def _layer_outputs(node: LayerNode, shape, state_shapes) -> List[Shape]:
         return [tuple(shape) + (a["output_dim"],)]
     if cls == "RepeatVector":
         return [(shape[0], a["n"]) + tuple(shape[1:])]
+    if cls == "Reshape":
+        target = [int(d) for d in a["target_shape"]]
+        if -1 in target:
+            rest, known = shape[1:], math.prod(d for d in target if d != -1)
+            free = None if any(d is None for d in rest) else math.prod(rest) // known
+            target = [free if d == -1 else d for d in target]
+        return [(shape[0],) + tuple(target)]
     if cls == "Flatten":
         rest = shape[1:]
         size = None if any(d is None for d in rest) else int(math.prod(rest))

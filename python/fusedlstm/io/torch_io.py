@@ -17,7 +17,7 @@ torch is imported only by the functions that need a module; the weight
 conversions take and return NumPy arrays.
 """
 
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 import numpy as np
 

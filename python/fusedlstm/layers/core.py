@@ -99,7 +99,7 @@ class Dropout(Layer):
         self.rate = float(rate)
         self.noise_shape = None if noise_shape is None else tuple(noise_shape)
         self.seed = seed
-        self._rng = None if seed is None else np.random.default_rng(seed)
+        self._rng = utils.seeded_generator(seed)
 
     def _mask_shape(self, shape):
         if self.noise_shape is None:

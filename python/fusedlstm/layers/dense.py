@@ -49,8 +49,8 @@ class Dense(Layer):
         self._act_grad = _acts.gradient(self.activation)
         self._linear = self.activation is _acts.linear
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = _inits.get(kernel_initializer)
-        self.bias_initializer = _inits.get(bias_initializer)
+        self.kernel_initializer = _inits.get(kernel_initializer, "kernel_initializer")
+        self.bias_initializer = _inits.get(bias_initializer, "bias_initializer")
         self.kernel = self.bias = None
 
     def _check_input_shapes(self, shapes):

@@ -76,7 +76,7 @@ class Embedding(Layer):
             raise NotImplementedError("Embedding: `sparse=True` is not supported.")
         self.input_dim = int(input_dim)
         self.output_dim = int(output_dim)
-        self.embeddings_initializer = _inits.get(embeddings_initializer)
+        self.embeddings_initializer = _inits.get(embeddings_initializer, "embeddings_initializer")
         self.mask_zero = bool(mask_zero)
         self.supports_masking = self.mask_zero
         self.input_length = input_length

@@ -41,8 +41,10 @@ def _kernel_activation(fn, arg):
 def _rate(value, arg):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"Received an invalid value for argument `{arg}`, expected a float in [0, 1], got {value!r}.")
-    # Keras clamps instead of raising.
-    return min(1.0, max(0.0, float(value)))
+    # Keras clamps silently; a rate outside [0, 1] is a bug in the caller's script.
+    if not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"Received an invalid value for argument `{arg}`, expected a float in [0, 1], got {value!r}.")
+    return float(value)
 
 
 def dropout_mask(rng, shape, rate, dtype):
@@ -102,18 +104,18 @@ class LSTM(Layer):
             raise ValueError(f"Received an invalid value for argument `implementation`, expected 1 or 2, got {implementation!r}.")
         self.units = int(units)
         self.activation = _acts.get(activation)
-        self.recurrent_activation = _acts.get(recurrent_activation)
+        self.recurrent_activation = _acts.get(recurrent_activation, "recurrent_activation")
         self._act = _kernel_activation(self.activation, "activation")
         self._ract = _kernel_activation(self.recurrent_activation, "recurrent_activation")
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = _inits.get(kernel_initializer)
-        self.recurrent_initializer = _inits.get(recurrent_initializer)
-        self.bias_initializer = _inits.get(bias_initializer)
+        self.kernel_initializer = _inits.get(kernel_initializer, "kernel_initializer")
+        self.recurrent_initializer = _inits.get(recurrent_initializer, "recurrent_initializer")
+        self.bias_initializer = _inits.get(bias_initializer, "bias_initializer")
         self.unit_forget_bias = bool(unit_forget_bias)
         self.dropout = _rate(dropout, "dropout")
         self.recurrent_dropout = _rate(recurrent_dropout, "recurrent_dropout")
         self.seed = seed
-        self._rng = None if seed is None else np.random.default_rng(seed)
+        self._rng = utils.seeded_generator(seed)
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)

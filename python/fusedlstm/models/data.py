@@ -81,12 +81,15 @@ class ArrayData:
             return None
         return [None if a is None else a[idx] for a in arrs]
 
-    def epoch(self):
+    def epoch(self, start=0):
+        """The epoch's batches from batch `start` on. The shuffle permutation is drawn here,
+        not at the first batch, so a resumed fit can restore the random state in between."""
+        perm = utils._global_rng().permutation(self.n) if self.shuffle is True else None
+        return self._batches(perm, start)
+
+    def _batches(self, perm, start):
         bs, n = self.batch_size, self.n
-        perm = None
-        if self.shuffle is True:
-            perm = utils._global_rng().permutation(n)
-        for i in range(self.steps):
+        for i in range(start, self.steps):
             a, b = i * bs, min((i + 1) * bs, n)
             if self.shuffle == "batch":
                 idx = utils._global_rng().permutation(b - a) + a
@@ -107,8 +110,12 @@ class GeneratorData:
         self.gen = iter(gen)
         self.steps = steps
 
-    def epoch(self):
-        i = 0
+    def epoch(self, start=0):
+        # A generator cannot be rewound: a resumed epoch takes its remaining batches as they come.
+        return self._batches(start)
+
+    def _batches(self, start):
+        i = start
         while self.steps is None or i < self.steps:
             try:
                 batch = next(self.gen)
@@ -135,11 +142,14 @@ class SequenceData:
         self.steps = n if steps is None else min(int(steps), n)
         self.shuffle = bool(shuffle)
 
-    def epoch(self):
+    def epoch(self, start=0):
         order = np.arange(len(self.seq))
         if self.shuffle:
             order = utils._global_rng().permutation(order)
-        for i in order[: self.steps]:
+        return self._batches(order[start: self.steps])
+
+    def _batches(self, order):
+        for i in order:
             x, y, sw = unpack(self.seq[int(i)], "a Sequence batch")
             yield as_list(x), as_list(y), as_list(sw)
 

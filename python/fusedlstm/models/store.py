@@ -58,3 +58,21 @@ class ParamStore:
         for v in self.variables:
             if v._gstamp != stamp:
                 v.grad[...] = 0
+
+    def reserve_tail(self, n):
+        """The gradient buffer with `n` spare float slots after the gradients.
+
+        Data-parallel training (fusedlstm.distributed) packs each step's loss sums and
+        counts behind the gradients so that one in-place Allreduce carries both. The
+        first call with a new `n` moves the gradients (and every variable's grad view)
+        into a longer buffer; later calls return that buffer as it is.
+        """
+        full = self.grad if self.grad.base is None else self.grad.base
+        if full.size == self.size + n:
+            return full
+        buf = np.zeros(self.size + n, dtype=self.grad.dtype)
+        buf[:self.size] = self.grad
+        self.grad = buf[:self.size]
+        for v, (a, b) in zip(self.variables, self.segments):
+            v.grad = self.grad[a:b].reshape(v.value.shape)
+        return buf

@@ -19,11 +19,15 @@ train_on_batch/test_on_batch return that one batch's values (Keras 3 resets the
 metrics first).
 """
 
+import math
 import numbers
 
 import numpy as np
 
 from .. import _core
+from .. import distributed as _distributed
+from .. import interrupt as _interrupt
+from .. import resume as _resume
 from .. import losses as _losses
 from .. import metrics as _metrics
 from .. import optimizers as _optimizers
@@ -79,14 +83,28 @@ class Trainer:
         self._has_metrics = False
         self._loss_tracker = _metrics.Mean(name="loss")
         self._out_loss_trackers = []
+        # Set by fit when a callback (TerminateOnNaN) asks that a step whose loss or
+        # gradient is not finite leave the weights and optimizer state untouched.
+        self._skip_nonfinite = False
+        self._step_skipped = False
+        self._fit_progress = None
+        self._pending_resume = None
+        self._pending_metric_state = None
+        self._sigint_guard = None
+        self._distribute = None  # a fusedlstm.distributed strategy (compile's `distribute`)
 
     # --- compile ------------------------------------------------------------------------
 
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
                 weighted_metrics=None, run_eagerly=False, steps_per_execution=1,
-                jit_compile="auto", auto_scale_loss=True, sample_weight_mode=None, **kwargs):
+                jit_compile="auto", auto_scale_loss=True, sample_weight_mode=None, distribute=None,
+                **kwargs):
         """Configure training (Keras 3 names; `sample_weight_mode` of Keras 2 is accepted:
-        sample weights of shape (batch, time) are recognised from their shape)."""
+        sample weights of shape (batch, time) are recognised from their shape).
+
+        `distribute`: a fusedlstm.distributed.MPIStrategy trains data-parallel over MPI
+        ranks (docs/distributed.md); None uses the default strategy (set by the CLI
+        under mpirun), False none."""
         if kwargs:
             bad = sorted(kwargs)
             raise (NotImplementedError if "target_tensors" in kwargs else TypeError)(
@@ -95,6 +113,7 @@ class Trainer:
             raise ValueError(f"Received an invalid value for argument `steps_per_execution`, expected a positive integer, got {steps_per_execution!r}.")
         if sample_weight_mode not in (None, "temporal"):
             raise ValueError(f"Received an invalid value for argument `sample_weight_mode`, expected None or 'temporal', got {sample_weight_mode!r}.")
+        self._distribute = _distributed.resolve(distribute)
         self.optimizer = _optimizers.get(optimizer)
         self.loss = loss
         self._compile_args = (loss, loss_weights, metrics, weighted_metrics)
@@ -227,6 +246,7 @@ class Trainer:
     def _update_metrics(self, ys, preds, masks, sws):
         if self._metric_objs is None:
             self._build_metrics(ys, preds)
+            _resume.apply_pending_metrics(self)
         for k, m, _, is_w in self._metric_objs:
             sw = None
             if is_w and sws is not None:
@@ -358,8 +378,11 @@ class Trainer:
         return store, total, per_out, preds, pmasks
 
     def _train_step(self, xs, ys, sws):
+        if self._distribute is not None:
+            return self._distribute.train_step(self, xs, ys, sws)
         store, total, per_out, preds, pmasks = self._forward_backward(xs, ys, sws)
-        if store.size:
+        self._step_skipped = self._skip_nonfinite and not _finite_step(total, store.grad)
+        if store.size and not self._step_skipped:
             self.optimizer.apply_flat(store.flat, store.grad, store.segments)
         self._track(xs, total, per_out, ys, preds, pmasks, sws)
         return total
@@ -378,6 +401,8 @@ class Trainer:
         return total, [v.grad.copy() for v in store.variables]
 
     def _test_step(self, xs, ys, sws):
+        if self._distribute is not None:
+            return self._distribute.test_step(self, xs, ys, sws)
         ctx = Context(training=False, want_grads=False)
         vals, masks, _ = self._run_forward(xs, False, ctx, steps=self._train_steps)
         total, per_out, preds, pmasks, _ = self._loss_and_grads(vals, masks, ys, sws, ctx, False)
@@ -414,7 +439,9 @@ class Trainer:
         xs, ys, sws = self._prepare_batch(x, y, sample_weight)
         sws = self._apply_class_weight(ys, sws, class_weight)
         self.reset_metrics()
-        self._train_step(xs, ys, sws)
+        # A Ctrl-C during the step raises after it, never half-way through the update.
+        with _interrupt.deferred_sigint() as guard, guard:
+            self._train_step(xs, ys, sws)
         return self._result(self._logs(), return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
@@ -510,26 +537,44 @@ class Trainer:
         val = None
         if validation_data is not None:
             val = self._validation(validation_data, validation_batch_size or batch_size, validation_steps)
+        if self._distribute is not None:
+            verbose, callbacks = self._distribute.begin_fit(self, train, val, callbacks, verbose, epochs, initial_epoch)
         cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
                            verbose=verbose, epochs=epochs, steps=train.steps)
+        progress = _resume.FitProgress(self, train, initial_epoch)
+        with _interrupt.deferred_sigint() as guard:
+            self._fit_progress, self._sigint_guard = progress, guard
+            self._skip_nonfinite = any(getattr(c, "skips_nonfinite_updates", False) for c in cbs.callbacks)
+            try:
+                return self._run_epochs(train, val, cbs, progress, guard, initial_epoch, epochs, validation_freq)
+            finally:
+                self._fit_progress = self._sigint_guard = None
+                self._skip_nonfinite = False
+
+    def _run_epochs(self, train, val, cbs, progress, guard, initial_epoch, epochs, validation_freq):
         self.stop_training = False
         cbs.on_train_begin()
         epoch_logs = {}
         for epoch in range(initial_epoch, epochs):
             self.reset_metrics()
             cbs.on_epoch_begin(epoch)
-            logs = {}
-            for step, (xb, yb, swb) in enumerate(train.epoch()):
+            batches, start = progress.epoch_batches(epoch, train)
+            logs = self._logs() if start else {}  # a resumed epoch continues its running means
+            for step, (xb, yb, swb) in batches:
                 cbs.on_train_batch_begin(step)
                 xs, ys, sws = self._prepare_batch(xb, yb, swb) if not isinstance(train, _data.ArrayData) else (xb, yb, swb)
                 if ys is None:
                     raise ValueError("fit: the data gave no targets `y`.")
-                self._train_step(xs, ys, sws)
+                with guard:
+                    self._train_step(xs, ys, sws)
+                    progress.step_done(step)
                 logs = self._logs()
                 cbs.on_train_batch_end(step, logs)
+                guard.check(f"after epoch {epoch + 1}, batch {step}")
                 if self.stop_training:
                     break
             train.end_epoch()
+            progress.end_epoch()
             if not logs:
                 raise ValueError("fit: the training data is empty (no batch in an epoch).")
             epoch_logs = dict(logs)
@@ -537,6 +582,7 @@ class Trainer:
                 val_logs = self._evaluate_data(val, cbs)
                 epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
             cbs.on_epoch_end(epoch, epoch_logs)
+            guard.check(f"at the end of epoch {epoch + 1}")
             if self.stop_training:
                 break
         cbs.on_train_end(epoch_logs)
@@ -575,6 +621,8 @@ class Trainer:
             self._test_step(xs, ys, sws)
             logs = self._logs()
             cbs.on_test_batch_end(step, logs)
+            if self._sigint_guard is not None:  # fit's validation: a Ctrl-C need not wait for its end
+                self._sigint_guard.check(f"during validation batch {step}")
         data.end_epoch()
         cbs.on_test_end(logs)
         return logs
@@ -588,6 +636,8 @@ class Trainer:
         self._assert_compiled("evaluate")
         verbose = _verbosity(verbose)
         data = self._make_data(x, y, sample_weight, batch_size, False, steps, "evaluate")
+        if self._distribute is not None:
+            verbose, callbacks = self._distribute.begin_evaluate(self, data, callbacks, verbose)
         cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
                            epochs=1, steps=data.steps)
         logs = self._evaluate_data(data, cbs)
@@ -598,6 +648,8 @@ class Trainer:
         self._maybe_build_from_data(x)
         verbose = _verbosity(verbose)
         data = self._make_data(x, None, None, batch_size, False, steps, "predict")
+        if self._distribute is not None:  # local: every rank predicts every sample
+            verbose, callbacks = self._distribute.local_callbacks(callbacks, verbose)
         cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
                            epochs=1, steps=data.steps)
         cbs.on_predict_begin()
@@ -661,16 +713,30 @@ class Trainer:
         return int(sum(v.value.size for v in self.weights))
 
     def save(self, filepath, overwrite=True, **kwargs):
+        if self._distribute is not None and not self._distribute.allows_save():
+            return  # data-parallel: rank 0 writes, the other ranks hold the same weights
         from ..saving import save_model
         save_model(self, filepath, overwrite=overwrite, **kwargs)
 
     def save_weights(self, filepath, overwrite=True, **kwargs):
+        if self._distribute is not None and not self._distribute.allows_save():
+            return
         from ..saving import save_weights
         save_weights(self, filepath, overwrite=overwrite, **kwargs)
 
     def load_weights(self, filepath, skip_mismatch=False, **kwargs):
         from ..saving import load_weights
         load_weights(self, filepath, skip_mismatch=skip_mismatch, **kwargs)
+
+
+def _finite_step(total, grad):
+    """Whether a step's loss and flat gradient are all finite (one O(n) pass, no temporaries)."""
+    if not math.isfinite(total):
+        return False
+    if grad.size == 0 or math.isfinite(float(np.sum(grad))):
+        return True
+    # The sum overflowed or met a NaN/Inf: decide elementwise.
+    return bool(np.isfinite(grad).all())
 
 
 def _mask_for(mask, shape):

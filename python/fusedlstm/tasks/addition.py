@@ -52,13 +52,14 @@ def run(cfg, ctx: Context) -> TaskResult:
     ctx.print(f"Per-char accuracy on {cfg.eval} fresh problems: {percent(per_char):.2f}%; whole answers: {percent(whole):.2f}%")
     return TaskResult(
         task="addition",
-        metric=f"per-char accuracy, {cfg.eval} fresh problems",
+        metric=f"per char, {cfg.eval} fresh problems",
         value=percent(per_char),
         target=">= 99% per char",
         passed=per_char >= 0.99,
         seconds=seconds,
         steps=cfg.epochs * -(-cfg.examples // cfg.batch_size),
         curve=curve,
+        curve_x=f"epochs of {cfg.examples} fresh problems",
         notes=[f"whole answers {percent(whole):.1f}%"],
         model=model,
     )
@@ -69,6 +70,6 @@ ADDITION = TaskSpec(
     summary="'3+10' -> '13' with an encoder-decoder: LSTM(100) -> RepeatVector(2) -> LSTM(50)",
     target=">= 99% per char",
     classic=dict(terms=2, largest=10, units=100, units2=50, lr=0.001, batch_size=10, epochs=30, examples=1000, eval=1000),
-    quick=dict(terms=2, largest=10, units=100, units2=50, lr=0.001, batch_size=10, epochs=30, examples=1000, eval=1000),
+    quick=dict(terms=2, largest=10, units=100, units2=50, lr=0.003, batch_size=10, epochs=30, examples=1000, eval=1000),
     run=run,
 )

@@ -19,7 +19,7 @@ class TaskResult:
     metric: what `value` measures ("accuracy on 100 fresh sequences").
     target: the bar as text ("= 100%"); passed is None for report-only tasks.
     steps: optimizer steps taken; seconds: training wall time (evaluation excluded).
-    curve: (step, loss) points for --plot.
+    curve: (x, loss) points for --plot; curve_x names x.
     """
 
     task: str
@@ -31,6 +31,7 @@ class TaskResult:
     steps: int
     unit: str = "%"
     curve: List[tuple] = field(default_factory=list)
+    curve_x: str = "training steps"
     notes: List[str] = field(default_factory=list)
     model: object = field(default=None, repr=False)
     wall: float = 0.0  # the whole run, evaluation included (set by run_task)

@@ -72,13 +72,14 @@ def run(cfg, ctx: Context) -> TaskResult:
     steps = cfg.epochs * -(-len(train) // cfg.batch_size)
     return TaskResult(
         task="digitsum",
-        metric=f"accuracy on {len(test)} held-out numbers",
+        metric=f"on {len(test)} held-out numbers",
         value=percent(acc),
         target=">= 90%",
         passed=acc >= 0.90,
         seconds=seconds,
         steps=steps,
         curve=curve,
+        curve_x="epochs",
         model=model,
     )
 
@@ -88,6 +89,7 @@ DIGITSUM = TaskSpec(
     summary="sum of the digits mod 10 of 3-digit numbers: LSTM(64), 720/180 split",
     target=">= 90% held-out",
     classic=dict(digits=3, units=64, lr=0.003, batch_size=32, epochs=300, split_seed=0),
-    quick=dict(digits=3, units=64, lr=0.003, batch_size=32, epochs=300, split_seed=0),
+    # Batch 32 reaches 90% in about 3 runs of 4; batch 8 gave >= 96% in all we tried.
+    quick=dict(digits=3, units=64, lr=0.003, batch_size=8, epochs=300, split_seed=0),
     run=run,
 )

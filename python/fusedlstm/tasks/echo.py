@@ -20,12 +20,12 @@ from .encoders import one_hot_decode
 from .generators import generate_batch, generate_example
 
 
-def build_model(ctx, length, features, units, lr):
+def build_model(ctx, length, features, units, lr, go_backwards=False):
     K = ctx.engine
     model = K.models.Sequential(
         [
             K.layers.Input(shape=(length, features)),
-            K.layers.LSTM(units),
+            K.layers.LSTM(units, go_backwards=go_backwards),
             K.layers.Dense(features, activation="softmax"),
         ]
     )
@@ -66,54 +66,73 @@ def run_echo(cfg, ctx: Context) -> TaskResult:
     _show_one(ctx, model, cfg)
     return TaskResult(
         task="echo",
-        metric=f"accuracy on {cfg.eval} fresh sequences",
+        metric=f"on {cfg.eval} fresh sequences",
         value=percent(acc),
         target="= 100%",
         passed=acc == 1.0,
         seconds=seconds,
         steps=cfg.examples,
         curve=curve,
+        curve_x=f"fits of {cfg.batch_size} example(s) (loss: mean of the last 100)",
         model=model,
     )
 
 
 def run_echo_long(cfg, ctx: Context) -> TaskResult:
-    """Train on fresh batches until `time_budget` seconds or 100% on a held-out set."""
-    model = build_model(ctx, cfg.length, cfg.features, cfg.units, cfg.lr)
+    """Train on fresh batches until `time_budget` seconds or 100% on a held-out set.
+
+    Two ways to make the long dependency learnable (both off by default):
+    reverse=1 reads the sequence backwards (go_backwards=True), so the value is
+    3 steps from the end; curriculum=1 trains on short sequences first and
+    doubles the length each time the current length is learnt (>= 95%).
+    """
+    if cfg.index >= cfg.length:
+        raise ValueError(f"echo-long: --index must be < --length ({cfg.length}), got {cfg.index}.")
+    model = build_model(ctx, None if cfg.curriculum else cfg.length, cfg.features, cfg.units, cfg.lr,
+                        go_backwards=bool(cfg.reverse))
     Xv, yv = generate_batch(cfg.eval, cfg.length, cfg.features, cfg.index, rng=ctx.rng)
+    tricks = [t for t, on in (("reversed input", cfg.reverse), ("length curriculum", cfg.curriculum)) if on]
     ctx.print(
         f"echo-long: value at index {cfg.index} of {cfg.length} one-hot values in [0, {cfg.features}); "
-        f"LSTM({cfg.units}), batch {cfg.batch_size}, lr {cfg.lr}; up to {cfg.time_budget:g} s"
+        f"LSTM({cfg.units}), batch {cfg.batch_size}, lr {cfg.lr}{'; ' + ', '.join(tricks) if tricks else ''}; "
+        f"up to {cfg.time_budget:g} s"
     )
-    chunk = max(1, cfg.chunk)
-    steps, seconds, best = 0, 0.0, 0.0
+    length = min(cfg.length, cfg.index + 3) if cfg.curriculum else cfg.length
+    steps, seconds, best, acc = 0, 0.0, 0.0, 0.0
     curve, reached = [], None
     while seconds < cfg.time_budget:
-        X, y = generate_batch(chunk * cfg.batch_size, cfg.length, cfg.features, cfg.index, rng=ctx.rng)
+        X, y = generate_batch(cfg.chunk * cfg.batch_size, length, cfg.features, cfg.index, rng=ctx.rng)
         t0 = time.perf_counter()
         hist = model.fit(X, y, epochs=1, batch_size=cfg.batch_size, verbose=0)
         seconds += time.perf_counter() - t0
-        steps += chunk
+        steps += cfg.chunk
         acc = _accuracy(model, Xv, yv)
         best = max(best, acc)
         loss = float(hist.history["loss"][-1])
         curve.append((steps, loss))
+        at_length = ""
+        if length < cfg.length:
+            Xs, ys = generate_batch(200, length, cfg.features, cfg.index, rng=ctx.rng)
+            acc_here = _accuracy(model, Xs, ys)
+            at_length = f" - acc at length {length}: {percent(acc_here):.1f}%"
+            if acc_here >= 0.95:
+                length = min(cfg.length, 2 * length)
         if ctx.verbose:
             ctx.print(
                 f"{seconds:7.1f}s {steps:7d} steps ({steps * cfg.batch_size} examples)"
-                f" - loss: {loss:.4f} - held-out acc: {percent(acc):.1f}%"
+                f" - loss: {loss:.4f}{at_length} - held-out acc: {percent(acc):.1f}%"
             )
         if acc == 1.0:
             reached = seconds
             break
     ctx.print(f"Accuracy: {percent(acc):f} (best {percent(best):.1f}%) after {steps} steps, {seconds:.0f} s")
     _show_one(ctx, model, cfg)
-    notes = [f"{steps} steps of batch {cfg.batch_size}, lr {cfg.lr}"]
+    notes = [f"{steps} steps x {cfg.batch_size}, lr {cfg.lr}" + (", " + ", ".join(tricks) if tricks else "")]
     if reached is not None:
-        notes.append(f"100% on {cfg.eval} held-out after {reached:.0f} s")
+        notes.append(f"100% after {reached:.1f} s")
     return TaskResult(
         task="echo-long",
-        metric=f"accuracy on {cfg.eval} held-out sequences",
+        metric=f"on {cfg.eval} held-out sequences",
         value=percent(acc),
         target=f"report ({cfg.time_budget:g} s budget)",
         passed=None,
@@ -130,7 +149,8 @@ ECHO = TaskSpec(
     summary="echo the value at index 2 of 5 one-hot values (10); 10,000 single-sample fits",
     target="= 100% on 100 fresh",
     classic=dict(length=5, features=10, index=2, units=25, lr=0.001, batch_size=1, examples=10000, eval=100),
-    quick=dict(length=5, features=10, index=2, units=25, lr=0.001, batch_size=1, examples=10000, eval=100),
+    # The notebook's 10,000 fits reach 100% in about 7 runs of 10; 20,000 in all we tried.
+    quick=dict(length=5, features=10, index=2, units=25, lr=0.001, batch_size=1, examples=20000, eval=100),
     run=run_echo,
 )
 
@@ -139,8 +159,8 @@ ECHO_LONG = TaskSpec(
     summary="echo index 2 of 50 one-hot values (100) within a time budget",
     target="report",
     classic=dict(length=50, features=100, index=2, units=25, lr=0.01, batch_size=64, chunk=50,
-                 time_budget=300.0, eval=1000),
+                 time_budget=300.0, eval=1000, reverse=0, curriculum=0),
     quick=dict(length=50, features=100, index=2, units=25, lr=0.01, batch_size=64, chunk=50,
-               time_budget=30.0, eval=500),
+               time_budget=30.0, eval=500, reverse=0, curriculum=1),
     run=run_echo_long,
 )

@@ -24,7 +24,7 @@ def plot_result(result, path):
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     try:
         ax.plot(steps, losses, color="tab:blue")
-        ax.set_xlabel("training progress (fits, epochs or steps as the task counts them)")
+        ax.set_xlabel(result.curve_x)
         ax.set_ylabel("training loss")
         passed = {True: "reached", False: "missed", None: "reported"}[result.passed]
         ax.set_title(f"{result.task}: {result.value_text()} {result.metric} ({passed}: {result.target})", fontsize=9)

@@ -20,7 +20,7 @@ TASKS = {
 }
 
 # Config keys that may be 0 (a count of "none"/"all") or need not be positive.
-_NON_NEGATIVE = {"index", "windows", "split_seed", "temperature"}
+_NON_NEGATIVE = {"index", "windows", "split_seed", "temperature", "reverse", "curriculum"}
 _OPTIONAL_STR = {"text"}
 
 
@@ -36,8 +36,9 @@ def task_config(name, overrides=None, quick=False):
     spec = get_task(name)
     cfg = dict(spec.quick if quick else spec.classic)
     for key, value in (overrides or {}).items():
-        if key not in cfg:
-            flags = ", ".join("--" + k.replace("_", "-") for k in cfg)
+        # Keys starting with "_" (a task's pass bars) are not flags.
+        if key not in cfg or key.startswith("_"):
+            flags = ", ".join("--" + k.replace("_", "-") for k in cfg if not k.startswith("_"))
             raise ValueError(f"--{key.replace('_', '-')} does not apply to {name}; its flags are: {flags}")
         cfg[key] = _checked(name, key, value, cfg[key])
     return SimpleNamespace(**cfg)

@@ -1,0 +1,128 @@
+"""The arithmetic of one data-parallel step: shards, loss normalisers, the packed tail.
+
+Keras reduces a loss as Σ values·w / N, where N is the number of loss elements
+(batch × time) or, with a mask, the number of unmasked ones (losses.py). A rank
+that sees only its shard has N_r, not N; so it scales its gradient (computed with
+1/N_r, exactly as a single process would on that shard) back up by N_r, giving the
+unnormalised sum, and puts N_r behind it in the same buffer. After one SUM
+Allreduce every rank divides by N = Σ N_r: the single-process gradient of the
+global batch, whatever the shard sizes and masks.
+
+With several loss outputs each has its own N, and one divisor fits them all only
+when every N_r is the shard's sample count times a constant, that is when no loss
+output is masked (mode "batch"); a masked multi-output model is refused. Losses
+with reduction='sum' are not normalised at all (mode "sum": plain sum).
+
+The tail behind the gradients holds, as float32:
+    [scale, S_1..S_K, N_1..N_K, Δtotal_1, Δcount_1, .. Δcount_M, digest d, d² ×3]
+S_k the output's unnormalised loss sum, N_k its normaliser, Δ the increments of
+the M metric accumulators (metrics.py keeps total and count), and three 7-bit
+digits of a checksum of the global batch and step number with their squares: if
+Σd = n·d_r and Σd² = n·d_r² on a rank then every rank had d_r (Σ(d - d_r)² = 0),
+so all ranks detect together that they were fed different batches.
+"""
+
+import struct
+import zlib
+
+import numpy as np
+
+__all__ = ["shard_bounds", "loss_mode", "Layout", "normalisers", "batch_digits", "digits_agree"]
+
+N_DIGITS = 3
+DIGIT_BITS = 7
+# n·127² must stay an exact float32 integer (< 2**24) for the digit check.
+MAX_CHECKED_RANKS = 1000
+
+
+def shard_bounds(batch, rank, size):
+    """Rank `rank`'s contiguous slice [a, b) of a global batch (sizes differ by at most 1)."""
+    return (rank * batch) // size, ((rank + 1) * batch) // size
+
+
+def loss_mode(model):
+    """How the shards' gradients combine: 'single', 'batch' or 'sum' (see the module doc)."""
+    specs = [s for s in model._loss_specs if s is not None]
+    reductions = {s.loss.reduction for s in specs}
+    if reductions == {"sum"}:
+        return "sum"
+    if "sum" in reductions:
+        raise NotImplementedError(
+            "MPIStrategy: a model whose losses mix reduction='sum' with averaged reductions "
+            f"({sorted(reductions)}) cannot be split across ranks exactly; use one kind.")
+    return "single" if len(specs) == 1 else "batch"
+
+
+class Layout:
+    """Offsets of the tail slots for a model with K loss outputs and M metrics."""
+
+    def __init__(self, n_losses, n_metrics):
+        self.K, self.M = n_losses, n_metrics
+        self.S = 1  # slot 0 is the scale (the count the gradient sum is divided by)
+        self.N = self.S + n_losses
+        self.m = self.N + n_losses
+        self.d = self.m + 2 * n_metrics
+        self.size = self.d + 2 * N_DIGITS
+
+
+def normalisers(model, preds, pmasks, mode):
+    """Per loss output, this shard's N (float): what the Keras reduction divided by.
+
+    Mirrors losses.reduction_weights: values have the prediction's shape less its last
+    axis; a mask counts its unmasked values; without one every value counts.
+    """
+    from ..models.training import _mask_for
+
+    out = []
+    for k, spec in enumerate(model._loss_specs):
+        if spec is None:
+            continue
+        if mode == "sum":
+            out.append(1.0)
+            continue
+        vshape = preds[k].shape[:-1]
+        mask = _mask_for(pmasks[k], vshape)
+        if mask is None:
+            out.append(float(np.prod(vshape, dtype=np.int64)) if len(vshape) else 1.0)
+            continue
+        if mode == "batch":
+            raise NotImplementedError(
+                f"MPIStrategy: output '{spec.name}' of a model with several losses is masked; each "
+                "output would need its own unmasked-step count in the gradient sum. Train it in one "
+                "process, or give it a single loss output.")
+        m = mask.astype(np.float64)
+        while m.ndim < len(vshape):
+            m = m[..., None]
+        out.append(float(np.broadcast_to(m, vshape).sum()))
+    return out
+
+
+def _digest(arrays, step, batch):
+    h = zlib.crc32(struct.pack("<qq", step, batch))
+    for a in arrays:
+        if a is None:
+            continue
+        a = np.asarray(a)
+        h = zlib.crc32(f"{a.shape}{a.dtype.str}".encode(), h)
+        if a.size:
+            # The first 64 KiB: enough to tell batches apart without reading big ones.
+            rows = max(1, 65536 // max(1, a[:1].nbytes)) if a.ndim else 1
+            h = zlib.crc32(np.ascontiguousarray(a[:rows] if a.ndim else a).tobytes(), h)
+    return h
+
+
+def batch_digits(arrays, step, batch, out):
+    """Write the digest digits and their squares of (arrays, step) into `out` (2·N_DIGITS)."""
+    h = _digest(arrays, step, batch)
+    for i in range(N_DIGITS):
+        d = (h >> (DIGIT_BITS * i)) & ((1 << DIGIT_BITS) - 1)
+        out[2 * i] = d
+        out[2 * i + 1] = d * d
+    return out
+
+
+def digits_agree(summed, own, size):
+    """True when every rank packed `own` (see the module doc); unchecked past 1000 ranks."""
+    if size > MAX_CHECKED_RANKS:
+        return True
+    return bool(np.array_equal(summed.astype(np.float64), own.astype(np.float64) * size))

@@ -1,0 +1,95 @@
+"""Ctrl-C (SIGINT) during training: stop at the next step boundary, weights consistent.
+
+Python raises KeyboardInterrupt between any two bytecodes, so a Ctrl-C landing
+inside an optimizer step could leave the iteration counter advanced but the
+weights not, or the Adam moments updated and the weights not. While fit (or
+train_on_batch) runs, `deferred_sigint` replaces the default SIGINT handler with
+one that only records the request; fit checks it after every step (once that
+step's callbacks ran, so a checkpoint due at that batch is written) and between
+validation batches, then raises KeyboardInterrupt as Keras would. The model then
+holds exactly the weights of the last completed step, and a script looping over
+many fit calls stops too.
+
+A second Ctrl-C outside a step (a callback that hangs, a slow data generator)
+raises at once. The handler is installed only in the main thread and only over
+Python's default handler: a handler the program installed itself (or SIG_IGN) is
+left alone, and the previous handler is always put back when fit returns.
+"""
+
+import contextlib
+import signal
+import threading
+from typing import Iterator, Optional
+
+__all__ = ["deferred_sigint", "StepGuard"]
+
+
+class StepGuard:
+    """The per-fit interrupt state. `with guard:` marks a step that must not be cut."""
+
+    __slots__ = ("requested", "presses", "critical", "active")
+
+    def __init__(self, active=True):
+        self.requested = False
+        self.presses = 0
+        self.critical = 0
+        self.active = active
+
+    def __enter__(self):
+        self.critical += 1
+        return self
+
+    def __exit__(self, *exc):
+        self.critical -= 1
+        return False
+
+    def check(self, where=""):
+        """Raise KeyboardInterrupt if a SIGINT arrived (call at a step boundary)."""
+        if self.requested:
+            self.requested = False
+            raise KeyboardInterrupt(
+                f"training interrupted (SIGINT){' ' + where if where else ''}; the model holds the "
+                "weights of the last completed step")
+
+
+_NOOP = StepGuard(active=False)
+_active: Optional[StepGuard] = None
+
+
+def _handler(signum, frame):
+    g = _active
+    if g is None:  # only installed while a guard is active; be the default handler otherwise
+        raise KeyboardInterrupt
+    g.presses += 1
+    g.requested = True
+    if g.presses > 1 and g.critical == 0:
+        g.requested = False
+        raise KeyboardInterrupt("training interrupted (second SIGINT)")
+
+
+@contextlib.contextmanager
+def deferred_sigint() -> Iterator[StepGuard]:
+    """Defer SIGINT to step boundaries for the duration of the block.
+
+    A request still pending when the block ends normally raises KeyboardInterrupt
+    there, after the previous handler is back.
+    """
+    global _active
+    if threading.current_thread() is not threading.main_thread():
+        yield _NOOP
+        return
+    if _active is not None:  # a fit inside a fit (a callback training another model)
+        yield _active
+        return
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield _NOOP
+        return
+    guard = StepGuard()
+    previous = signal.signal(signal.SIGINT, _handler)
+    _active = guard
+    try:
+        yield guard
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _active = None
+    guard.check("at the end of the call")

@@ -1,0 +1,41 @@
+"""Train one configuration and record every step: run under mpirun (--mode mpi) or alone.
+
+Writes <out>/<config>-rank<r>.npz (or -single.npz) with the loss logged after every
+step, the flat weights after every step, the epoch history, evaluate() and predict().
+"""
+
+import numpy as np
+
+from common import build, flat_weights, out_file, parser, strategy
+from fusedlstm import callbacks
+
+
+class Recorder(callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.losses, self.weights = [], []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.losses.append(logs["loss"])
+        self.weights.append(flat_weights(self.model))
+
+
+def main():
+    args = parser().parse_args()
+    dist = strategy(args)
+    model, fit_kw, (x, y, xe, ye) = build(args.config, args.seed, dist)
+    rec = Recorder()
+    hist = model.fit(x, y, verbose=0, callbacks=[rec], **fit_kw)
+    ev = model.evaluate(xe, ye, batch_size=3, verbose=0, return_dict=True)
+    pred = model.predict(xe, batch_size=4, verbose=0)
+    pred = pred if isinstance(pred, list) else [pred]
+    keys = sorted(hist.history)
+    np.savez(out_file(args, dist, args.config),
+             losses=np.array(rec.losses), weights=np.stack(rec.weights),
+             history_keys=np.array(keys), history=np.array([hist.history[k] for k in keys]),
+             eval_keys=np.array(sorted(ev)), eval=np.array([ev[k] for k in sorted(ev)]),
+             **{f"pred{i}": p for i, p in enumerate(pred)})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Each task's quick configuration trains to its bar (fresh seed per run).
+
+These are the README's `fusedlstm run all --quick` runs, one test each; the
+seed is printed on failure (FUSEDLSTM_TEST_SEED replays it).
+"""
+
+import numpy as np
+import pytest
+
+from fusedlstm.tasks import registry
+
+pytestmark = pytest.mark.slow
+
+
+def _run(name, seed, **overrides):
+    lines = []
+    res = registry.run_task(name, overrides, quick=True, seed=seed, verbose=0, out=lines.append)
+    assert res.seed == seed and res.steps > 0 and res.seconds > 0
+    assert np.isfinite(res.value)
+    return res, "\n".join(lines)
+
+
+def test_echo_reaches_100_percent(seed):
+    res, out = _run("echo", seed)
+    assert res.value == 100.0 and res.passed, f"seed={seed}: {res.value}%\n{out}"
+    assert "Expected:" in out and "Predicted:" in out
+
+
+def test_echo_long_learns_with_a_curriculum(seed):
+    # The curriculum usually reaches 100% in seconds; the budget bounds a slow machine.
+    res, out = _run("echo-long", seed, time_budget=10.0)
+    assert res.passed is None
+    assert res.value >= 90.0, f"seed={seed}: {res.value}% {res.notes}\n{out}"
+
+
+def test_echo_sequence(seed):
+    res, out = _run("echo-sequence", seed)
+    assert res.passed, f"seed={seed}: {res.value}%\n{out}"
+
+
+def test_seq2seq(seed):
+    res, out = _run("seq2seq", seed)
+    assert res.passed, f"seed={seed}: {res.value}%\n{out}"
+
+
+def test_seq2seq_4_learns(seed):
+    # Half the quick run (which reaches ~85% whole outputs): chance is 1% per value.
+    res, out = _run("seq2seq-4", seed, sequences=1000)
+    assert res.passed is None
+    per_value = float(res.notes[0].split()[-1].rstrip("%"))
+    assert per_value >= 40.0, f"seed={seed}: {res.notes}\n{out}"
+
+
+def test_chars_samples_text_and_reaches_epoch_1_bar(seed):
+    res, out = _run("chars", seed)
+    assert res.passed, f"seed={seed}: {res.notes}\n{out}"
+    samples = [l for i, l in enumerate(out.splitlines()) if i and out.splitlines()[i - 1].startswith("----- epoch")]
+    assert len(samples) == 2 and all(len(s) == 100 for s in samples)
+    assert all(set(s) <= set(" abcdefghijklmnopqrstuvwxyz") for s in samples)
+
+
+def test_chars_seq_with_stateful_sampling_twin(seed):
+    res, out = _run("chars-seq", seed)
+    assert res.passed, f"seed={seed}: {res.notes}\n{out}"
+    assert "----- epoch 1" in out
+
+
+def test_digitsum_held_out(seed):
+    res, out = _run("digitsum", seed)
+    assert res.passed, f"seed={seed}: {res.value}%\n{out}"
+    assert "return_sequences=True, return_state=True" in out and "state_c (2, 64)" in out
+    assert "output (2, 3, 64)" in out
+
+
+def test_addition(seed):
+    res, out = _run("addition", seed)
+    assert res.passed, f"seed={seed}: {res.value}% {res.notes}\n{out}"
+    assert "Expected:" in out and "Predicted:" in out
+
+
+def test_chars_on_a_custom_text_reports_without_target(tmp_path, seed):
+    text = tmp_path / "t.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 40, encoding="utf-8")
+    res, out = _run("chars", seed, text=str(text), epochs=1, windows=0, sample=20)
+    assert res.passed is None and res.target.startswith("report")
+    assert res.value < 3.0, f"seed={seed}: {res.value}\n{out}"
