@@ -62,6 +62,17 @@ template <class Real> py::tuple forward_impl(const FwdArgs& a) {
       ids = CArray<int32_t>(a.x);  // raises if the copy fails (see as_c)
       in.ids32 = static_cast<const int32_t*>(ids.data());
     } else {
+      if (a.x.dtype().kind() == 'u' && a.x.itemsize() == 8) {
+        // uint64 ids above 2^63-1 wrap to negative int64, and 2^64-1 to the valid
+        // id -1 (an all-zero input): refuse them while the unsigned value is known.
+        CArray<uint64_t> u(a.x);
+        const uint64_t* p = u.data();
+        for (size_t i = 0, n = size_t(B) * size_t(T); i < n; ++i)
+          if (p[i] > uint64_t(INT64_MAX))
+            throw std::invalid_argument(str(kFwd, ": x[", i / size_t(T), ", ", i % size_t(T), "] = ", p[i],
+                                            " is not a token id of W with V = ", I, " rows (ids must be in [-1, ",
+                                            I, "))"));
+      }
       ids = CArray<int64_t>(a.x);  // raises if the copy fails (see as_c)
       in.ids64 = static_cast<const int64_t*>(ids.data());
     }

@@ -44,6 +44,8 @@ def one_line_error(err, *words):
         (["run", "chars", "--text", "/nonexistent/file.txt"], ["--text /nonexistent/file.txt", "no such file"]),
         (["run", "echo", "--save", "/nonexistent/dir/w.npz"], ["--save", "does not exist"]),
         (["run", "echo", "--threads", "0"], ["--threads", "positive"]),
+        (["run", "echo-long", "--reverse", "2"], ["--reverse", "0 or 1", "got 2"]),
+        (["run", "chars", "--temperature", "-0.5"], ["--temperature", "non-negative"]),
     ],
 )
 def test_bad_usage_is_one_line_and_exit_2(capsys, argv, words):
@@ -155,3 +157,16 @@ def test_python_dash_m_entry_point():
     proc = subprocess.run([sys.executable, "-m", "fusedlstm", "list"], capture_output=True, text=True, env=env,
                           timeout=120)
     assert proc.returncode == 0 and proc.stdout.startswith("echo ")
+
+
+def test_threads_flag_sets_kernel_threads(capsys):
+    import fusedlstm
+
+    before = fusedlstm.get_num_threads()
+    try:
+        code, out, err = run_cli(capsys, "run", "echo-sequence", "--threads", "1", "--sequences", "5",
+                                 "--eval", "1", "--seed", "4", "--verbose", "0")
+        assert err == "" and code in (0, 1)
+        assert fusedlstm.get_num_threads() == 1
+    finally:
+        fusedlstm.set_num_threads(before)

@@ -90,7 +90,7 @@ def compared(launcher, run_seed, tmp_path_factory):
     out = tmp_path_factory.mktemp("mpi-compare")
     results = {}
     for config in CONFIGS:
-        args = ("--out", str(out), "--seed", str(run_seed), "--config", config)
+        args = ("--out", str(out), "--seed", str(run_seed), "--config", config, "--timeout", "30")
         for proc in (launcher.mpi("train_compare.py", *args), launcher.single("train_compare.py", *args)):
             assert proc.returncode == 0, f"seed {run_seed}, {config}: exit {proc.returncode}\n{proc.text[-3000:]}"
         results[config] = tuple(np.load(out / f"{config}-{tag}.npz") for tag in ("rank0", "rank1", "single"))
@@ -123,7 +123,7 @@ def test_two_ranks_give_the_single_process_steps(compared, config, run_seed):
 
 
 @pytest.mark.parametrize("config", CONFIGS)
-def test_evaluate_and_predict_match_the_single_process(compared, config, run_seed):
+def test_evaluate_and_predict_are_local_and_match_the_single_process(compared, config, run_seed):
     r0, r1, single = compared[config]
     msg = f"seed {run_seed}, config {config}"
     assert list(r0["eval_keys"]) == list(single["eval_keys"]), msg
@@ -273,3 +273,39 @@ def test_launcher_world_size_reads_the_launchers_environment(monkeypatch):
     assert distributed.strategy_from_flag("none") is None
     with pytest.raises(ValueError, match="`choice`.*got 'yes'"):
         distributed.strategy_from_flag("yes")
+
+
+# --- the CLI ----------------------------------------------------------------------------------------
+
+def test_cli_setup_shares_rank0s_seed_and_leaves_output_to_rank0(launcher):
+    proc = launcher.mpi("cli_setup.py")
+    assert proc.returncode == 0, proc.text[-3000:]
+    lines = sorted(l for l in proc.stderr.decode().splitlines() if l.startswith("rank="))
+    assert len(lines) == 2, proc.text
+    seeds = {l.split()[1] for l in lines}
+    assert len(seeds) == 1 and "seed=None" not in seeds, lines
+    assert lines[0].endswith("plot=curve.png save=w.weights.npz"), lines
+    assert lines[1].endswith("plot=None save=None"), lines
+    out = proc.stdout.decode()
+    assert out.count("printed by rank 0 only") == 1 and out.count("data-parallel: 2 MPI ranks") == 1, out
+    proc = launcher.mpi("cli_setup.py", "--distribute", "none")
+    assert proc.returncode == 0, proc.text[-3000:]
+    assert proc.stdout.decode().count("printed by rank 0 only") == 2  # no strategy: both ranks print
+
+
+def test_fusedlstm_run_under_mpirun_trains_data_parallel(launcher, tmp_path):
+    from fusedlstm import cli
+
+    _, unknown = cli.build_parser().parse_known_args(["run", "chars", "--distribute", "mpi"])
+    if unknown:
+        pytest.skip("fusedlstm/cli.py has no --distribute flag (the hook calling fusedlstm.distributed.cli.setup_run)")
+    text = os.path.join(os.path.dirname(fusedlstm.__file__), "data", "sonnets.txt")
+    proc = launcher._run([launcher.mpirun, "-n", "2"] + (["--oversubscribe"] if launcher.openmpi else [])
+                         + [sys.executable, "-m", "fusedlstm", "run", "chars", "--quick", "--epochs", "1",
+                            "--windows", "1500", "--sample", "3", "--verbose", "0", "--text", text,
+                            "--save", str(tmp_path / "w.weights.npz")])
+    assert proc.returncode == 0, proc.text[-3000:]
+    out = proc.stdout.decode()
+    assert out.count("data-parallel: 2 MPI ranks") == 1, out
+    assert out.count("== chars:") == 1, out  # rank 1 prints nothing
+    assert (tmp_path / "w.weights.npz").exists()

@@ -65,7 +65,7 @@ PACKAGE_PARENT = Path(_core.__file__).resolve().parent.parent
 # SUBPROCESS_EXAMPLES (passed as FUSEDLSTM_HYPOTHESIS_EXAMPLES, a JSON object that
 # overrides entries). FUSEDLSTM_HYPOTHESIS_SCALE multiplies every budget.
 EXAMPLES = {"lstm_f32": 800, "lstm_fd": 250, "dense_f32": 500, "dense_fd": 250, "matmul_f32": 400,
-            "optimizers_f32": 250}
+            "optimizers_f32": 250, "layouts": 150, "layouts_in_place": 150}
 EXAMPLES.update(json.loads(os.environ.get("FUSEDLSTM_HYPOTHESIS_EXAMPLES", "{}")))
 SUBPROCESS_EXAMPLES = {"lstm_f32": 400, "dense_f32": 250, "matmul_f32": 200, "optimizers_f32": 120}
 COUNTS = {}
@@ -449,6 +449,133 @@ def optimizers_float32_match_reference(n, which, offset, first_step, seed):
 
 def test_optimizers_float32_match_reference():
     run_property("optimizers_f32", optimizers_float32_match_reference)
+
+
+# ---------------------------------------------------------------------------
+# Layouts and byte orders: the numbers of the plain C-order call, or a clear
+# refusal for the buffers updated in place (never garbage: a byte-swapped or
+# odd-byte-offset in-place buffer used to be read as raw native floats)
+# ---------------------------------------------------------------------------
+
+LAYOUTS = ("c", "fortran", "strided", "reversed", "odd_byte_offset", "byteswapped", "readonly")
+
+
+def relayout(a, how):
+    """The same values as `a` in another memory layout or byte order."""
+    if not isinstance(a, np.ndarray) or how == "c":
+        return a
+    if how == "fortran":
+        return np.asfortranarray(a)
+    if how == "strided" and a.ndim:
+        wide = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)
+        wide[..., ::2] = a
+        return wide[..., ::2]
+    if how == "reversed" and a.ndim:
+        return np.flip(np.flip(a, -1).copy(), -1)
+    if how == "odd_byte_offset":
+        view = np.frombuffer(bytearray(a.nbytes + 1), a.dtype, a.size, offset=1).reshape(a.shape)
+        view[...] = a
+        return view
+    if how == "byteswapped" and a.dtype.itemsize > 1:
+        return a.astype(a.dtype.newbyteorder())
+    b = a.copy()
+    b.setflags(write=False)
+    return b
+
+
+def usable_in_place(a):
+    return a.flags.c_contiguous and a.flags.writeable and a.flags.aligned and a.dtype.isnative
+
+
+def same_bits(got, want, context):
+    for k, (g, w) in enumerate(zip(got, want)):
+        if isinstance(w, np.ndarray):
+            assert g.dtype == w.dtype and g.shape == w.shape and g.tobytes() == w.tobytes(), f"{context}: output {k}"
+        elif isinstance(w, float):
+            assert g == w or (np.isnan(g) and np.isnan(w)), f"{context}: output {k}"
+
+
+@prop_settings("layouts")
+@given(case=lstm_cases(max_b=4, max_t=5, max_i=6, max_h=9), data=st.data())
+@counted("layouts")
+def relaid_inputs_give_the_same_bits(case, data):
+    inputs, opts, rng, context = make_lstm_problem(dict(case, offset=0), np.float32)
+    layouts = {k: data.draw(st.sampled_from(LAYOUTS), label=k) for k, v in inputs.items() if v is not None}
+    relaid = {k: relayout(v, layouts.get(k, "c")) for k, v in inputs.items()}
+    context += f" layouts={layouts}"
+    Rs = loss_weights(rng, inputs, opts)
+    rs_layout = data.draw(st.sampled_from(LAYOUTS), label="upstream gradients")
+    want_o, want_g = kernel_run(inputs, opts, Rs)
+    got_o, got_g = kernel_run(relaid, opts, [relayout(r, rs_layout) for r in Rs])
+    same_bits(list(got_o.values()) + list(got_g.values()), list(want_o.values()) + list(want_g.values()), context)
+    # dense_softmax_xent and matmul on the LSTM's own arrays, relaid the same way
+    x2 = want_o["hT"]
+    W2, b2 = inputs["U"][:, : 4 * case["shape"][3] - 1], inputs["U"][0, : 4 * case["shape"][3] - 1]
+    labels = np.arange(x2.shape[0]) % W2.shape[1]
+    want = _core.dense_softmax_xent(x2, np.ascontiguousarray(W2), np.ascontiguousarray(b2), labels)
+    got = _core.dense_softmax_xent(relayout(x2, layouts.get("h0", "c")), relayout(np.ascontiguousarray(W2),
+                                   layouts.get("U", "c")), relayout(np.ascontiguousarray(b2), layouts.get("W", "c")),
+                                   relayout(labels, layouts.get("c0", "c")))
+    same_bits(got, want, context + " dense_softmax_xent")
+    same_bits([_core.matmul(relayout(x2, layouts.get("W", "c")), relayout(inputs["U"], layouts.get("c0", "c")))],
+              [_core.matmul(x2, inputs["U"])], context + " matmul")
+
+
+@prop_settings("layouts")
+@given(n=st.integers(1, 40), which=st.sampled_from(["adam", "sgd", "rmsprop", "matmul_out"]),
+       lay=st.tuples(*[st.sampled_from(LAYOUTS)] * 4), seed=st.integers(0, 2 ** 32 - 1))
+@counted("layouts_in_place")
+def in_place_buffers_are_used_or_refused(n, which, lay, seed):
+    rng = np.random.default_rng(seed)
+    plain = [rng.standard_normal(n).astype(np.float32) for _ in range(4)]
+    plain[3] = np.abs(plain[3])
+    if which == "matmul_out":
+        plain = [rng.standard_normal((3, n)).astype(np.float32), rng.standard_normal((n, 2)).astype(np.float32),
+                 rng.standard_normal((3, 2)).astype(np.float32)]
+
+    def run(bufs):
+        if which == "adam":
+            _core.adam_update(bufs[0], bufs[1], bufs[2], bufs[3], step=3, lr=0.01)
+        elif which == "sgd":
+            _core.sgd_update(bufs[0], bufs[1], bufs[2], lr=0.01, momentum=0.9, nesterov=True)
+        elif which == "rmsprop":
+            _core.rmsprop_update(bufs[0], bufs[1], bufs[3], lr=0.01)
+        else:
+            _core.matmul(bufs[0], bufs[1], out=bufs[2], accumulate=True)
+
+    want = [a.copy() for a in plain]
+    run(want)
+    bufs = [relayout(a, how) for a, how in zip(plain, lay)]
+    before = [np.array(b) for b in bufs]
+    updated = {"adam": (0, 2, 3), "sgd": (0, 2), "rmsprop": (0, 3), "matmul_out": (2,)}[which]
+    context = f"{which} n={n} layouts={lay} seed={seed}"
+    if all(usable_in_place(bufs[i]) for i in updated):
+        run(bufs)
+        for k, (b, w) in enumerate(zip(bufs, want)):
+            assert np.array_equal(b, w), f"{context}: buffer {k}"
+        return
+    with pytest.raises((ValueError, TypeError), match=r"must be"):
+        run(bufs)
+    for k, (b, b0) in enumerate(zip(bufs, before)):
+        assert np.array_equal(b, b0), f"{context}: refused, yet buffer {k} changed"
+
+
+def test_relaid_inputs_give_the_same_bits():
+    run_property("layouts", relaid_inputs_give_the_same_bits)
+
+
+def test_in_place_buffers_are_used_or_refused():
+    run_property("layouts_in_place", in_place_buffers_are_used_or_refused, minimum=budget("layouts"))
+
+
+def test_uint64_ids_beyond_int64_are_refused():
+    """2^64-1 used to wrap to the valid id -1 (an all-zero input) and pass silently."""
+    W, U, h = np.ones((5, 8), np.float32), np.zeros((2, 8), np.float32), np.zeros((1, 2), np.float32)
+    for bad in (2 ** 64 - 1, 2 ** 63, 5):
+        ids = np.array([[0, bad]], np.uint64)
+        with pytest.raises(ValueError, match=rf"x\[0, 1\] = {bad} is not a token id"):
+            _core.lstm_forward(ids, W, U, None, h, h)
+    _core.lstm_forward(np.array([[0, 4]], np.uint64), W, U, None, h, h)
 
 
 # ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@ it does, which checks the hand-written layout.
 
 import json
 import os
+import secrets
 import sys
 import zipfile
 
@@ -142,8 +143,13 @@ def _same(a, b):
 
 @pytest.fixture(scope="module", params=sorted(MODELS))
 def keras_case(request, keras, tmp_path_factory):
-    """A Keras model with random weights, its prediction, and the three files Keras writes for it."""
-    rng = np.random.default_rng(abs(hash(request.param)) % 2**32)
+    """A Keras model with random weights, its prediction, and the three files Keras writes for it.
+
+    Module-scoped (Keras is slow to build and save), so it draws its own seed the way the
+    `seed` fixture does; the seed is part of the case name every assertion message shows.
+    """
+    seed = int(os.environ.get("FUSEDLSTM_TEST_SEED", secrets.randbits(32)))
+    rng = np.random.default_rng(seed)
     model, x = MODELS[request.param](keras, rng)
     _randomize(model, rng)
     folder = tmp_path_factory.mktemp(request.param)
@@ -151,7 +157,7 @@ def keras_case(request, keras, tmp_path_factory):
     model.save(paths["keras"])
     model.save_weights(paths["weights"])
     model.save(paths["h5"])
-    return request.param, model, x, model.predict(x, verbose=0), paths
+    return f"{request.param} (FUSEDLSTM_TEST_SEED={seed})", model, x, model.predict(x, verbose=0), paths
 
 
 def test_read_keras_written_files(keras_case, kio):
@@ -579,7 +585,7 @@ def test_load_keras_files_as_our_models(keras_case, io_api):
     name, model, x, ref, paths = keras_case
     for what in ("keras", "h5"):
         ours = io_api.load_keras_file(paths[what], compile=False)
-        assert type(ours).__name__ == ("Sequential" if name.startswith("sequential") else "Functional")
+        assert type(ours).__name__ == ("Sequential" if name.startswith("sequential") else "Functional"), name
         err = _max_diff(ours.predict(x, verbose=0), ref)
         assert err <= PRED_TOL, f"{name} from .{what}: max diff {err}"
 

@@ -326,3 +326,9 @@ def test_keras2_hard_sigmoid_matches_keras_with_the_keras2_function(keras, rng, 
     x = xs(rng) * 2
     err = ps.max_diff(ref.predict(x, verbose=0), ours.predict(x, verbose=0))
     assert err <= ps.PRED_TOL, f"seed={seed}: Keras 2 hard_sigmoid differs by {err:.3g}"
+    # Keras 3 has no such function: saving this model to a Keras file is refused, nothing written.
+    from fusedlstm.io import UnsupportedModelError, save_keras_file
+    for name in ("m.keras", "m.weights.h5", "m.h5"):
+        with pytest.raises(UnsupportedModelError, match="hard_sigmoid_k2.*no equivalent in Keras 3"):
+            save_keras_file(ours, tmp_path / name)
+        assert not (tmp_path / name).exists()

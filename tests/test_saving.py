@@ -5,6 +5,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import require
 
 from fusedlstm import saving
 from fusedlstm.layers import (LSTM, Bidirectional, Dense, Dropout, Embedding, Input, RepeatVector,
@@ -77,12 +78,19 @@ def test_weights_roundtrip_and_mismatch(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["m.keras", "m.h5", "w.weights.h5"])
-def test_keras_formats_are_not_yet_supported(tmp_path, name):
-    m = Sequential([Input((3, 2)), LSTM(2)])
-    with pytest.raises(NotImplementedError, match="parity"):
-        (m.save_weights if name.startswith("w.") else m.save)(tmp_path / name)
-    with pytest.raises(NotImplementedError, match="parity"):
-        load_model(tmp_path / name) if not name.startswith("w.") else m.load_weights(tmp_path / name)
+def test_keras_suffixes_dispatch_to_the_keras_formats(tmp_path, name, rng):
+    """model.save / save_weights / load_model / load_weights pick Keras's formats by suffix."""
+    require("h5py", "h5")
+    m = Sequential([Input((3, 2)), LSTM(2), Dense(3, activation="softmax")])
+    x = rng.standard_normal((4, 3, 2)).astype("float32")
+    weights_only = name.startswith("w.")
+    (m.save_weights if weights_only else m.save)(tmp_path / name)
+    if weights_only:
+        other = Sequential([Input((3, 2)), LSTM(2), Dense(3, activation="softmax")])
+        other.load_weights(tmp_path / name)
+    else:
+        other = load_model(tmp_path / name)
+    np.testing.assert_array_equal(other.predict(x, verbose=0), m.predict(x, verbose=0))
 
 
 def test_unknown_suffix_and_missing_file(tmp_path):

@@ -16,7 +16,7 @@ __all__ = ["get", "serialize", "linear", "relu", "relu6", "sigmoid", "tanh", "so
            "exponential", "silu", "swish", "leaky_relu"]
 
 # Names the LSTM kernel evaluates itself (Keras 3 hard_sigmoid = relu6(x + 3) / 6).
-LSTM_KERNEL_NAMES = ("tanh", "sigmoid", "hard_sigmoid", "relu", "linear")
+LSTM_KERNEL_NAMES = ("tanh", "sigmoid", "hard_sigmoid", "hard_sigmoid_k2", "relu", "linear")
 
 _GRADS = {}
 _FUNCS = {}
@@ -88,6 +88,12 @@ def log_softmax(x):
 @_register("hard_sigmoid", lambda dy, z, y: dy * ((z > -3) & (z < 3)) / 6)
 def hard_sigmoid(x):
     return np.clip(x + 3, 0, 6) / 6
+
+
+# Keras 2's hard_sigmoid, for models saved by Keras 2 (Keras 3 redefined the name).
+@_register("hard_sigmoid_k2", lambda dy, z, y: dy * 0.2 * ((z > -2.5) & (z < 2.5)))
+def hard_sigmoid_k2(x):
+    return np.clip(0.2 * x + 0.5, 0, 1)
 
 
 @_register("softplus", lambda dy, z, y: dy * _sigmoid(z))

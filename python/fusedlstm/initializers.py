@@ -26,7 +26,7 @@ class Initializer:
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise TypeError(f"Received an invalid value for argument `seed`, expected an integer or None, got {seed!r}.")
         self.seed = seed
-        self._rng = None if seed is None else np.random.default_rng(int(seed))
+        self._rng = utils.seeded_generator(seed)
 
     def _gen(self):
         return self._rng if self._rng is not None else utils._global_rng()

@@ -16,6 +16,8 @@ uses log_softmax / the logistic form. When a softmax Dense feeds
 calls `_core.dense_softmax_xent`, which computes the same numbers.
 """
 
+import numbers
+
 import numpy as np
 
 from .activations import _sigmoid
@@ -123,6 +125,14 @@ def _log_softmax(z):
     return s - np.log(np.exp(s).sum(axis=-1, keepdims=True))
 
 
+def _smoothing(value):
+    if isinstance(value, (bool, str, bytes)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"Received an invalid value for argument `label_smoothing`, expected a float in [0, 1], got {value!r}.")
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"Received an invalid value for argument `label_smoothing`, expected a float in [0, 1], got {value!r}.")
+    return float(value)
+
+
 class CategoricalCrossentropy(Loss):
     _default_name = "categorical_crossentropy"
 
@@ -132,7 +142,7 @@ class CategoricalCrossentropy(Loss):
         if axis != -1:
             raise NotImplementedError("CategoricalCrossentropy: only axis=-1 is supported.")
         self.from_logits = bool(from_logits)
-        self.label_smoothing = float(label_smoothing)
+        self.label_smoothing = _smoothing(label_smoothing)
         self.fused_kind = ("categorical", self.from_logits)
 
     def prepare_targets(self, y_true, y_pred_shape):
@@ -197,8 +207,12 @@ class SparseCategoricalCrossentropy(Loss):
                 f"{tuple(y_pred_shape)}.{hint}")
         C = y_pred_shape[-1]
         if y.dtype.kind == "f":
-            if y.size and (not np.all(np.isfinite(y)) or np.any(y != np.floor(y))):
-                raise ValueError("sparse_categorical_crossentropy: `y_true` must be integer class ids, got non-integral values.")
+            bad = ~np.isfinite(y) | (y != np.floor(y)) if y.size else np.zeros(y.shape, bool)
+            if bad.any():
+                pos = tuple(int(i) for i in np.argwhere(bad)[0])
+                raise ValueError(
+                    "sparse_categorical_crossentropy: `y_true` must be integer class ids, got the non-integral "
+                    f"value {y[pos]} at position {pos}.")
         elif y.dtype.kind not in "iu":
             raise TypeError(f"sparse_categorical_crossentropy: `y_true` must be integer class ids, got dtype {y.dtype}.")
         ids = y.astype(np.int32)
@@ -237,7 +251,7 @@ class BinaryCrossentropy(Loss):
         if axis != -1:
             raise NotImplementedError("BinaryCrossentropy: only axis=-1 is supported.")
         self.from_logits = bool(from_logits)
-        self.label_smoothing = float(label_smoothing)
+        self.label_smoothing = _smoothing(label_smoothing)
 
     def prepare_targets(self, y_true, y_pred_shape):
         y = np.asarray(y_true)

@@ -30,8 +30,20 @@ __all__ = ["Optimizer", "Adam", "SGD", "RMSprop", "get", "serialize", "deseriali
 
 
 def _positive(name, value, allow_zero=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"Received an invalid value for argument `{name}`, expected a {'non-negative' if allow_zero else 'positive'} float, got {value!r}.")
+    expected = f"a {'non-negative' if allow_zero else 'positive'} float"
+    if isinstance(value, (bool, str, bytes)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"Received an invalid value for argument `{name}`, expected {expected}, got {value!r}.")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"Received an invalid value for argument `{name}`, expected {expected}, got {value!r}.")
+    return float(value)
+
+
+def _decay_rate(name, value):
+    """A moving-average coefficient (beta_1, beta_2, rho): a float in [0, 1)."""
+    if isinstance(value, (bool, str, bytes)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"Received an invalid value for argument `{name}`, expected a float in [0, 1), got {value!r}.")
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"Received an invalid value for argument `{name}`, expected a float in [0, 1), got {value!r}.")
     return float(value)
 
 
@@ -88,7 +100,9 @@ class Optimizer:
             self._lr = value
             return
         v = getattr(value, "value", value)  # a Keras-style variable wrapper
-        self._lr = _positive("learning_rate", float(np.asarray(v)), allow_zero=True)
+        if isinstance(v, np.ndarray) and v.size == 1 and v.dtype.kind in "iuf":
+            v = v.item()
+        self._lr = _positive("learning_rate", v.item() if isinstance(v, np.generic) else v, allow_zero=True)
 
     # Keras 2 name.
     lr = learning_rate
@@ -178,8 +192,8 @@ class Adam(Optimizer):
         super().__init__(learning_rate, **kwargs)
         if amsgrad:
             raise NotImplementedError("Adam: `amsgrad=True` is not supported by fusedlstm.")
-        self.beta_1 = float(beta_1)
-        self.beta_2 = float(beta_2)
+        self.beta_1 = _decay_rate("beta_1", beta_1)
+        self.beta_2 = _decay_rate("beta_2", beta_2)
         self.epsilon = _positive("epsilon", epsilon)
         self._m = self._v = None
 
@@ -239,7 +253,7 @@ class RMSprop(Optimizer):
             raise NotImplementedError("RMSprop: `momentum` other than 0 is not supported by fusedlstm.")
         if centered:
             raise NotImplementedError("RMSprop: `centered=True` is not supported by fusedlstm.")
-        self.rho = float(rho)
+        self.rho = _decay_rate("rho", rho)
         self.epsilon = _positive("epsilon", epsilon)
         self._s = None
 
@@ -280,7 +294,9 @@ def get(identifier):
         if cls is None:
             if identifier.lower() in _KERAS_ONLY:
                 raise NotImplementedError(f"Optimizer {identifier!r} is not implemented by fusedlstm; use 'adam', 'sgd' or 'rmsprop'.")
-            raise ValueError(f"Could not interpret optimizer identifier: {identifier!r}")
+            raise ValueError(
+                f"Could not interpret optimizer identifier: {identifier!r} (argument `optimizer`, expected "
+                "'adam', 'sgd', 'rmsprop' or a fusedlstm.optimizers.Optimizer).")
         return cls()
     raise TypeError(
         f"Could not interpret optimizer identifier: {identifier!r} (expected 'adam', 'sgd', "

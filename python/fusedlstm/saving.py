@@ -30,13 +30,13 @@ state too (`__train_state__` and the optimizer entries; see fusedlstm.resume);
 
 import json
 import os
-import zipfile
 
 import numpy as np
 
 from . import losses as _losses
 from . import optimizers as _optimizers
 from .atomic import atomic_path, digest_arrays
+from .io import load_keras_file, save_keras_file
 
 FORMAT_VERSION = 2
 INTEGRITY_KEY = "__integrity__"
@@ -48,7 +48,14 @@ __all__ = ["save_model", "load_model", "save_weights", "load_weights", "MODEL_SU
 
 
 def _suffix_kind(path):
-    p = os.fspath(path).lower()
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"Received an invalid value for argument `filepath`, expected a str or os.PathLike, got "
+            f"{type(path).__name__}: {path!r}.")
+    p = os.fspath(path)
+    if not isinstance(p, str):
+        p = os.fsdecode(p)
+    p = p.lower()
     if p.endswith(WEIGHTS_SUFFIX):
         return "weights"
     if p.endswith(MODEL_SUFFIX):
@@ -57,13 +64,6 @@ def _suffix_kind(path):
         if p.endswith(s):
             return "keras:" + s
     return None
-
-
-def _keras_not_yet(path, kind):
-    raise NotImplementedError(
-        f"{os.fspath(path)!r}: Keras's {kind[6:]} format is not supported yet (it comes with the "
-        f"Keras-parity work). Use the fusedlstm formats: '{MODEL_SUFFIX}' for model.save / "
-        f"load_model, '{WEIGHTS_SUFFIX}' for save_weights / load_weights.")
 
 
 def _bad_suffix(path, what, allowed):
@@ -155,6 +155,8 @@ def read_checked(path, kind):
     """(arrays, meta) of a fusedlstm file of `kind` ('model' or 'weights'), fully verified."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"No file found at {os.fspath(path)!r}.")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{os.fspath(path)!r} is a directory, not a fusedlstm {kind} file.")
     arrays = _read_npz(path)
     meta = _read_json(arrays, "__weights__" if kind == "weights" else "__model__", path)
     return arrays, meta
@@ -353,7 +355,8 @@ def save_model(model, filepath, overwrite=True, **kwargs):
         raise TypeError(f"save() got unexpected keyword argument(s): {sorted(kwargs)}")
     kind = _suffix_kind(filepath)
     if kind is not None and kind.startswith("keras:"):
-        _keras_not_yet(filepath, kind)
+        _check_overwrite(filepath, overwrite)
+        return save_keras_file(model, filepath)
     if kind != "model":
         _bad_suffix(filepath, "model.save()", [MODEL_SUFFIX])
     if not getattr(model, "built", False):
@@ -402,7 +405,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
         raise NotImplementedError("custom_objects are not supported: fusedlstm only loads its own layer classes.")
     kind = _suffix_kind(filepath)
     if kind is not None and kind.startswith("keras:"):
-        _keras_not_yet(filepath, kind)
+        return load_keras_file(filepath, compile=compile)
     if kind != "model":
         _bad_suffix(filepath, "load_model()", [MODEL_SUFFIX])
     arrays, meta = read_checked(filepath, "model")
@@ -459,7 +462,8 @@ def save_weights(model, filepath, overwrite=True, **kwargs):
         raise TypeError(f"save_weights() got unexpected keyword argument(s): {sorted(kwargs)}")
     kind = _suffix_kind(filepath)
     if kind is not None and kind.startswith("keras:"):
-        _keras_not_yet(filepath, kind)
+        _check_overwrite(filepath, overwrite)
+        return save_keras_file(model, filepath, weights_only=True)
     if kind != "weights":
         _bad_suffix(filepath, "save_weights()", [WEIGHTS_SUFFIX])
     _check_overwrite(filepath, overwrite)
@@ -472,7 +476,8 @@ def load_weights(model, filepath, skip_mismatch=False, **kwargs):
         raise TypeError(f"load_weights() got unexpected keyword argument(s): {sorted(kwargs)}")
     kind = _suffix_kind(filepath)
     if kind is not None and kind.startswith("keras:"):
-        _keras_not_yet(filepath, kind)
+        load_keras_file(filepath, model, skip_mismatch=skip_mismatch)
+        return
     if kind not in ("weights", "model"):
         _bad_suffix(filepath, "load_weights()", [WEIGHTS_SUFFIX, MODEL_SUFFIX])
     arrays, _ = read_checked(filepath, kind)

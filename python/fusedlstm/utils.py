@@ -99,10 +99,12 @@ def to_categorical(y, num_classes: Optional[int] = None, dtype="float32") -> np.
     if np.issubdtype(arr.dtype, np.floating):
         # Keras casts floats to int64; we only accept floats that are whole numbers
         # so that e.g. probabilities passed by mistake do not become class 0.
-        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+        bad = ~np.isfinite(arr) | (arr != np.round(arr))
+        if bad.any():
+            pos = tuple(int(i) for i in np.argwhere(bad)[0])
             raise ValueError(
                 "Received an invalid value for argument `y`, expected integer class "
-                "ids, got non-integral floats."
+                f"ids, got non-integral floats ({arr[pos]} at position {pos})."
             )
     ids = arr.astype(np.int64)
     shape = ids.shape
@@ -199,7 +201,18 @@ def pad_sequences(
             f"integer or None, got {maxlen!r}."
         )
     maxlen = int(maxlen)
-    is_text = np.issubdtype(np.dtype(dtype), np.str_) or np.issubdtype(np.dtype(dtype), np.bytes_)
+    try:
+        np_dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(
+            f"Received an invalid value for argument `dtype`, expected a NumPy dtype such as 'int32', got {dtype!r}."
+        ) from None
+    is_text = np.issubdtype(np_dtype, np.str_) or np.issubdtype(np_dtype, np.bytes_)
+    if np_dtype != object and (value is None or not isinstance(value, (numbers.Number, str, bytes, np.generic))):
+        raise TypeError(
+            f"Received an invalid value for argument `value`, expected a number (or a string with a text dtype), "
+            f"got {value!r}."
+        )
     if isinstance(value, str) and dtype is not object and not is_text:
         raise ValueError(
             f"Received a string `value` {value!r} with dtype {dtype!r}: use dtype=object "
@@ -212,7 +225,13 @@ def pad_sequences(
         if not len(s):
             continue
         kept = s[-maxlen:] if truncating == "pre" else s[:maxlen]
-        kept = np.asarray(kept, dtype=dtype)
+        try:
+            kept = np.asarray(kept, dtype=dtype)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"Received an invalid value for argument `sequences`: sequence {idx} cannot be stored with "
+                f"dtype {np_dtype} ({exc})."
+            ) from None
         if kept.shape[1:] != tuple(item_shape):
             raise ValueError(
                 f"Received sequences with items of different shapes: sequence {idx} has "

@@ -1,7 +1,8 @@
 """Train one configuration and record every step: run under mpirun (--mode mpi) or alone.
 
 Writes <out>/<config>-rank<r>.npz (or -single.npz) with the loss logged after every
-step, the flat weights after every step, the epoch history, evaluate() and predict().
+step, the flat weights after every step, the epoch history (validation included),
+evaluate() and predict().
 """
 
 import numpy as np
@@ -26,6 +27,9 @@ def main():
     model, fit_kw, (x, y, xe, ye) = build(args.config, args.seed, dist)
     rec = Recorder()
     hist = model.fit(x, y, verbose=0, callbacks=[rec], **fit_kw)
+    if dist is None or dist.is_root:
+        # evaluate() is local: rank 0 alone may call it (a collective one would hang here).
+        model.evaluate(xe, ye, batch_size=5, verbose=0)
     ev = model.evaluate(xe, ye, batch_size=3, verbose=0, return_dict=True)
     pred = model.predict(xe, batch_size=4, verbose=0)
     pred = pred if isinstance(pred, list) else [pred]

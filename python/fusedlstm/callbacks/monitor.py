@@ -256,8 +256,6 @@ class ReduceLROnPlateau(MonitorCallback):
                 old_lr = float(optimizer.learning_rate)
                 # Compared in float32: the optimizer stores float32, so a value
                 # that rounds to min_lr counts as having reached it.
-                import numpy as np
-
                 if np.float32(old_lr) > np.float32(self.min_lr):
                     new_lr = max(old_lr * self.factor, self.min_lr)
                     optimizer.learning_rate = new_lr

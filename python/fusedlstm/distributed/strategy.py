@@ -10,8 +10,8 @@ batch (shards differ by at most one sample, and may be empty). One step:
 
 1. forward and backward on the shard, as a single process would on that batch;
 2. the flat gradient, scaled to the unnormalised sum (step.py), and behind it in
-   the same buffer the shard's loss sums, normalisers, metric increments, a
-   checksum of the global batch and this rank's Ctrl-C flag;
+   the same buffer the shard's loss sums, normalisers, metric increments and a
+   checksum of the global batch;
 3. ONE in-place SUM Iallreduce of that buffer (comm.py: with a deadline);
 4. every rank divides by the global count and applies the same optimizer update,
    so weights stay bitwise identical and equal the single-process step up to
@@ -21,11 +21,11 @@ Loss and metrics in the logs are the global ones, identical on every rank, so
 callbacks that decide (EarlyStopping, ReduceLROnPlateau, TerminateOnNaN) decide
 the same everywhere. Callbacks that print or write files (the progress bar,
 ModelCheckpoint, CSVLogger) run on rank 0 only, and model.save/save_weights
-write on rank 0 only. evaluate() is sharded and reduced like a training step;
-predict() is local: every rank predicts every sample (no communication, so it
-may also be called on one rank alone).
+write on rank 0 only. Validation inside fit is sharded and reduced like a training
+step; evaluate() and predict() are local: every rank computes every sample (no
+communication, so they may be called on rank 0 alone).
 
-When fit starts (and before the first train_on_batch/evaluate of a model) the
+When fit starts (and before the first train_on_batch of a model) the
 ranks compare a signature (weights' names, shapes and dtypes, optimizer, losses,
 metrics, the data's size and batching, epochs) and then take rank 0's weights,
 optimizer state and random state. Stateful layers are refused. Dropout draws
@@ -114,6 +114,7 @@ class MPIStrategy:
         install_job_guards(self._comm)
         self._set_threads(threads)
         self._synced = weakref.WeakKeyDictionary()
+        self._fitting = weakref.WeakSet()  # models inside fit: their validation is sharded
         self._layouts = weakref.WeakKeyDictionary()
         self._dropout_rng = None
         self._ops = 0  # collective steps so far: part of every batch checksum
@@ -273,14 +274,15 @@ class MPIStrategy:
                          "validation": None if val is None else _describe(val)}}
         self._agree(self._signature(model, extra), "the start of fit()")
         self._sync(model)
+        self._fitting.add(model)
         return self.local_callbacks(callbacks, verbose, extra=[_SyncCheck(self)])
 
     def begin_evaluate(self, model, data, callbacks, verbose):
-        """Called by evaluate: the ranks must agree on the model and the data."""
-        self._check_model(model)
-        self._agree(self._signature(model, {"evaluate": _describe(data)}), "the start of evaluate()")
-        if self._synced.get(model) is not model._ensure_store():
-            self._sync(model)
+        """Called by evaluate(), which is local (no communication): only rank 0 prints.
+
+        evaluate() is not called by fit, so the model is not training: the flag that makes
+        validation sharded is cleared (fit may have ended with an exception)."""
+        self._fitting.discard(model)
         return self.local_callbacks(callbacks, verbose)
 
     # --- the steps ------------------------------------------------------------------------------
@@ -306,7 +308,7 @@ class MPIStrategy:
             return None
         return [None if t is None else t[a:b] for t in arrays]
 
-    def _pack_local(self, model, lay, tail, mode, total, per_out, preds, pmasks, ys, sws, batch):
+    def _pack_local(self, model, lay, tail, mode, per_out, preds, pmasks, ys, sws, batch):
         """Loss sums, normalisers and metric increments of this shard into `tail`; returns the scale."""
         norms = _step.normalisers(model, preds, pmasks, mode)
         k = 0
@@ -359,17 +361,17 @@ class MPIStrategy:
         B = xs[0].shape[0]
         a, b = _step.shard_bounds(B, self.rank, self.size)
         lay = self._layout(model)
-        buf = store.reserve_tail(lay.size + 1)
+        buf = store.reserve_tail(lay.size)
         g, tail = buf[:store.size], buf[store.size:]
         tail[...] = 0
         if b > a:
             lx, ly, lsw = self._shard(xs, a, b), self._shard(ys, a, b), self._shard(sws, a, b)
             saved, utils._rng = utils._rng, self._dropout_rng
             try:
-                _, total, per_out, preds, pmasks = model._forward_backward(lx, ly, lsw)
+                _, _, per_out, preds, pmasks = model._forward_backward(lx, ly, lsw)
             finally:
                 utils._rng = saved
-            scale = self._pack_local(model, lay, tail, mode, total, per_out, preds, pmasks, ly, lsw, b - a)
+            scale = self._pack_local(model, lay, tail, mode, per_out, preds, pmasks, ly, lsw, b - a)
             if scale != 1.0:
                 g *= np.float32(scale)
             tail[0] = scale if mode != "sum" else 0.0
@@ -379,11 +381,7 @@ class MPIStrategy:
         self._ops += 1
         own = _step.batch_digits(list(xs) + list(ys), self._ops, B, np.empty(2 * _step.N_DIGITS, np.float32))
         tail[lay.d:lay.size] = own
-        guard = getattr(model, "_sigint_guard", None)
-        tail[lay.size] = 1.0 if guard is not None and guard.requested else 0.0
         self._comm.allreduce_sum(buf, f"the gradient Allreduce of training step {self._ops}")
-        if tail[lay.size] > 0 and guard is not None:
-            guard.requested = True  # a Ctrl-C on any rank stops every rank after this same step
         count = float(tail[0])
         if mode != "sum" and count > 0 and count != 1.0:
             np.divide(g, np.float32(count), out=g)
@@ -395,9 +393,19 @@ class MPIStrategy:
         return total
 
     def test_step(self, model, xs, ys, sws):
-        """evaluate's step: the shard's loss sums and metric increments, reduced."""
+        """fit's validation step: the shard's loss sums and metric increments, reduced.
+
+        Outside fit (evaluate(), test_on_batch) the step is the model's own, on the whole
+        batch: every rank gets the same numbers without communicating, so evaluate() may
+        be called on rank 0 alone."""
         from ..layers.base import Context
 
+        if model not in self._fitting:
+            saved, model._distribute = model._distribute, None
+            try:
+                return model._test_step(xs, ys, sws)
+            finally:
+                model._distribute = saved
         self._ensure_synced(model, "the first evaluation step")
         mode = _step.loss_mode(model)
         B = xs[0].shape[0]
@@ -408,8 +416,8 @@ class MPIStrategy:
             lx, ly, lsw = self._shard(xs, a, b), self._shard(ys, a, b), self._shard(sws, a, b)
             ctx = Context(training=False, want_grads=False)
             vals, masks, _ = model._run_forward(lx, False, ctx, steps=model._train_steps)
-            total, per_out, preds, pmasks, _ = model._loss_and_grads(vals, masks, ly, lsw, ctx, False)
-            self._pack_local(model, lay, tail, mode, total, per_out, preds, pmasks, ly, lsw, b - a)
+            _, per_out, preds, pmasks, _ = model._loss_and_grads(vals, masks, ly, lsw, ctx, False)
+            self._pack_local(model, lay, tail, mode, per_out, preds, pmasks, ly, lsw, b - a)
         else:
             self._metrics_without_shard(model, xs, ys)
         self._ops += 1
@@ -444,6 +452,9 @@ class _SyncCheck(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.strategy.weights_agree(self.model, f"at the end of epoch {epoch + 1}")
+
+    def on_train_end(self, logs=None):
+        self.strategy._fitting.discard(self.model)
 
 
 def _root_only(cb):

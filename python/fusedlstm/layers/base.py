@@ -25,6 +25,7 @@ import threading
 import numpy as np
 
 from .. import initializers as _inits
+from ..validation import check_finite, check_numeric
 
 __all__ = ["Layer", "Variable", "KerasTensor", "Node", "clear_session"]
 
@@ -191,7 +192,10 @@ def _normalize_dtype(dtype):
     if dtype is None:
         return "float32"
     name = getattr(dtype, "name", dtype)
-    name = str(np.dtype(name)) if not isinstance(name, str) else name
+    try:
+        name = str(np.dtype(name)) if not isinstance(name, str) else name
+    except TypeError:
+        raise TypeError(f"Received an invalid value for argument `dtype`, expected 'float32', got {dtype!r}.") from None
     if name not in ("float32", "float64"):
         raise NotImplementedError(
             f"Layer dtype {dtype!r} is not supported; fusedlstm computes in float32 (or float64 "
@@ -416,8 +420,11 @@ class Layer:
 
     def _prepare_eager(self, arr, i):
         a = np.asarray(arr)
+        what = f"Input {i} (`inputs`) of layer '{self.name}'"
+        check_numeric(a, what)
         if i == 0 and self._takes_ids:
             return a
+        check_finite(a, what)
         if a.dtype != self.dtype:
             a = a.astype(self.dtype)
         return a

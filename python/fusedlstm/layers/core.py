@@ -43,12 +43,21 @@ class InputLayer(Layer):
                 raise ValueError("You must pass a `shape` argument.")
             if isinstance(shape, numbers.Integral):
                 shape = (shape,)
+            if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
+                raise TypeError(
+                    "Received an invalid value for argument `shape`, expected a tuple of non-negative "
+                    f"integers or None, got {shape!r}.")
             batch_shape = (batch_size,) + tuple(shape)
         for d in batch_shape:
             if d is not None and (isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 0):
                 raise ValueError(f"Received an invalid value for argument `shape`, expected non-negative integers or None, got {batch_shape}.")
         super().__init__(name=name or unique_name("input_layer"))
-        dt = "float32" if dtype is None else str(np.dtype(getattr(dtype, "name", dtype)))
+        try:
+            dt = "float32" if dtype is None else str(np.dtype(getattr(dtype, "name", dtype)))
+        except TypeError:
+            raise TypeError(
+                "Received an invalid value for argument `dtype`, expected a dtype name such as 'float32' "
+                f"or 'int32', got {dtype!r}.") from None
         if not (dt in ("float32", "float64") or np.issubdtype(np.dtype(dt), np.integer)):
             raise NotImplementedError(f"InputLayer: dtype {dt!r} is not supported (float32/float64 or an integer type).")
         self.batch_shape = tuple(None if d is None else int(d) for d in batch_shape)
@@ -260,6 +269,12 @@ class Reshape(Layer):
 
     def __init__(self, target_shape, **kwargs):
         super().__init__(**kwargs)
+        ok = isinstance(target_shape, (tuple, list)) and all(
+            isinstance(d, numbers.Integral) and not isinstance(d, bool) and (d > 0 or d == -1) for d in target_shape)
+        if not ok:
+            raise ValueError(
+                "Received an invalid value for argument `target_shape`, expected a tuple of integers "
+                f"(each positive, or -1 once), got {target_shape!r}.")
         self.target_shape = tuple(int(d) for d in target_shape)
         if sum(d == -1 for d in self.target_shape) > 1:
             raise ValueError(f"Reshape: at most one -1 in target_shape, got {self.target_shape}.")

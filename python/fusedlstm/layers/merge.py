@@ -4,6 +4,8 @@ Encoder-decoder notebooks use them to join the two halves of a bidirectional
 encoder's states (Concatenate()([forward_h, backward_h])).
 """
 
+import numbers
+
 import numpy as np
 
 from .base import Layer
@@ -113,6 +115,8 @@ class Average(_Merge):
 class Concatenate(_Merge):
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)
+        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+            raise TypeError(f"Received an invalid value for argument `axis`, expected an integer, got {axis!r}.")
         self.axis = int(axis)
 
     def _check_shapes(self, shapes):

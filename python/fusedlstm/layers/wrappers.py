@@ -93,7 +93,9 @@ class Bidirectional(Layer):
 
     def __init__(self, layer, merge_mode="concat", weights=None, backward_layer=None, **kwargs):
         if not isinstance(layer, Layer):
-            raise ValueError(f"Please initialize `Bidirectional` layer with a `keras.layers.Layer` instance. Received: {layer}")
+            raise ValueError(
+                "Please initialize `Bidirectional` layer with a `keras.layers.Layer` instance (argument "
+                f"`layer`, expected an LSTM). Received: {layer!r}")
         if not isinstance(layer, LSTM):
             raise NotImplementedError(f"Bidirectional: only LSTM layers are supported, got {type(layer).__name__}.")
         if backward_layer is not None and not isinstance(backward_layer, LSTM):

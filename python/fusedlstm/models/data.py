@@ -57,6 +57,11 @@ def check_batch_size(batch_size, what="batch_size"):
     return int(batch_size)
 
 
+def check_steps(steps, what="steps"):
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps <= 0):
+        raise ValueError(f"Received an invalid value for argument `{what}`, expected a positive integer or None, got {steps!r}.")
+
+
 class ArrayData:
     """Batches of aligned arrays: xs (list), ys (list or None), sws (list or None)."""
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..layers.base import Context, KerasTensor, Layer, shape_str, unique_name
 from ..layers.core import InputLayer
+from ..validation import check_finite
 from . import fusion
 from .store import ParamStore, generation
 from .training import Trainer
@@ -409,6 +410,7 @@ class Functional(Trainer, Layer):
                     raise ValueError(
                         f"Input {k} of model '{self.name}' is incompatible with the model: expected "
                         f"shape {shape_str(want)}, found shape {a.shape}.")
+            check_finite(a, f"Input {k} (`x`) of model '{self.name}'")
             if not ids and a.dtype != self._dtype_name():
                 a = a.astype(self._dtype_name())
             out.append(a)
@@ -416,6 +418,17 @@ class Functional(Trainer, Layer):
         if len(B) > 1:
             raise ValueError(f"Model '{self.name}': all inputs must have the same number of samples, got {[a.shape[0] for a in out]}.")
         return out
+
+    def _check_ids(self, xs):
+        """Validate whole token-id inputs once (fit/evaluate/predict on arrays): an out-of-range
+        id is then reported at its position in the data, not in a shuffled batch."""
+        for k, (a, takes_ids) in enumerate(zip(xs, self._input_takes_ids)):
+            if not takes_ids:
+                continue
+            slot = self._plan.input_slots[k]
+            for st in self._plan.steps:
+                if st.ins and st.ins[0] == slot and hasattr(st.layers[0], "ids"):
+                    st.layers[0].ids(a)
 
     def _dtype_name(self):
         return self.dtype

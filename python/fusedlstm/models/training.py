@@ -35,6 +35,7 @@ from ..callbacks import CallbackList
 from ..layers.base import Context
 from ..layers.dense import Dense
 from ..layers.wrappers import TimeDistributed
+from ..validation import check_finite, check_numeric
 from . import data as _data
 
 
@@ -265,12 +266,12 @@ class Trainer:
                 raise ValueError(
                     f"Model '{self.name}' has {n_out} output(s) ({self.output_names}), but {len(ys)} "
                     "target array(s) were given.")
-            ys = [None if t is None else np.asarray(t) for t in ys]
+            ys = _checked_targets(ys)
         elif need_y:
             raise ValueError(f"Model '{self.name}': `y` (the targets) is required to compute the loss.")
         sws = None
         if sw is not None:
-            sws = [None if s is None else np.asarray(s, dtype=np.float32) for s in _data.as_list(sw)]
+            sws = _checked_sample_weights(_data.as_list(sw))
             if len(sws) not in (1, n_out):
                 raise ValueError(f"sample_weight must be one array or one per output ({n_out}), got {len(sws)}.")
         return xs, ys, sws
@@ -478,6 +479,7 @@ class Trainer:
     # --- fit / evaluate / predict --------------------------------------------------------------
 
     def _make_data(self, x, y, sample_weight, batch_size, shuffle, steps, what):
+        _data.check_steps(steps, _STEPS_ARG.get(what, "steps"))
         if _data.is_sequence_like(x) and not hasattr(x, "shape"):
             if y is not None or sample_weight is not None:
                 raise ValueError(f"`y` and `sample_weight` must be None when `x` is a Sequence/dataset ({what}).")
@@ -489,13 +491,30 @@ class Trainer:
         if x is None:
             raise ValueError(f"{what}: `x` is required.")
         xs = self._standardize_inputs(x)
+        if xs[0].shape[0] == 0:
+            raise ValueError(
+                f"Received an invalid value for argument `x`, expected at least one sample, got an array of "
+                f"shape {xs[0].shape} ({what}).")
+        self._check_ids(xs)
         ys = None
         if y is not None:
-            ys = [np.asarray(t) for t in self._split_targets(y)]
+            ys = _checked_targets(self._split_targets(y))
+            self._check_all_targets(ys)
         sws = None
         if sample_weight is not None:
-            sws = [np.asarray(s, dtype=np.float32) for s in (sample_weight if isinstance(sample_weight, (list, tuple)) and len(self.outputs) > 1 else [sample_weight])]
+            sws = _checked_sample_weights(sample_weight if isinstance(sample_weight, (list, tuple)) and len(self.outputs) > 1 else [sample_weight])
         return _data.ArrayData(xs, ys, sws, _data.check_batch_size(batch_size), shuffle, steps)
+
+    def _check_all_targets(self, ys):
+        """Check whole target arrays against the losses before the first step, so a bad label
+        is reported at its position in the data and no step has been applied yet."""
+        if not self._loss_specs or len(ys) != len(self.outputs):
+            return
+        for spec, y, out in zip(self._loss_specs, ys, self.outputs):
+            if spec is None or y is None or y.ndim == 0:
+                continue
+            shape = tuple(y.shape[i] if d is None and i < y.ndim else d for i, d in enumerate(out.shape))
+            spec.loss.prepare_targets(y, (y.shape[0],) + shape[1:])
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
@@ -508,6 +527,12 @@ class Trainer:
         for arg, v in (("epochs", epochs), ("initial_epoch", initial_epoch), ("validation_freq", validation_freq)):
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < (1 if arg == "validation_freq" else 0):
                 raise ValueError(f"Received an invalid value for argument `{arg}`, expected a {'positive' if arg == 'validation_freq' else 'non-negative'} integer, got {v!r}.")
+        if isinstance(validation_split, bool) or not isinstance(validation_split, numbers.Real):
+            raise TypeError(
+                "Received an invalid value for argument `validation_split`, expected a float between 0 and 1, "
+                f"got {validation_split!r}.")
+        if validation_batch_size is not None:
+            _data.check_batch_size(validation_batch_size, "validation_batch_size")
         self._maybe_build_from_data(x)
         self._assert_compiled("fit")
         verbose = _verbosity(verbose)
@@ -695,19 +720,26 @@ class Trainer:
 
     def set_weights(self, weights):
         params = self.weights
+        if isinstance(weights, (str, bytes, np.ndarray)) or not hasattr(weights, "__iter__"):
+            raise TypeError(
+                f"Received an invalid value for argument `weights`, expected a list of arrays (one per "
+                f"weight of model '{self.name}'), got {type(weights).__name__}.")
         weights = list(weights)
         if len(weights) != len(params):
             raise ValueError(
                 f"You called `set_weights(weights)` on model '{self.name}' with a weight list of "
                 f"length {len(weights)}, but the model was expecting {len(params)} weights.")
+        arrays = []
         for p, w in zip(params, weights):
             a = np.asarray(w)
             if a.shape != p.shape:
                 raise ValueError(
                     f"Model '{self.name}': weight '{p.path}' has shape {p.shape}; the value given has "
                     f"shape {a.shape}.")
-        for p, w in zip(params, weights):
-            p.value[...] = np.asarray(w)
+            check_numeric(a, f"Model '{self.name}': the value for weight '{p.path}'")
+            arrays.append(a)
+        for p, a in zip(params, arrays):
+            p.value[...] = a
 
     def count_params(self):
         return int(sum(v.value.size for v in self.weights))
@@ -727,6 +759,40 @@ class Trainer:
     def load_weights(self, filepath, skip_mismatch=False, **kwargs):
         from ..saving import load_weights
         load_weights(self, filepath, skip_mismatch=skip_mismatch, **kwargs)
+
+
+# The name of `steps` in each entry point's signature.
+_STEPS_ARG = {"fit": "steps_per_epoch", "validation_data": "validation_steps"}
+
+
+def _checked_targets(ys):
+    """Targets as arrays, after refusing non-numeric dtypes and NaN/Inf."""
+    out = []
+    for k, t in enumerate(ys):
+        if t is None:
+            out.append(None)
+            continue
+        a = np.asarray(t)
+        what = "The targets `y`" + (f" (output {k})" if len(ys) > 1 else "")
+        check_numeric(a, what)
+        check_finite(a, what)
+        out.append(a)
+    return out
+
+
+def _checked_sample_weights(sws):
+    out = []
+    for k, s in enumerate(sws):
+        if s is None:
+            out.append(None)
+            continue
+        a = np.asarray(s)
+        what = "`sample_weight`" + (f" (output {k})" if len(sws) > 1 else "")
+        check_numeric(a, what)
+        a = a.astype(np.float32, copy=False)
+        check_finite(a, what)
+        out.append(a)
+    return out
 
 
 def _finite_step(total, grad):

@@ -7,8 +7,6 @@ cross-entropy, Adam; 30 epochs, each on 1000 fresh problems, batch 10. Target:
 >= 99% of characters right on 1000 fresh problems (whole answers reported).
 """
 
-import numpy as np
-
 from .common import Context, TaskResult, TaskSpec, fit_loop, percent
 from .encoders import ADDITION_ALPHABET, decode_addition, one_hot_decode
 from .generators import addition_dataset, addition_widths

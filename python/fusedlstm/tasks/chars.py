@@ -68,7 +68,7 @@ def _result(name, cfg, losses, bars, seconds, steps, curve, model):
         seconds=seconds,
         steps=steps,
         curve=curve,
-        notes=[f"@{e}: {loss:.3f}{'' if ok else ' MISSED'}" for e, loss, bar, ok in checks],
+        notes=[f"@{e}: {loss:.3f}{'' if ok or custom else ' MISSED'}" for e, loss, bar, ok in checks],
         model=model,
     )
 
@@ -98,9 +98,23 @@ def _fit(ctx, model, X, y, cfg, sampler):
 
     def on_epoch_end(epoch, logs):
         losses_curve.append(((epoch + 1) * steps_per_epoch, float(logs["loss"])))
-        sampler(epoch)
 
-    cb = K.callbacks.LambdaCallback(on_epoch_end=timer.exclude(on_epoch_end))
+    # Sample once the progress bar has finished its line: the bar is drawn by
+    # the ProgbarLogger that fit appends after our callbacks, so epoch e's
+    # sample is printed when epoch e+1 begins (or training ends).
+    def on_epoch_begin(epoch, logs):
+        if epoch > 0:
+            sampler(epoch - 1)
+
+    def on_train_end(logs):
+        if losses_curve:
+            sampler(len(losses_curve) - 1)
+
+    cb = K.callbacks.LambdaCallback(
+        on_epoch_end=on_epoch_end,
+        on_epoch_begin=timer.exclude(on_epoch_begin),
+        on_train_end=timer.exclude(on_train_end),
+    )
     t0 = time.perf_counter()
     hist = model.fit(X, y, batch_size=cfg.batch_size, epochs=cfg.epochs, callbacks=[cb], verbose=1 if ctx.verbose else 0)
     seconds = time.perf_counter() - t0 - timer.excluded

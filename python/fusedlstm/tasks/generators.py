@@ -121,7 +121,8 @@ def echo_windows(length, n_features, n_in, n_out, rng=None):
 
 def load_sonnets():
     """Shakespeare's sonnets (95,650 characters), shipped with the package."""
-    return importlib.resources.files("fusedlstm").joinpath("data", "sonnets.txt").read_text(encoding="utf-8")
+    # One joinpath argument at a time: Python 3.9's Traversable takes only one.
+    return importlib.resources.files("fusedlstm").joinpath("data").joinpath("sonnets.txt").read_text(encoding="utf-8")
 
 
 def load_text(path):

@@ -20,7 +20,8 @@ TASKS = {
 }
 
 # Config keys that may be 0 (a count of "none"/"all") or need not be positive.
-_NON_NEGATIVE = {"index", "windows", "split_seed", "temperature", "reverse", "curriculum"}
+_NON_NEGATIVE = {"index", "windows", "split_seed", "temperature"}
+_SWITCHES = {"reverse", "curriculum"}  # 0 or 1
 _OPTIONAL_STR = {"text"}
 
 
@@ -54,6 +55,10 @@ def _checked(task, key, value, default):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or (kind is int and not float(value).is_integer()):
         raise ValueError(f"{task}: {flag} expects {'an integer' if kind is int else 'a number'}, got {value!r}")
     value = kind(value)
+    if key in _SWITCHES:
+        if value not in (0, 1):
+            raise ValueError(f"{task}: {flag} expects 0 or 1, got {value}")
+        return value
     low_ok = value >= 0 if key in _NON_NEGATIVE else value > 0
     if not low_ok:
         raise ValueError(
