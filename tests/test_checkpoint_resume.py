@@ -39,7 +39,7 @@ def _run(cfg, *args):
 
 def _run_and_kill(cfg, ckpt, mode, after_lines, extra=()):
     """Start a checkpointed run, SIGKILL it once it has printed `after_lines` batch lines."""
-    cfg = dict(cfg, sleep=0.01)
+    cfg = dict(cfg, sleep=0.02)
     p = subprocess.Popen([sys.executable, SCRIPT, json.dumps(cfg), mode, ckpt, *extra], env=ENV,
                          stdout=subprocess.PIPE, text=True)
     seen = 0
@@ -88,7 +88,7 @@ def test_sigkill_then_resume_is_bitwise_equal(name, tmp_path, rng, seed):
     ref, res, ckpt = str(tmp_path / "ref.npz"), str(tmp_path / "res.npz"), str(
         tmp_path / ("ckpt.weights.npz" if cfg["ckpt"] == "weights" else "ckpt.fusedlstm"))
     _run(cfg, "ref", ref)
-    kill_at = int(rng.integers(cfg["save_freq"], total - 2))
+    kill_at = int(rng.integers(cfg["save_freq"], total - 4))
     code, seen = _run_and_kill(cfg, ckpt, "run", kill_at)
     where = f"{name}: killed after {seen} batches (seed {seed})"
     assert code == -signal.SIGKILL, where

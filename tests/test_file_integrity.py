@@ -271,6 +271,7 @@ def test_sigkill_during_saves_leaves_a_complete_file(tmp_path, rng, seed):
     from helpers.write_loop import model as big_model
 
     path = str(tmp_path / "big.weights.npz")
+    mid_write = 0
     for attempt in range(3):
         p = subprocess.Popen([sys.executable, os.path.join(HERE, "helpers", "write_loop.py"), path],
                              env=ENV, stdout=subprocess.PIPE, text=True)
@@ -282,6 +283,7 @@ def test_sigkill_during_saves_leaves_a_complete_file(tmp_path, rng, seed):
             while not glob.glob(str(tmp_path / ".big.weights.npz.*.tmp")) and time.monotonic() < deadline:
                 time.sleep(0.0005)
             p.send_signal(signal.SIGKILL)
+            mid_write += bool(glob.glob(str(tmp_path / ".big.weights.npz.*.tmp")))
         finally:
             p.stdout.close()
             p.wait(timeout=30)
@@ -293,3 +295,4 @@ def test_sigkill_during_saves_leaves_a_complete_file(tmp_path, rng, seed):
         assert all(np.all(w == w.flat[0]) for w in m.get_weights())
         for stray in glob.glob(str(tmp_path / ".*.tmp")):
             os.unlink(stray)
+    assert mid_write == 3, f"only {mid_write} of 3 kills landed during a save (seed {seed})"

@@ -504,7 +504,7 @@ def test_external_links_are_refused(h5py, kio, tmp_path, rng):
         kio.v3.load_keras3_weights_file(path, node)
 
 
-def test_not_a_keras_file(kio, tmp_path):
+def test_not_a_keras_file(kio, h5py, tmp_path):
     bad = tmp_path / "junk.keras"
     bad.write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="not a Keras archive"):

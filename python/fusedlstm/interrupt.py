@@ -35,13 +35,12 @@ __all__ = ["deferred_sigint", "StepGuard"]
 class StepGuard:
     """The per-fit interrupt state. `with guard:` marks a step that must not be cut."""
 
-    __slots__ = ("requested", "presses", "critical", "active")
+    __slots__ = ("requested", "presses", "critical")
 
-    def __init__(self, active=True):
+    def __init__(self):
         self.requested = False
         self.presses = 0
         self.critical = 0
-        self.active = active
 
     def __enter__(self):
         self.critical += 1
@@ -60,7 +59,7 @@ class StepGuard:
                 "weights of the last completed step")
 
 
-_NOOP = StepGuard(active=False)
+_NOOP = StepGuard()  # handed out where no handler is installed: never requested
 _active: Optional[StepGuard] = None
 
 

@@ -77,6 +77,9 @@ def main(argv):
             initial = restore_checkpoint(model, ckpt)["initial_epoch"]
         hist = model.fit(x, y, initial_epoch=initial, callbacks=cbs, **fit)
         out = argv[4] if mode == "resume" else None
+        if cfg.get("sleep"):
+            # Being killed is the point of this run: a late kill must still find the process.
+            time.sleep(60)
     if out:
         np.savez(out, *model.get_weights(), iterations=model.optimizer.iterations,
                  history=json.dumps({"epoch": hist.epoch, **hist.history}))
