@@ -25,6 +25,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fusedlstm import _core
@@ -199,8 +200,6 @@ def test_uncopyable_broadcast_input_raises_memory_error(spec, needs_limit):
 
 def test_broadcast_inputs_that_fit_still_work():
     """The same views, small: copied and computed like their materialised arrays."""
-    import numpy as np
-
     rng = np.random.default_rng(0)
     x_row = rng.standard_normal(5).astype(np.float32)
     x = np.broadcast_to(x_row, (3, 4, 5))

@@ -70,6 +70,9 @@ def build_parser():
     run.add_argument("--verbose", type=int, choices=(0, 1), default=1, help="0: results only")
     run.add_argument("--plot", metavar="FILE.png", help="save the training-loss curve (needs matplotlib)")
     run.add_argument("--save", metavar="FILE", help="save the trained weights (model.save_weights)")
+    from .distributed.cli import DISTRIBUTE_CHOICES, DISTRIBUTE_HELP
+
+    run.add_argument("--distribute", choices=DISTRIBUTE_CHOICES, default="auto", help=DISTRIBUTE_HELP)
     for flag, (kind, text) in TASK_FLAGS.items():
         run.add_argument("--" + flag, type=kind, default=None, help=text)
     sub.add_parser("list", help="list the tasks and their targets")
@@ -146,6 +149,13 @@ def _cmd_run(args, out):
     if args.save:
         _writable_target("--save", args.save)
     _set_threads(args.engine, args.threads)
+    from .distributed.cli import setup_run
+
+    try:
+        # Under mpirun: one seed for all ranks, and only rank 0 prints and writes files.
+        out = setup_run(args, out)
+    except (ImportError, ValueError) as exc:
+        raise CliError(str(exc)) from None
 
     from .tasks.engine import EngineUnavailable, load_engine
 
