@@ -170,7 +170,19 @@ def test_float32_kernel_matches_reference(N, D, C, kw, from_logits, rng, seed):
     loss_err = abs(float(k_out["loss"]) - float(r_out["loss"])) / loss_scale
     assert loss_err <= F32_OUT_TOL, f"loss error {loss_err:.3g} > {F32_OUT_TOL}: {context}"
     assert_all_close({"probs": k_out["probs"]}, {"probs": r_out["probs"]}, F32_OUT_TOL, scaled_error, context)
-    assert_all_close(k_grads, r_grads, F32_GRAD_TOL, scaled_error, context)
+    # Likewise dlogits = w·(p - t) is exact only to ~1 ulp of p, so each gradient is
+    # measured against at least the size one uncertain row gives it (max w times its
+    # other factor); with many rows the reference's own scale is far above that floor.
+    sw = float(np.max(p["weights"])) if p["weights"] is not None else 1.0
+    floors = {"dx": sw * float(np.max(np.abs(p["W"]))), "dW": sw * float(np.max(np.abs(p["x"]))), "db": sw}
+    for name, want in r_grads.items():
+        got = k_grads[name]
+        if want is None:
+            assert got is None, f"{name}: {context}"
+            continue
+        scale = max(float(np.max(np.abs(want))), floors[name])
+        err = float(np.max(np.abs(np.asarray(got, np.float64) - want))) / scale
+        assert err <= F32_GRAD_TOL, f"{name}: error {err:.3g} > {F32_GRAD_TOL}: {context}"
 
 
 def _weight_sum(p):
