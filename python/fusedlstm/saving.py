@@ -221,20 +221,8 @@ def functional_config(model):
 
 
 def _model_nodes(model):
-    order, seen = [], set()
-
-    def visit(t):
-        _, node, _ = t._keras_history
-        if id(node) in seen:
-            return
-        seen.add(id(node))
-        for t_in in node.inputs:
-            visit(t_in)
-        order.append(node)
-
-    for t in model.outputs:
-        visit(t)
-    return order
+    from .models.functional import nodes_in_call_order
+    return nodes_in_call_order(model.outputs)
 
 
 def model_from_config(meta):

@@ -87,21 +87,11 @@ def _input_name(model) -> str:
 
 def _describe_functional(model, where: str, weights) -> ModelNode:
     from ..layers import InputLayer
+    from ..models.functional import nodes_in_call_order
 
     # The nodes of each layer that belong to this model, in call order (a layer shared with
     # another model has calls that are not ours; Keras renumbers the same way).
-    ours = set()
-
-    def visit(t):
-        layer, node, _ = t._keras_history
-        if id(node) in ours:
-            return
-        ours.add(id(node))
-        for t_in in node.inputs:
-            visit(t_in)
-
-    for t in list(model.inputs) + list(model.outputs):
-        visit(t)
+    ours = {id(node) for node in nodes_in_call_order(list(model.inputs) + list(model.outputs))}
 
     def node_index(layer, node) -> int:
         mine = [n for n in layer._inbound_nodes if id(n) in ours]

@@ -23,6 +23,24 @@ from .store import ParamStore, generation
 from .training import Trainer
 
 
+
+def nodes_in_call_order(tensors):
+    """The call nodes that produce `tensors`, each once, every node after its inputs' nodes."""
+    order, seen = [], set()
+
+    def visit(t):
+        node = t._keras_history[1]
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        for t_in in node.inputs:
+            visit(t_in)
+        order.append(node)
+
+    for t in tensors:
+        visit(t)
+    return order
+
 class Step:
     __slots__ = ("op", "ins", "outs", "training", "layers", "need", "active", "n_state")
 
@@ -232,21 +250,7 @@ class Functional(Trainer, Layer):
         self._store_gen = -1
 
     def _plan_layer_order(self, ins, outs):
-        order, seen = [], set()
-
-        def visit(t):
-            layer, node, _ = t._keras_history
-            if id(node) in seen:
-                return
-            seen.add(id(node))
-            for t_in in node.inputs:
-                visit(t_in)
-            if not isinstance(layer, InputLayer):
-                order.append(layer)
-
-        for t in outs:
-            visit(t)
-        return order
+        return [node.layer for node in nodes_in_call_order(outs) if not isinstance(node.layer, InputLayer)]
 
     def _feeds_ids(self, t):
         if np.issubdtype(np.dtype(t.dtype), np.integer):
