@@ -10,6 +10,14 @@ import pytest
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def package_parent() -> str:
+    """The folder holding the fusedlstm these tests import: the installed wheel's
+    site-packages in CI, python/ in a dev tree. Subprocesses put it on PYTHONPATH so
+    they test the same build (a clean clone's python/ has no compiled _core)."""
+    import fusedlstm
+    return os.path.dirname(os.path.dirname(os.path.abspath(fusedlstm.__file__)))
+
+
 def require(module_name: str, extra: str = "test"):
     """Import an optional dependency, or skip the test where it is missing.
 

@@ -207,6 +207,8 @@ def train_steps(pair, x, y, steps=20, sample_weight=None):
     loss_err = float(np.max(np.abs(lk - lo) / np.maximum(np.abs(lk), 1e-3)))
     w_err = 0.0
     for layer in pair.k.layers:
+        if not layer.weights:  # Input layers: auto-named from counters the two libraries keep apart
+            continue
         for a, b in zip(layer.get_weights(), pair.o.get_layer(layer.name).get_weights()):
             w_err = max(w_err, float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(a))), 1e-3)))
     return lk, lo, loss_err, w_err

@@ -18,6 +18,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import package_parent
 
 from fusedlstm import cli, losses, optimizers
 from fusedlstm import tasks as T
@@ -395,7 +396,7 @@ def test_cli_bad_flags_are_one_line_and_non_zero(capsys, argv, words):
 
 def test_cli_in_a_subprocess_prints_no_traceback():
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.path.join(os.path.dirname(__file__), "..", "python") + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = package_parent() + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run([sys.executable, "-m", "fusedlstm", "run", "echo", "--batch-size", "-2"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2 and proc.stdout == ""

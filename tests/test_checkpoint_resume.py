@@ -16,6 +16,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import package_parent
 
 from fusedlstm import optimizers
 from fusedlstm.callbacks import Callback, ModelCheckpoint, restore_checkpoint
@@ -26,7 +27,7 @@ from fusedlstm.utils import set_random_seed
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "helpers", "train_resume.py")
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(
-    [os.path.join(HERE, "..", "python"), os.environ.get("PYTHONPATH", "")]))
+    [package_parent(), os.environ.get("PYTHONPATH", "")]))
 
 
 # --------------------------------------------------------------------------- subprocess runs

@@ -18,6 +18,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import package_parent
 
 from fusedlstm import atomic, saving
 from fusedlstm.callbacks import ModelCheckpoint, restore_checkpoint
@@ -26,7 +27,7 @@ from fusedlstm.models import Sequential, load_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(
-    [os.path.join(HERE, "..", "python"), os.environ.get("PYTHONPATH", "")]))
+    [package_parent(), os.environ.get("PYTHONPATH", "")]))
 
 REFUSED = r"not a fusedlstm file|truncated or damaged|is damaged|is corrupted|does not match its checksum|unsupported fusedlstm format"
 

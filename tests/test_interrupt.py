@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import package_parent
 
 from fusedlstm import interrupt
 from fusedlstm.callbacks import Callback, LambdaCallback
@@ -24,7 +25,7 @@ from fusedlstm.utils import set_random_seed
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(
-    [os.path.join(HERE, "..", "python"), os.environ.get("PYTHONPATH", "")]))
+    [package_parent(), os.environ.get("PYTHONPATH", "")]))
 
 
 def _model(seed=0):
