@@ -347,7 +347,12 @@ def dense_float32_matches_reference(case):
     checks = [(k_out, 0, ("loss",), OUT_TOL, context + " loss", loss_scale),
               (k_out, 0, ("probs",), OUT_TOL, context + " probs", 0.0)]
     if case["backward"]:
-        checks.append((k_grads, 1, ("dx", "dW", "db"), GRAD_TOL, context + " gradients", 0.0))
+        # Likewise dlogits = w·(p - t) is exact only to ~1 ulp of p: a confident row's tiny
+        # gradient is measured against what one uncertain row contributes (max w times the
+        # largest of its other factors), not against itself.
+        grad_floor = (float(np.max(np.abs(w))) if w is not None else 1.0) * max(
+            1.0, float(np.max(np.abs(p["x"]))), float(np.max(np.abs(p["W"]))))
+        checks.append((k_grads, 1, ("dx", "dW", "db"), GRAD_TOL, context + " gradients", grad_floor))
     else:
         assert all(v is None for v in k_grads.values()), context + ": backward=False returned gradients"
     check_or_reject_ill_conditioned("dense_f32", checks, lambda inp: dense_reference(inp, case["from_logits"]), p)
@@ -438,7 +443,7 @@ def optimizers_float32_match_reference(n, which, offset, first_step, seed):
     g = misaligned((0.1 * rng.standard_normal(n)).astype(np.float32), (offset + 5) % 17)
     s1 = misaligned((0.1 * rng.standard_normal(n)).astype(np.float32), offset)
     s2 = misaligned(np.abs(0.01 * rng.standard_normal(n)).astype(np.float32), offset)
-    before = w.copy()
+    befores = {id(a): a.copy() for a in (w, s1, s2)}
     if which == "adam":
         want = ref.adam_update(w, g, s1, s2, first_step, 1e-3)
         _core.adam_update(w, g, s1, s2, step=first_step, lr=1e-3)
@@ -454,7 +459,9 @@ def optimizers_float32_match_reference(n, which, offset, first_step, seed):
         got = (w, s1)
     context = f"{which} n={n} offset={offset} step={first_step} seed={seed}"
     for k, (a, b) in enumerate(zip(got, want)):
-        scale = max(float(np.max(np.abs(b))), float(np.max(np.abs(before))) if k == 0 else 0.0, 1e-30)
+        # float32 rounds at the operands' scale: a moment that cancels to near zero
+        # (β·m ≈ -(1-β)·g) is measured against the buffer it was updated from.
+        scale = max(float(np.max(np.abs(b))), float(np.max(np.abs(befores[id(a)]))), 1e-30)
         err = float(np.max(np.abs(a.astype(np.float64) - b))) / scale
         assert err <= OPT_TOL, f"{context}: buffer {k} error {err:.3g}"
 
