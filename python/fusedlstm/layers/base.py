@@ -203,6 +203,34 @@ def _normalize_dtype(dtype):
     return name
 
 
+
+def assign_weights(params, weights, owner, label):
+    """set_weights for a layer or a model: check the count, every shape and dtype, then
+    assign, so a bad list changes nothing. `owner` ("layer 'lstm'") and the Variable
+    attribute `label` ('name' or 'path') name things in the messages."""
+    from ..validation import check_numeric
+    if isinstance(weights, (str, bytes, np.ndarray)) or not hasattr(weights, "__iter__"):
+        raise TypeError(
+            f"Received an invalid value for argument `weights`, expected a list of arrays (one per "
+            f"weight of {owner}), got {type(weights).__name__}.")
+    weights = list(weights)
+    if len(weights) != len(params):
+        raise ValueError(
+            f"You called `set_weights(weights)` on {owner} with a weight list of length "
+            f"{len(weights)}, but the {owner.split()[0]} was expecting {len(params)} weights "
+            f"({[getattr(v, label) for v in params]}).")
+    arrays = []
+    for p, w in zip(params, weights):
+        a = np.asarray(w)
+        name = getattr(p, label)
+        if a.shape != p.shape:
+            raise ValueError(f"{owner[0].upper() + owner[1:]}: weight '{name}' has shape {p.shape}; the "
+                             f"value given has shape {a.shape}.")
+        check_numeric(a, f"{owner[0].upper() + owner[1:]}: the value for weight '{name}'")
+        arrays.append(a)
+    for p, a in zip(params, arrays):
+        p.value[...] = a
+
 class Layer:
     """Base of every fusedlstm layer (keras.layers.Layer's public surface)."""
 
@@ -305,25 +333,7 @@ class Layer:
         return [v.value.copy() for v in self.weights]
 
     def set_weights(self, weights):
-        params = self.weights
-        weights = list(weights)
-        if len(weights) != len(params):
-            raise ValueError(
-                f"You called `set_weights(weights)` on layer '{self.name}' with a weight list of "
-                f"length {len(weights)}, but the layer was expecting {len(params)} weights "
-                f"({[v.name for v in params]}).")
-        arrays = []
-        for p, w in zip(params, weights):
-            a = np.asarray(w)
-            if a.shape != p.shape:
-                raise ValueError(
-                    f"Layer '{self.name}' weight '{p.name}' has shape {p.shape}; the value "
-                    f"given has shape {a.shape}.")
-            if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
-                raise TypeError(f"Layer '{self.name}' weight '{p.name}': expected a numeric array, got dtype {a.dtype}.")
-            arrays.append(a)
-        for p, a in zip(params, arrays):
-            p.value[...] = a
+        assign_weights(self.weights, weights, f"layer '{self.name}'", "name")
 
     def count_params(self):
         if not self.built:

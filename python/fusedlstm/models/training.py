@@ -32,7 +32,7 @@ from .. import losses as _losses
 from .. import metrics as _metrics
 from .. import optimizers as _optimizers
 from ..callbacks import CallbackList
-from ..layers.base import Context
+from ..layers.base import Context, assign_weights
 from ..layers.dense import Dense
 from ..layers.wrappers import TimeDistributed
 from ..validation import check_finite, check_numeric
@@ -719,27 +719,7 @@ class Trainer:
         return [v.value.copy() for v in self.weights]
 
     def set_weights(self, weights):
-        params = self.weights
-        if isinstance(weights, (str, bytes, np.ndarray)) or not hasattr(weights, "__iter__"):
-            raise TypeError(
-                f"Received an invalid value for argument `weights`, expected a list of arrays (one per "
-                f"weight of model '{self.name}'), got {type(weights).__name__}.")
-        weights = list(weights)
-        if len(weights) != len(params):
-            raise ValueError(
-                f"You called `set_weights(weights)` on model '{self.name}' with a weight list of "
-                f"length {len(weights)}, but the model was expecting {len(params)} weights.")
-        arrays = []
-        for p, w in zip(params, weights):
-            a = np.asarray(w)
-            if a.shape != p.shape:
-                raise ValueError(
-                    f"Model '{self.name}': weight '{p.path}' has shape {p.shape}; the value given has "
-                    f"shape {a.shape}.")
-            check_numeric(a, f"Model '{self.name}': the value for weight '{p.path}'")
-            arrays.append(a)
-        for p, a in zip(params, arrays):
-            p.value[...] = a
+        assign_weights(self.weights, weights, f"model '{self.name}'", "path")
 
     def count_params(self):
         return int(sum(v.value.size for v in self.weights))
