@@ -364,10 +364,12 @@ def adam_update(w, g, m, v, step, lr, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
     """Adam, Keras 3 PyTorch-backend order; step is 1-based. Returns (w, m, v)."""
     dt = np.asarray(w).dtype
     w, g, m, v = (np.asarray(a, dtype=np.float64) for a in (w, g, m, v))
-    # Keras casts β to the variable's dtype before raising it to the step count;
-    # for float32 and large steps that rounding shows (0.999f^1000 is 1.3e-5 off).
-    b1, b2 = float(dt.type(beta_1)), float(dt.type(beta_2))
-    alpha = lr * np.sqrt(1.0 - b2 ** step) / (1.0 - b1 ** step)
+    # Keras computes alpha in the variable's dtype: β is cast, raised to the step count,
+    # and 1 - β2^t cancels, so for float32 at small t alpha is off by up to ~1e-5 relative
+    # (0.999f^2 = 0.998001 rounded); for large t the cast β shows (0.999f^1000 is 1.3e-5
+    # off). Transcribed as such: it is part of the formula Keras users get.
+    t = dt.type(step)
+    alpha = float(dt.type(lr) * np.sqrt(dt.type(1) - dt.type(beta_2) ** t) / (dt.type(1) - dt.type(beta_1) ** t))
     m = beta_1 * m + (1.0 - beta_1) * g
     v = beta_2 * v + (1.0 - beta_2) * g * g
     w = w - alpha * m / (np.sqrt(v) + epsilon)
