@@ -9,6 +9,7 @@
 
 #include "bind_util.h"
 #include "lstm.h"
+#include "onehot.h"
 
 namespace fusedlstm {
 namespace {

@@ -9,6 +9,8 @@
 // against the GEMMs' O(N·C·D).
 #include "dense.h"
 
+#include "onehot.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -47,10 +49,10 @@ double xent_probs_row(int C, const Real* p, const Real* t, int64_t label, Real l
     const double g = (q >= lo && q <= hi) ? -1.0 / double(q) : 0.0;
     a = g * double(q);
     const double sgp = (g * double(p[label]) - a * S) / S;  // Σ_c gp_c p_c
-    for (int c = 0; c < C; ++c) {
-      const double gp = ((c == label ? g : 0.0) - a) / S;
-      dz[c] = Real(double(p[c]) * (gp - sgp));
-    }
+    // gp_c = -a/S for every class but the label's, (g - a)/S
+    const double rest = -a / S - sgp;
+    for (int c = 0; c < C; ++c) dz[c] = Real(double(p[c]) * rest);
+    dz[label] = Real(double(p[label]) * ((g - a) / S - sgp));
     return loss;
   }
   for (int c = 0; c < C; ++c) {
@@ -105,6 +107,18 @@ double dense_softmax_xent(const XentInputs<Real>& in, const XentOutputs<Real>& o
     for (int n = 0; n < N; ++n)
       FUSEDLSTM_CHECK(in.labels[n] >= 0 && in.labels[n] < C, "dense_softmax_xent: labels[", n, "] = ",
                       in.labels[n], " is not a class id in [0, ", C, ")");
+  // One-hot targets are class ids: the same loss and gradient without a pass of
+  // divisions over every class of every row.
+  const int64_t* labels = in.labels;
+  const Real* targets = in.targets;
+  Buffer<int32_t> ids32(targets ? size_t(N) : 0);
+  std::vector<int64_t> ids64;
+  if (targets && onehot_ids(targets, size_t(N), C, ids32.data()) &&
+      std::find(ids32.data(), ids32.data() + N, -1) == ids32.data() + N) {
+    ids64.assign(ids32.data(), ids32.data() + N);
+    labels = ids64.data();
+    targets = nullptr;
+  }
 
   // logits = x·W + b: into probs (softmax in place) unless the logits are needed
   // for log_softmax; `work` then holds them and, row by row, becomes dlogits.
@@ -118,11 +132,11 @@ double dense_softmax_xent(const XentInputs<Real>& in, const XentOutputs<Real>& o
   const Real lo = Real(in.clip_eps), hi = Real(1.0 - in.clip_eps);
   std::vector<double> row_loss(static_cast<size_t>(N));
   parallel_rows(N, size_t(N) * C, nt, [&](int r0, int r1) {
-    std::vector<double> gq(in.labels ? 0 : static_cast<size_t>(C));
+    std::vector<double> gq(labels ? 0 : static_cast<size_t>(C));
     for (int n = r0; n < r1; ++n) {
       const Real* p = out.probs + size_t(n) * C;
-      const Real* t = in.targets ? in.targets + size_t(n) * C : nullptr;
-      const int64_t label = in.labels ? in.labels[n] : 0;
+      const Real* t = targets ? targets + size_t(n) * C : nullptr;
+      const int64_t label = labels ? labels[n] : 0;
       Real* dz = backward ? work.data() + size_t(n) * C : nullptr;
       row_loss[n] = in.from_logits ? xent_logits_row(C, work.data() + size_t(n) * C, p, t, label, backward)
                                    : xent_probs_row(C, p, t, label, lo, hi, dz, gq);

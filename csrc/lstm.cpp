@@ -18,6 +18,8 @@
 // per chunk, a few MiB), h and c live in two ping-pong buffers.
 #include "lstm.h"
 
+#include "onehot.h"
+
 #include <algorithm>
 #include <cstring>
 
@@ -31,6 +33,28 @@ constexpr int kMinChunkRows = 256;
 
 // Step s reads time index t(s).
 inline int time_of(int s, int T, bool backwards) { return backwards ? T - 1 - s : s; }
+
+// ---- the time loop's row blocks -------------------------------------------
+// The rows of a batch are independent recurrences: with one block of rows per
+// thread, each thread runs the whole time loop on its rows with no
+// synchronisation at all. That wins whenever a step is short, where the two
+// barriers a step otherwise costs (its GEMM and its cell split across threads)
+// take as long as the step. A long step keeps the rows together and splits the
+// GEMM's columns instead, so that each thread streams only its part of U.
+// A row's arithmetic is the same in either case (the GEMM never splits K), so
+// results do not depend on this choice.
+constexpr int kMinBlockRows = 4;           // fewer rows per thread: the GEMM tile runs mostly empty
+constexpr double kMinLoopMacs = 1 << 16;   // a smaller whole loop is not worth waking a thread
+constexpr double kMaxStepMacs = 1 << 22;   // a longer step amortises its barriers
+
+int recurrence_blocks(int B, int T, int H, int nt) {
+  const double step = double(B) * H * 4 * H;
+  int blocks = std::min(nt, B / kMinBlockRows);
+  if (blocks <= 1 || step * T < kMinLoopMacs || step > kMaxStepMacs) return 1;
+  return blocks;
+}
+
+inline int block_begin(int B, int blocks, int i) { return int(int64_t(B) * i / blocks); }
 
 // ---- the cell over B rows, split into row blocks across threads -------------
 template <class Real>
@@ -144,29 +168,6 @@ size_t lstm_backward_bytes(size_t elem, int B, int T, int I, int H, bool dx) {
 }
 
 // ============================================================================
-// One-hot detection
-// ============================================================================
-// A row is one-hot (or all zero) iff every entry is 0 or 1 and at most one is
-// nonzero; the sum of j over its nonzero entries is then the id. Written without
-// branches so the compiler vectorises the scan: it is part of every step on one-hot
-// input, and the branchy loop cost a quarter of a small batch's forward pass.
-template <class Real> bool onehot_ids(const Real* x, size_t rows, int V, int32_t* ids) {
-  for (size_t r = 0; r < rows; ++r) {
-    const Real* row = x + r * size_t(V);
-    unsigned bad = 0, count = 0, id = 0;  // unsigned: a bad row's index sum may wrap, harmlessly
-    for (int j = 0; j < V; ++j) {
-      const unsigned nz = row[j] != Real(0);
-      bad |= nz & unsigned(row[j] != Real(1));
-      count += nz;
-      id += nz * unsigned(j);
-    }
-    if (bad | (count > 1)) return false;
-    ids[r] = count ? int32_t(id) : -1;
-  }
-  return true;
-}
-
-// ============================================================================
 // Forward
 // ============================================================================
 // Per step s (processing order), with r the recurrent-dropout mask (1 if none):
@@ -261,59 +262,64 @@ std::unique_ptr<LstmCache<Real>> lstm_forward(const LstmInputs<Real>& in, const 
   Buffer<Real> Up(k.packed_b_size(H, G));
   k.pack_b(false, H, G, in.U, G, Up.data());
 
-  // State. Training keeps c_s in the cache and h_{s-1} ⊙ r as the step's GEMM
-  // input; without r that block is h_{s-1} itself, so the cell writes h there.
+  // Where step s writes c_s and h_s (so where step s+1 reads them). Training
+  // keeps c_s in the cache and h_{s-1} ⊙ r as the step's GEMM input; without r
+  // that block is h_{s-1} itself, so the cell writes h there.
   Buffer<Real> hbuf(2 * BH), cbuf(cache ? 0 : 2 * BH), abuf(!cache && rec ? BH : 0);
-  const Real* h_state = in.h0;  // h_{s-1}
-  const Real* c_state = in.c0;  // c_{s-1}
-  if (cache) {
-    std::memcpy(cache->c.data(), in.c0, sizeof(Real) * BH);
-    c_state = cache->c.data();
-  }
+  if (cache) std::memcpy(cache->c.data(), in.c0, sizeof(Real) * BH);
+  auto c_out = [&](int s) -> Real* {
+    return cache ? cache->c.data() + size_t(s + 1) * BH : s == T - 1 ? out.cT : cbuf.data() + (s & 1) * BH;
+  };
+  auto h_out = [&](int s) -> Real* {
+    return (cache && !rec && s != T - 1) ? cache->hprev.data() + size_t(s + 1) * BH
+           : s == T - 1                  ? out.hT
+                                         : hbuf.data() + (s & 1) * BH;
+  };
+  auto c_in = [&](int s) -> const Real* { return s ? c_out(s - 1) : cache ? cache->c.data() : in.c0; };
+  auto h_in = [&](int s) -> const Real* { return s ? h_out(s - 1) : in.h0; };
   const Real* r = in.rec_mask;
 
-  for (int s0 = 0; s0 < T; s0 += chunk) {
-    const int n = std::min(chunk, T - s0);
-    Real* Z = cache ? cache->gates.data() : zbuf.data();
-    Real* xtm = cache ? (lookup ? nullptr : cache->x.data()) : xbuf.data();
-    project(k, in, opt, ids, s0, n, xtm, Z, nt);
-
+  const int blocks = recurrence_blocks(B, T, H, nt);
+  const int inner_nt = blocks > 1 ? 1 : nt;
+  // Steps [s0, s0+n) for batch rows [r0, r1); Z holds the steps' projections.
+  auto run_steps = [&](int s0, int n, Real* Z, int r0, int r1) {
+    const int m = r1 - r0;
+    const size_t o = size_t(r0) * H, mH = size_t(m) * H;
     for (int s = s0; s < s0 + n; ++s) {
-      Real* Gs = Z + size_t(s - s0) * BG;
+      Real* Gs = Z + size_t(s - s0) * BG + size_t(r0) * G;
+      const Real* h_prev = h_in(s);
+      const Real* c_prev = c_in(s);
       // The step's GEMM input a = h_{s-1} ⊙ r.
-      const Real* a = h_state;
+      const Real* a = h_prev;
       if (cache) {
         Real* hp = cache->hprev.data() + size_t(s) * BH;
-        if (hp != h_state) {
+        if (hp != h_prev) {
           if (rec)
-            for (size_t e = 0; e < BH; ++e) hp[e] = h_state[e] * r[e];
+            for (size_t e = o; e < o + mH; ++e) hp[e] = h_prev[e] * r[e];
           else
-            std::memcpy(hp, h_state, sizeof(Real) * BH);
+            std::memcpy(hp + o, h_prev + o, sizeof(Real) * mH);
         }
         a = hp;
       } else if (rec) {
-        for (size_t e = 0; e < BH; ++e) abuf.data()[e] = h_state[e] * r[e];
+        for (size_t e = o; e < o + mH; ++e) abuf.data()[e] = h_prev[e] * r[e];
         a = abuf.data();
       }
-      k.gemm_packed(false, B, G, H, a, H, Up.data(), Real(1), Gs, G, nt);
+      k.gemm_packed(false, m, G, H, a + o, H, Up.data(), Real(1), Gs, G, inner_nt);
 
-      const bool last = s == T - 1;
-      Real* c_new = cache ? cache->c.data() + size_t(s + 1) * BH : last ? out.cT : cbuf.data() + (s & 1) * BH;
-      Real* h_new = (cache && !rec && !last) ? cache->hprev.data() + size_t(s + 1) * BH
-                    : last                   ? out.hT
-                                             : hbuf.data() + (s & 1) * BH;
-      Real* actc = cache ? cache->actc.data() + size_t(s) * BH : nullptr;
-      cell_forward(k, B, H, Gs, c_state, c_new, h_new, actc, opt, nt);
+      Real* c_new = c_out(s);
+      Real* h_new = h_out(s);
+      Real* actc = cache ? cache->actc.data() + size_t(s) * BH + o : nullptr;
+      cell_forward(k, m, H, Gs, c_prev + o, c_new + o, h_new + o, actc, opt, inner_nt);
 
       const uint8_t* ms = mask ? mask + size_t(s) * B : nullptr;
       if (ms)
-        for (int b = 0; b < B; ++b)
+        for (int b = r0; b < r1; ++b)
           if (!ms[b]) {
-            std::memcpy(c_new + size_t(b) * H, c_state + size_t(b) * H, sizeof(Real) * H);
-            std::memcpy(h_new + size_t(b) * H, h_state + size_t(b) * H, sizeof(Real) * H);
+            std::memcpy(c_new + size_t(b) * H, c_prev + size_t(b) * H, sizeof(Real) * H);
+            std::memcpy(h_new + size_t(b) * H, h_prev + size_t(b) * H, sizeof(Real) * H);
           }
       if (opt.return_sequences)
-        for (int b = 0; b < B; ++b) {
+        for (int b = r0; b < r1; ++b) {
           Real* y = out.y + (size_t(b) * T + s) * H;
           const bool shown = !ms || ms[b] || (!opt.zero_output_for_mask && first_real[b] < s);
           if (shown)
@@ -321,12 +327,18 @@ std::unique_ptr<LstmCache<Real>> lstm_forward(const LstmInputs<Real>& in, const 
           else
             std::memset(y, 0, sizeof(Real) * H);
         }
-      h_state = h_new;
-      c_state = c_new;
     }
+  };
+
+  for (int s0 = 0; s0 < T; s0 += chunk) {
+    const int n = std::min(chunk, T - s0);
+    Real* Z = cache ? cache->gates.data() : zbuf.data();
+    Real* xtm = cache ? (lookup ? nullptr : cache->x.data()) : xbuf.data();
+    project(k, in, opt, ids, s0, n, xtm, Z, nt);
+    parallel(blocks, blocks, [&](int i) { run_steps(s0, n, Z, block_begin(B, blocks, i), block_begin(B, blocks, i + 1)); });
   }
 
-  if (cache) std::memcpy(out.cT, c_state, sizeof(Real) * BH);
+  if (cache) std::memcpy(out.cT, c_out(T - 1), sizeof(Real) * BH);
   if (!opt.return_sequences)
     for (int b = 0; b < B; ++b) {
       const bool shown = !mask || (opt.zero_output_for_mask ? mask[size_t(T - 1) * B + b] != 0 : first_real[b] < T);
@@ -364,60 +376,70 @@ void lstm_backward(const LstmCache<Real>& C, const Real* dy, const Real* dhT, co
   k.pack_b(true, G, H, C.U, G, UpT.data());  // op(B) = U^T (4H,H)
 
   Buffer<Real> dhb(2 * BH), dc(BH), dhtot(BH), dcsave(mask ? BH : 0);
-  Real* dh = dhb.data();
   if (dhT)
-    std::memcpy(dh, dhT, sizeof(Real) * BH);
+    std::memcpy(dhb.data(), dhT, sizeof(Real) * BH);
   else
-    std::fill(dh, dh + BH, Real(0));
+    std::fill(dhb.data(), dhb.data() + BH, Real(0));
   if (dcT)
     std::memcpy(dc.data(), dcT, sizeof(Real) * BH);
   else
     dc.zero();
 
-  for (int s = T - 1; s >= 0; --s) {
-    // dy_s rows, stride T*H for sequences; only the last step for a last-output y.
-    const Real* dys = !dy ? nullptr : opt.return_sequences ? dy + size_t(s) * H : (s == T - 1 ? dy : nullptr);
-    const size_t dys_ld = opt.return_sequences ? size_t(T) * H : size_t(H);
-    const uint8_t* ms = mask ? mask + size_t(s) * B : nullptr;
-    bool any_masked = false;
-    for (int b = 0; b < B; ++b) {
-      Real* dt = dhtot.data() + size_t(b) * H;
-      Real* dhr = dh + size_t(b) * H;
-      const Real* d = dys ? dys + size_t(b) * dys_ld : nullptr;
-      if (!ms || ms[b]) {
-        if (d)
-          for (int j = 0; j < H; ++j) dt[j] = dhr[j] + d[j];
-        else
-          std::memcpy(dt, dhr, sizeof(Real) * H);
-      } else {
-        any_masked = true;
-        std::fill(dt, dt + H, Real(0));
-        if (d && !opt.zero_output_for_mask && C.first_real[b] < s)
-          for (int j = 0; j < H; ++j) dhr[j] += d[j];
-      }
-    }
-    if (any_masked) std::memcpy(dcsave.data(), dc.data(), sizeof(Real) * BH);
-
-    Real* dZs = dZ.data() + size_t(s) * BG;
-    cell_backward(k, B, H, C.gates.data() + size_t(s) * BG, C.c.data() + size_t(s) * BH,
-                  C.actc.data() + size_t(s) * BH, dhtot.data(), dc.data(), dZs, opt, nt);
-    if (any_masked)
-      for (int b = 0; b < B; ++b)
-        if (!ms[b]) {
-          std::fill(dZs + size_t(b) * G, dZs + size_t(b + 1) * G, Real(0));
-          std::memcpy(dc.data() + size_t(b) * H, dcsave.data() + size_t(b) * H, sizeof(Real) * H);
+  const int blocks = recurrence_blocks(B, T, H, nt);
+  const int inner_nt = blocks > 1 ? 1 : nt;
+  // All steps for batch rows [r0, r1). dh ping-pongs between the halves of dhb:
+  // after step s it is in half (T - s) & 1.
+  auto run_steps = [&](int r0, int r1) {
+    const int m = r1 - r0;
+    const size_t o = size_t(r0) * H;
+    Real* dh = dhb.data();
+    for (int s = T - 1; s >= 0; --s) {
+      // dy_s rows, stride T*H for sequences; only the last step for a last-output y.
+      const Real* dys = !dy ? nullptr : opt.return_sequences ? dy + size_t(s) * H : (s == T - 1 ? dy : nullptr);
+      const size_t dys_ld = opt.return_sequences ? size_t(T) * H : size_t(H);
+      const uint8_t* ms = mask ? mask + size_t(s) * B : nullptr;
+      bool any_masked = false;
+      for (int b = r0; b < r1; ++b) {
+        Real* dt = dhtot.data() + size_t(b) * H;
+        Real* dhr = dh + size_t(b) * H;
+        const Real* d = dys ? dys + size_t(b) * dys_ld : nullptr;
+        if (!ms || ms[b]) {
+          if (d)
+            for (int j = 0; j < H; ++j) dt[j] = dhr[j] + d[j];
+          else
+            std::memcpy(dt, dhr, sizeof(Real) * H);
+        } else {
+          any_masked = true;
+          std::fill(dt, dt + H, Real(0));
+          if (d && !opt.zero_output_for_mask && C.first_real[b] < s)
+            for (int j = 0; j < H; ++j) dhr[j] += d[j];
         }
+      }
+      if (any_masked) std::memcpy(dcsave.data() + o, dc.data() + o, sizeof(Real) * m * H);
 
-    Real* dh_prev = dh == dhb.data() ? dhb.data() + BH : dhb.data();
-    k.gemm_packed(false, B, H, G, dZs, G, UpT.data(), Real(0), dh_prev, H, nt);
-    if (r)
-      for (size_t e = 0; e < BH; ++e) dh_prev[e] *= r[e];
-    if (any_masked)
-      for (int b = 0; b < B; ++b)
-        if (!ms[b]) std::memcpy(dh_prev + size_t(b) * H, dh + size_t(b) * H, sizeof(Real) * H);
-    dh = dh_prev;
-  }
-  std::memcpy(g.dh0, dh, sizeof(Real) * BH);
+      Real* dZs = dZ.data() + size_t(s) * BG;
+      cell_backward(k, m, H, C.gates.data() + size_t(s) * BG + size_t(r0) * G, C.c.data() + size_t(s) * BH + o,
+                    C.actc.data() + size_t(s) * BH + o, dhtot.data() + o, dc.data() + o, dZs + size_t(r0) * G, opt,
+                    inner_nt);
+      if (any_masked)
+        for (int b = r0; b < r1; ++b)
+          if (!ms[b]) {
+            std::fill(dZs + size_t(b) * G, dZs + size_t(b + 1) * G, Real(0));
+            std::memcpy(dc.data() + size_t(b) * H, dcsave.data() + size_t(b) * H, sizeof(Real) * H);
+          }
+
+      Real* dh_prev = dh == dhb.data() ? dhb.data() + BH : dhb.data();
+      k.gemm_packed(false, m, H, G, dZs + size_t(r0) * G, G, UpT.data(), Real(0), dh_prev + o, H, inner_nt);
+      if (r)
+        for (size_t e = o; e < o + size_t(m) * H; ++e) dh_prev[e] *= r[e];
+      if (any_masked)
+        for (int b = r0; b < r1; ++b)
+          if (!ms[b]) std::memcpy(dh_prev + size_t(b) * H, dh + size_t(b) * H, sizeof(Real) * H);
+      dh = dh_prev;
+    }
+  };
+  parallel(blocks, blocks, [&](int i) { run_steps(block_begin(B, blocks, i), block_begin(B, blocks, i + 1)); });
+  std::memcpy(g.dh0, dhb.data() + (T & 1) * BH, sizeof(Real) * BH);
   std::memcpy(g.dc0, dc.data(), sizeof(Real) * BH);
 
   const int M = int(TB);  // fits: checked by the bindings
@@ -467,8 +489,7 @@ void lstm_backward(const LstmCache<Real>& C, const Real* dy, const Real* dhT, co
   template std::unique_ptr<LstmCache<Real>> lstm_forward<Real>(const LstmInputs<Real>&, const LstmOptions&, \
                                                                const LstmOutputs<Real>&, int);            \
   template void lstm_backward<Real>(const LstmCache<Real>&, const Real*, const Real*, const Real*,       \
-                                    const LstmGrads<Real>&, int);                                         \
-  template bool onehot_ids<Real>(const Real*, size_t, int, int32_t*);
+                                    const LstmGrads<Real>&, int);
 FUSEDLSTM_INSTANTIATE(float)
 FUSEDLSTM_INSTANTIATE(double)
 #undef FUSEDLSTM_INSTANTIATE

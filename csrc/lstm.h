@@ -105,9 +105,4 @@ template <class Real>
 void lstm_backward(const LstmCache<Real>& cache, const Real* dy, const Real* dhT, const Real* dcT,
                    const LstmGrads<Real>& g, int nthreads);
 
-// If each of the `rows` rows of x (rows, V) is all zeros or a single exact 1.0,
-// writes ids (the index of the 1.0, or -1) and returns true; stops at the first
-// row that is neither and returns false.
-template <class Real> bool onehot_ids(const Real* x, size_t rows, int V, int32_t* ids);
-
 }  // namespace fusedlstm

@@ -233,6 +233,24 @@ def test_clipped_rows_get_zero_gradient(dtype, rng, seed):
     np.testing.assert_allclose(loss_rows, want, rtol=1e-5, err_msg=context)
 
 
+# Float targets that are all exactly one-hot take the class-id path inside the
+# kernel; one all-zero row (no target: loss and gradient 0) keeps them on the
+# general path. Both must agree with the reference's float-target formula.
+@pytest.mark.parametrize("zero_row", [False, True], ids=["onehot", "onehot+zero_row"])
+@pytest.mark.parametrize("from_logits", FROM_LOGITS)
+def test_onehot_float_targets_match_reference(zero_row, from_logits, rng, seed):
+    p = _with_clipped_rows(dense_problem(rng, 13, 11, 6, np.float64, weights=True), rng)
+    t = np.eye(6)[p["labels"]]
+    if zero_row:
+        t[4] = 0.0
+    p = dict(p, labels=t)
+    context = f"float64 one-hot targets vs reference zero_row={zero_row} from_logits={from_logits} seed={seed}"
+    k_out, k_grads = kernel(p, from_logits=from_logits)
+    r_out, r_grads = reference(p, from_logits=from_logits)
+    assert_all_close(k_out, r_out, F64_REF_TOL, scaled_error, context)
+    assert_all_close(k_grads, r_grads, F64_REF_TOL, scaled_error, context)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("from_logits", FROM_LOGITS)
 def test_sparse_labels_equal_onehot_targets(dtype, from_logits, rng, seed):

@@ -64,6 +64,8 @@ for from_logits in (False, True):
 
 record("matmul", _core.matmul(x, W), x.astype(np.float64) @ W)
 record("matmul", _core.matmul(x, x, trans_a=True), x.T.astype(np.float64) @ x)
+Wt = rng.standard_normal((41, 19)).astype(np.float32)  # B transposed: packed through register tiles
+record("matmul", _core.matmul(x, Wt, trans_b=True), x.astype(np.float64) @ Wt.T)
 
 n = 1003
 w, m, v, u, s = (rng.standard_normal(n).astype(np.float32) for _ in range(5))

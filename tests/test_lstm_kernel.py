@@ -279,9 +279,17 @@ def restore_threads():
     _core.set_num_threads(n)
 
 
+# Shapes on both sides of the time loop's split: long steps split each step's
+# GEMM across threads, short ones give each thread its own block of batch rows
+# (23 rows: blocks of unequal size for 2 and 3 threads).
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_thread_count_does_not_change_results(dtype, rng, seed, restore_threads):
-    inputs, opts = lstm_problem(rng, 67, 30, 7, 150, dtype, mask=True)
+@pytest.mark.parametrize("shp, kw", [
+    shape(67, 30, 7, 150, mask=True),
+    shape(23, 30, 7, 33, mask=True, rec_mask=True, go_backwards=True),
+    shape(23, 30, 1, 33, vocab=11, mask=True, return_sequences=False),
+])
+def test_thread_count_does_not_change_results(shp, kw, dtype, rng, seed, restore_threads):
+    inputs, opts = lstm_problem(rng, *shp, dtype, **kw)
     Rs = loss_weights(rng, inputs, opts)
     results = []
     for n in (1, 2, 3):

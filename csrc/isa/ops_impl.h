@@ -312,18 +312,20 @@ struct Gemm {
           }
         }
       } else {
-        // Transposed source: a column of the panel is a row of B. Chunks of
-        // 32 k keep the 32 panel rows being written resident in L1.
-        const bool ahead = jp + NR < nc;
-        for (int j = 0; j < w && ahead; ++j) prefetch_row(B + (size_t)(j0 + jp + NR + j) * ldb + k0, kc);
-        for (int kb = 0; kb < kc; kb += 32) {
-          const int ke = imin(kc, kb + 32);
-          for (int j = 0; j < w; ++j) {
-            const T* src = B + (size_t)(j0 + jp + j) * ldb + k0;
-            for (int k = kb; k < ke; ++k) o[(size_t)k * NR + j] = src[k];
+        // Transposed source: a column of the panel is a row of B. L x L tiles
+        // (L rows of B, L consecutive k) are transposed in registers.
+        for (int k = 0; k < kc; k += L) {
+          const int nk = imin(L, kc - k);
+#pragma GCC unroll 8
+          for (int v = 0; v < NV; ++v) {
+            V t[L];
+            for (int i = 0; i < L; ++i) {
+              const int j = v * L + i;
+              t[i] = j < w ? load_n<V>(B + (size_t)(j0 + jp + j) * ldb + k0 + k, nk) : V::zero();
+            }
+            V::transpose(t);
+            for (int i = 0; i < nk; ++i) t[i].store(o + (size_t)(k + i) * NR + v * L);
           }
-          for (int j = w; j < NR; ++j)
-            for (int k = kb; k < ke; ++k) o[(size_t)k * NR + j] = T(0);
         }
       }
     }

@@ -50,6 +50,27 @@ struct VF {
   static Mask gt(VF a, VF b) { return _mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ); }
   static Mask mand(Mask a, Mask b) { return _mm256_and_ps(a, b); }
   static VF select(Mask m, VF a, VF b) { return {_mm256_blendv_ps(b.v, a.v, m)}; }
+  // In-place transpose of the 8x8 tile in r[0..7]: 4x4 blocks within each
+  // 128-bit lane by 32- then 64-bit unpacks, then the lanes of rows 0-3 and 4-7 joined.
+  static void transpose(VF* r) {
+    __m256 t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+      t[i] = _mm256_unpacklo_ps(r[i].v, r[i + 1].v);
+      t[i + 1] = _mm256_unpackhi_ps(r[i].v, r[i + 1].v);
+    }
+    for (int g = 0; g < 8; g += 4) {
+      const __m256d a = _mm256_castps_pd(t[g]), b = _mm256_castps_pd(t[g + 1]);
+      const __m256d c = _mm256_castps_pd(t[g + 2]), d = _mm256_castps_pd(t[g + 3]);
+      u[g] = _mm256_castpd_ps(_mm256_unpacklo_pd(a, c));
+      u[g + 1] = _mm256_castpd_ps(_mm256_unpackhi_pd(a, c));
+      u[g + 2] = _mm256_castpd_ps(_mm256_unpacklo_pd(b, d));
+      u[g + 3] = _mm256_castpd_ps(_mm256_unpackhi_pd(b, d));
+    }
+    for (int c = 0; c < 4; ++c) {
+      r[c].v = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
+      r[4 + c].v = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
+    }
+  }
   static float hmax(VF a) {
     __m128 x = _mm_max_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
     x = _mm_max_ps(x, _mm_movehl_ps(x, x));

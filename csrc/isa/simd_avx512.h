@@ -57,6 +57,33 @@ struct VF {
   static Mask gt(VF a, VF b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_GT_OQ); }
   static Mask mand(Mask a, Mask b) { return Mask(a & b); }
   static VF select(Mask m, VF a, VF b) { return {_mm512_mask_blend_ps(m, b.v, a.v)}; }  // m ? a : b
+  // In-place transpose of the 16x16 tile held in r[0..15] (r[i] = row i): 4x4
+  // blocks within each 128-bit lane by 32- then 64-bit unpacks, then the lanes
+  // of four rows gathered by two rounds of 128-bit lane shuffles.
+  static void transpose(VF* r) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+      t[i] = _mm512_unpacklo_ps(r[i].v, r[i + 1].v);
+      t[i + 1] = _mm512_unpackhi_ps(r[i].v, r[i + 1].v);
+    }
+    for (int g = 0; g < 16; g += 4) {  // u[g + c] lane L: column 4L + c of rows g..g+3
+      const __m512d a = _mm512_castps_pd(t[g]), b = _mm512_castps_pd(t[g + 1]);
+      const __m512d c = _mm512_castps_pd(t[g + 2]), d = _mm512_castps_pd(t[g + 3]);
+      u[g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+      u[g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+      u[g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+      u[g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int c = 0; c < 4; ++c) {
+      const __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88), v1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xdd);
+      const __m512 v2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88);
+      const __m512 v3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xdd);
+      r[c].v = _mm512_shuffle_f32x4(v0, v2, 0x88);
+      r[4 + c].v = _mm512_shuffle_f32x4(v1, v3, 0x88);
+      r[8 + c].v = _mm512_shuffle_f32x4(v0, v2, 0xdd);
+      r[12 + c].v = _mm512_shuffle_f32x4(v1, v3, 0xdd);
+    }
+  }
   static float hmax(VF a) { return _mm512_reduce_max_ps(a.v); }
   static float hsum(VF a) { return _mm512_reduce_add_ps(a.v); }
 };

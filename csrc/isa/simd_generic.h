@@ -42,6 +42,7 @@ struct VScalar {
   static VScalar select(Mask m, VScalar a, VScalar b) { return m ? a : b; }
   static T hmax(VScalar a) { return a.v; }
   static T hsum(VScalar a) { return a.v; }
+  static void transpose(VScalar*) {}  // a 1x1 tile
   static VScalar exp(VScalar a) { return {std::exp(a.v)}; }
   static VScalar tanh(VScalar a) { return {std::tanh(a.v)}; }
 };
@@ -92,6 +93,8 @@ struct VF {
   static Mask gt(VF a, VF b) { return _mm_cmpgt_ps(a.v, b.v); }
   static Mask mand(Mask a, Mask b) { return _mm_and_ps(a, b); }
   static VF select(Mask m, VF a, VF b) { return {_mm_or_ps(_mm_and_ps(m, a.v), _mm_andnot_ps(m, b.v))}; }
+  // In-place transpose of the 4x4 tile in r[0..3].
+  static void transpose(VF* r) { _MM_TRANSPOSE4_PS(r[0].v, r[1].v, r[2].v, r[3].v); }
   static float hmax(VF a) {
     __m128 x = _mm_max_ps(a.v, _mm_movehl_ps(a.v, a.v));
     x = _mm_max_ss(x, _mm_shuffle_ps(x, x, 1));
