@@ -192,9 +192,26 @@ py::tuple lstm_forward_py(const py::object& x_obj, const py::object& W_obj, cons
   return ft == FType::f32 ? forward_impl<float>(a) : forward_impl<double>(a);
 }
 
+// The optional in-place outputs of lstm_backward for dW, dU, db.
+struct GradOuts {
+  py::object dW, dU, db;
+  bool accumulate = false;
+};
+
+// An out= array for a weight gradient: an ndarray of the cache's dtype and the
+// gradient's exact shape, updated in place; or null when not given.
+template <class Real>
+Real* grad_out(const char* name, const py::object& o, std::initializer_list<Dim> dims, py::array& keep) {
+  if (o.is_none()) return nullptr;
+  keep = inplace_array(kBwd, name, o);
+  check_ftype(kBwd, name, keep, ftype_of<Real>(), "the forward that made the cache");
+  check_shape(kBwd, name, keep, dims);
+  return inplace<Real>(kBwd, name, keep);
+}
+
 template <class Real>
 py::tuple backward_impl(const LstmCache<Real>& C, const py::object& dy_obj,
-                        const py::object& dhT_obj, const py::object& dcT_obj, bool need_dx) {
+                        const py::object& dhT_obj, const py::object& dcT_obj, bool need_dx, const GradOuts& outs) {
   constexpr FType ft = ftype_of<Real>();
   const int B = C.B, T = C.T, H = C.H, I = C.I, G = 4 * H;
   py::array dy = opt_array(kBwd, "dy", dy_obj), dhT = opt_array(kBwd, "dhT", dhT_obj),
@@ -212,22 +229,34 @@ py::tuple backward_impl(const LstmCache<Real>& C, const py::object& dy_obj,
   const bool want_dx = need_dx && C.dense_input;
   check_memory(kBwd, lstm_backward_bytes(sizeof(Real), B, T, I, H, want_dx));
 
+  LstmGrads<Real> g;
+  py::array dW = null_array(), dU = null_array(), db = null_array();
+  g.dW = grad_out<Real>("dW_out", outs.dW, {{C.lookup && !C.dense_input ? "V" : "I", I}, {"4H", G}}, dW);
+  g.dU = grad_out<Real>("dU_out", outs.dU, {{"H", H}, {"4H", G}}, dU);
+  FUSEDLSTM_CHECK(C.has_bias || outs.db.is_none(), kBwd,
+                  ": db_out was given but the forward had no bias (b=None), so there is no db");
+  if (C.has_bias) g.db = grad_out<Real>("db_out", outs.db, {{"4H", G}}, db);
+  // Two outputs in one buffer would each overwrite the other's sums.
+  const Real* given_outs[] = {g.dW, g.dU, g.db};
+  for (int i = 0; i < 3; ++i)
+    for (int j = i + 1; j < 3; ++j)
+      FUSEDLSTM_CHECK(!given_outs[i] || given_outs[i] != given_outs[j], kBwd,
+                      ": dW_out, dU_out and db_out must be different arrays");
+  g.add_dW = outs.accumulate && g.dW, g.add_dU = outs.accumulate && g.dU, g.add_db = outs.accumulate && g.db;
+  if (!g.dW) dW = py::array_t<Real>({I, G}), g.dW = static_cast<Real*>(dW.mutable_data());
+  if (!g.dU) dU = py::array_t<Real>({H, G}), g.dU = static_cast<Real*>(dU.mutable_data());
+  if (C.has_bias && !g.db) db = py::array_t<Real>(G), g.db = static_cast<Real*>(db.mutable_data());
+
   CArray<Real> dyc = opt_c<Real>(dy), dhc = opt_c<Real>(dhT),
                dcc = opt_c<Real>(dcT);
-  py::object dx = py::none(), db = py::none();
-  py::array_t<Real> dh0({B, H}), dc0({B, H}), dW({I, G}), dU({H, G});
-  LstmGrads<Real> g;
+  py::object dx = py::none();
+  py::array_t<Real> dh0({B, H}), dc0({B, H});
   if (want_dx) {
     py::array_t<Real> a({B, T, I});
     g.dx = a.mutable_data();
     dx = a;
   }
-  if (C.has_bias) {
-    py::array_t<Real> a(G);
-    g.db = a.mutable_data();
-    db = a;
-  }
-  g.dh0 = dh0.mutable_data(), g.dc0 = dc0.mutable_data(), g.dW = dW.mutable_data(), g.dU = dU.mutable_data();
+  g.dh0 = dh0.mutable_data(), g.dc0 = dc0.mutable_data();
   const int nt = num_threads();
   {
     // Safe without the GIL: the cache is only read (the caller's reference keeps
@@ -235,17 +264,19 @@ py::tuple backward_impl(const LstmCache<Real>& C, const py::object& dy_obj,
     py::gil_scoped_release nogil;
     lstm_backward(C, ptr_or_null(dyc), ptr_or_null(dhc), ptr_or_null(dcc), g, nt);
   }
-  return py::make_tuple(dx, dh0, dc0, dW, dU, db);
+  return py::make_tuple(dx, dh0, dc0, dW, dU, given(db) ? py::object(db) : py::none());
 }
 
 py::tuple lstm_backward_py(const py::object& cache, const py::object& dy, const py::object& dhT, const py::object& dcT,
-                           bool need_dx) {
+                           bool need_dx, const py::object& dW_out, const py::object& dU_out, const py::object& db_out,
+                           bool accumulate) {
+  const GradOuts outs{dW_out, dU_out, db_out, accumulate};
   if (!py::isinstance<PyLstmCache>(cache))
     throw TypeError(str(kBwd, ": cache must be the LstmCache of a training=True lstm_forward, got ",
                         type_name(cache)));
   const PyLstmCache& pc = cache.cast<const PyLstmCache&>();
-  if (pc.f32) return backward_impl<float>(*pc.f32, dy, dhT, dcT, need_dx);
-  return backward_impl<double>(*pc.f64, dy, dhT, dcT, need_dx);
+  if (pc.f32) return backward_impl<float>(*pc.f32, dy, dhT, dcT, need_dx, outs);
+  return backward_impl<double>(*pc.f64, dy, dhT, dcT, need_dx, outs);
 }
 
 template <class Real> py::object onehot_impl(const py::array& x) {
@@ -295,6 +326,8 @@ void register_lstm(py::module_& m) {
 
   m.def("lstm_backward", &lstm_backward_py, py::arg("cache"), py::arg("dy").none(true),
         py::arg("dhT") = py::none(), py::arg("dcT") = py::none(), py::kw_only(), py::arg("need_dx") = true,
+        py::arg("dW_out") = py::none(), py::arg("dU_out") = py::none(), py::arg("db_out") = py::none(),
+        py::arg("accumulate") = false,
         "BPTT through the forward that made `cache`: (dx, dh0, dc0, dW, dU, db). See _core.pyi.");
 }
 

@@ -443,12 +443,12 @@ void lstm_backward(const LstmCache<Real>& C, const Real* dy, const Real* dhT, co
   std::memcpy(g.dc0, dc.data(), sizeof(Real) * BH);
 
   const int M = int(TB);  // fits: checked by the bindings
-  k.gemm(true, false, H, G, M, C.hprev.data(), H, dZ.data(), G, Real(0), g.dU, G, nt);
+  k.gemm(true, false, H, G, M, C.hprev.data(), H, dZ.data(), G, Real(g.add_dU), g.dU, G, nt);
 
   // Column-block loops below: every column sums its rows in row order, so the
   // result does not depend on the thread count.
   if (C.lookup) {
-    std::fill(g.dW, g.dW + size_t(I) * G, Real(0));
+    if (!g.add_dW) std::fill(g.dW, g.dW + size_t(I) * G, Real(0));
     const int32_t* ids = C.ids.data();
     parallel_rows(G, TB * G, nt, [&](int j0, int j1) {
       for (size_t row = 0; row < TB; ++row) {
@@ -459,7 +459,7 @@ void lstm_backward(const LstmCache<Real>& C, const Real* dy, const Real* dhT, co
       }
     });
   } else {
-    k.gemm(true, false, I, G, M, C.x.data(), I, dZ.data(), G, Real(0), g.dW, G, nt);
+    k.gemm(true, false, I, G, M, C.x.data(), I, dZ.data(), G, Real(g.add_dW), g.dW, G, nt);
   }
 
   if (g.db)
@@ -469,7 +469,7 @@ void lstm_backward(const LstmCache<Real>& C, const Real* dy, const Real* dhT, co
         const Real* z = dZ.data() + row * G + j0;
         for (int j = 0; j < j1 - j0; ++j) acc[j] += double(z[j]);
       }
-      for (int j = j0; j < j1; ++j) g.db[j] = Real(acc[j - j0]);
+      for (int j = j0; j < j1; ++j) g.db[j] = g.add_db ? g.db[j] + Real(acc[j - j0]) : Real(acc[j - j0]);
     });
 
   if (g.dx && C.dense_input) {

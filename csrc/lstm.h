@@ -97,6 +97,9 @@ template <class Real> struct LstmGrads {
   Real* dW = nullptr;   // (I,4H) or (V,4H)
   Real* dU = nullptr;   // (H,4H)
   Real* db = nullptr;   // (4H) or null
+  // Add dW, dU, db to what the buffers hold instead of overwriting it (a layer
+  // whose weights already have a gradient from another call in the same step).
+  bool add_dW = false, add_dU = false, add_db = false;
 };
 
 // BPTT through the forward that made `cache`; dy ((B,T,H) or (B,H)), dhT, dcT may be null.

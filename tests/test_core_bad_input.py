@@ -82,6 +82,7 @@ CALLS = {
 KW_ONLY = {"mask", "rec_mask", "go_backwards", "zero_output_for_mask", "activation",
            "recurrent_activation", "return_sequences", "training", "onehot", "need_dx",
            "from_logits", "clip_eps", "backward", "trans_a", "trans_b", "out", "accumulate",
+           "dW_out", "dU_out", "db_out",
            "step", "lr", "beta_1", "beta_2", "epsilon", "momentum", "nesterov", "rho"}
 
 
@@ -215,6 +216,12 @@ CASES = [
     bad("lstm_backward", "dcT", shp(B), VAL, "rank1"),
     bad("lstm_backward", "dcT", F64, TYPE, "float64-mixed"),
     bad("lstm_backward", "dcT", STR, TYPE, "str"),
+    bad("lstm_backward", "dW_out", shp(I + 1, G), VAL, "rows"),
+    bad("lstm_backward", "dU_out", shp(H, G - 1), VAL, "columns"),
+    bad("lstm_backward", "dU_out", shp(H, G, dtype=np.float64), TYPE, "float64"),
+    bad("lstm_backward", "db_out", shp(G + 1), VAL, "length"),
+    bad("lstm_backward", "db_out", lambda _: [0.0] * G, TYPE, "list"),
+    bad("lstm_backward", "dU_out", lambda _: np.zeros((G, H), F32).T, VAL, "Fortran-order"),
     # ---- dense_softmax_xent ----
     bad("dense_softmax_xent", "x", shp(D), VAL, "rank1"),
     bad("dense_softmax_xent", "x", shp(N, D, 1), VAL, "rank3"),
@@ -309,10 +316,12 @@ def test_bad_argument_is_named(fn_key, arg, change, exc, pattern):
 # A read-only in-place buffer needs its own case: setflags returns None.
 @pytest.mark.parametrize("fn_key, arg", [("adam_update", "w"), ("adam_update", "m"),
                                          ("sgd_update", "u"), ("rmsprop_update", "s"),
-                                         ("matmul", "out")])
+                                         ("matmul", "out"), ("lstm_backward", "dU_out")])
 def test_read_only_in_place_buffer_is_refused(fn_key, arg):
+    default = {"out": (3, 2), "dU_out": (H, G)}
+
     def frozen(a):
-        a = np.array(a if a is not None else np.zeros((3, 2), F32))
+        a = np.array(a if a is not None else np.zeros(default[arg], F32))
         a.setflags(write=False)
         return a
     with pytest.raises(ValueError, match=rf"\b{arg}\b"):
@@ -325,6 +334,24 @@ def test_read_only_in_place_buffer_is_refused(fn_key, arg):
 def test_strided_in_place_buffer_is_refused(fn_key, arg):
     with pytest.raises(ValueError, match=rf"\b{arg}\b"):
         call(fn_key, **{arg: lambda a: np.repeat(a, 2)[::2]})
+
+
+def test_lstm_backward_out_arrays_must_differ():
+    args, _ = lstm_forward_call()
+    args["x"] = _r(B, T, H)
+    args["W"] = _r(H, G)  # dW and dU now have the same shape
+    y, _, _, cache = _core.lstm_forward(*args.values(), training=True)
+    buf = np.zeros((H, G), F32)
+    with pytest.raises(ValueError, match=r"dW_out, dU_out and db_out must be different arrays"):
+        _core.lstm_backward(cache, y, dW_out=buf, dU_out=buf)
+
+
+def test_lstm_backward_db_out_needs_a_bias():
+    args, _ = lstm_forward_call()
+    args["b"] = None
+    y, _, _, cache = _core.lstm_forward(*args.values(), training=True)
+    with pytest.raises(ValueError, match=r"\bdb_out\b.*no bias"):
+        _core.lstm_backward(cache, y, db_out=np.zeros(G, F32))
 
 
 def test_set_num_threads_rejects_nonpositive():

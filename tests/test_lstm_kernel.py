@@ -279,6 +279,34 @@ def restore_threads():
     _core.set_num_threads(n)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kw", [case("dense"), case("ids", vocab=9, mask=True)])
+def test_backward_writes_weight_gradients_into_out_arrays(kw, dtype, rng, seed):
+    """dW_out/dU_out/db_out receive exactly the returned gradients; accumulate adds to them."""
+    inputs, opts = lstm_problem(rng, 6, 9, 5, 21, dtype, **kw)
+    Rs = loss_weights(rng, inputs, opts)
+    _, _, _, cache = kernel_forward(inputs, opts, training=True)
+    plain = dict(zip(GRAD_NAMES, _core.lstm_backward(cache, *Rs)))
+    outs = {n: np.full_like(plain[n], np.nan) for n in ("dW", "dU", "db")}
+    got = dict(zip(GRAD_NAMES, _core.lstm_backward(cache, *Rs, dW_out=outs["dW"], dU_out=outs["dU"],
+                                                   db_out=outs["db"])))
+    for n, buf in outs.items():
+        assert got[n] is buf, f"{n}: the out array itself must be returned"
+        np.testing.assert_array_equal(buf, plain[n], err_msg=f"{n} into out=, seed={seed}")
+    for n in ("dx", "dh0", "dc0"):
+        if plain[n] is not None:
+            np.testing.assert_array_equal(got[n], plain[n], err_msg=f"{n} with out= given, seed={seed}")
+
+    start = {n: rng.standard_normal(buf.shape).astype(dtype) for n, buf in outs.items()}
+    acc = {n: a.copy() for n, a in start.items()}
+    _core.lstm_backward(cache, *Rs, dU_out=acc["dU"], db_out=acc["db"], accumulate=True)
+    tol = 1e-12 if dtype == np.float64 else 1e-6
+    for n in ("dU", "db"):
+        want = start[n].astype(np.float64) + plain[n]
+        err = scaled_error(acc[n], want)
+        assert err <= tol, f"{n} accumulate=True: error {err:.3g} > {tol:g}, seed={seed}"
+
+
 # Shapes on both sides of the time loop's split: long steps split each step's
 # GEMM across threads, short ones give each thread its own block of batch rows
 # (23 rows: blocks of unequal size for 2 and 3 threads).

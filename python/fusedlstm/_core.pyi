@@ -93,8 +93,18 @@ def lstm_backward(
     dcT: Optional[np.ndarray] = None,
     *,
     need_dx: bool = True,
+    dW_out: Optional[np.ndarray] = None,
+    dU_out: Optional[np.ndarray] = None,
+    db_out: Optional[np.ndarray] = None,
+    accumulate: bool = False,
 ) -> Tuple[Optional[np.ndarray], np.ndarray, np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray]]:
     """BPTT through the forward that made `cache`.
+
+    dW_out, dU_out, db_out: optional arrays (C-contiguous, writeable, the cache's
+       dtype and the gradient's shape, three different arrays) that the weight
+       gradients are written into instead of new arrays, and returned; with
+       accumulate=True they are added to what the given arrays hold (a layer used
+       twice in one step). db_out needs a forward with a bias.
 
     dy: dL/dy with y's shape ((B,T,H) or (B,H)), or None for zeros.
     dhT, dcT: dL/d(h_T), dL/d(c_T) (B,H) or None.

@@ -282,19 +282,30 @@ class LSTM(Layer):
         masks = [out_mask, None, None] if self.return_state else [out_mask]
         return outs, masks, (kc, dp, len(inputs) == 3)
 
-    def _run_backward(self, cache, douts, need_dx, ctx):
-        """Backward of _run: returns (dx, dh0, dc0, dW) and records dU, db."""
+    def _run_backward(self, cache, douts, need_dx, ctx, kernel_grad=False):
+        """Backward of _run: returns (dx, dh0, dc0, dW) and records dU, db; with
+        kernel_grad, dW is this layer's kernel gradient and is recorded too (None
+        is returned for it). The kernel writes the gradients straight into the
+        optimizer's flat buffer."""
         kc, dp, has_state = cache
         dy = douts[0]
         dh = douts[1] if self.return_state else None
         dc = douts[2] if self.return_state else None
-        dx, dh0, dc0, dW, dU, db = _core.lstm_backward(kc, dy, dh, dc, need_dx=need_dx)
-        ctx.add_grad(self.recurrent_kernel, dU)
-        if db is not None:
-            ctx.add_grad(self.bias, db)
+        weights = (self.kernel if kernel_grad else None, self.recurrent_kernel, self.bias)
+        outs = [ctx.grad_out(v) if v is not None else (None, False) for v in weights]
+        # One accumulate flag serves the three: when some buffers already hold a sum
+        # from this step, the others are zeroed and everything is added.
+        acc = any(a for o, a in outs if o is not None)
+        if acc:
+            for o, a in outs:
+                if o is not None and not a:
+                    o.fill(0)
+        dx, dh0, dc0, dW, dU, db = _core.lstm_backward(
+            kc, dy, dh, dc, need_dx=need_dx, dW_out=outs[0][0], dU_out=outs[1][0], db_out=outs[2][0],
+            accumulate=acc)
         if dx is not None and dp is not None:
             dx *= dp[:, None, :]
-        return dx, dh0, dc0, dW
+        return dx, dh0, dc0, (None if kernel_grad else dW)
 
     def _fwd(self, inputs, masks, training, ctx):
         x = inputs[0]
@@ -303,8 +314,7 @@ class LSTM(Layer):
         return self._run(x, self.kernel.value, inputs, masks[0], training, ctx)
 
     def _bwd(self, cache, douts, need, ctx):
-        dx, dh0, dc0, dW = self._run_backward(cache, douts, bool(need[0]), ctx)
-        ctx.add_grad(self.kernel, dW)
+        dx, dh0, dc0, _ = self._run_backward(cache, douts, bool(need[0]), ctx, kernel_grad=True)
         if cache[2]:
             return [dx, dh0, dc0]
         return [dx]

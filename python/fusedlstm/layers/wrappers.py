@@ -243,14 +243,14 @@ class Bidirectional(Layer):
         keep = (of[0], ob[0]) if self.merge_mode == "mul" else (None, None)
         return outs, masks, (cf, cb, keep, len(inputs) == 5)
 
-    def _bwd_both(self, cache, douts, need_dx, ctx):
+    def _bwd_both(self, cache, douts, need_dx, ctx, kernel_grad=False):
         cf, cb, (yf, yb), has_state = cache
         n_y = 2 if self.merge_mode is None else 1
         dyf, dyb = self._split(douts, yf, yb)
         st = douts[n_y:] if self.return_state else [None] * 4
         fl, bl = self.forward_layer, self.backward_layer
-        dxf, dh0f, dc0f, dWf = fl._run_backward(cf, [dyf] + list(st[0:2]), need_dx, ctx)
-        dxb, dh0b, dc0b, dWb = bl._run_backward(cb, [dyb] + list(st[2:4]), need_dx, ctx)
+        dxf, dh0f, dc0f, dWf = fl._run_backward(cf, [dyf] + list(st[0:2]), need_dx, ctx, kernel_grad)
+        dxb, dh0b, dc0b, dWb = bl._run_backward(cb, [dyb] + list(st[2:4]), need_dx, ctx, kernel_grad)
         dx = None
         if dxf is not None and dxb is not None:
             dx = dxf + dxb
@@ -265,9 +265,7 @@ class Bidirectional(Layer):
                               inputs, masks[0], training, ctx)
 
     def _bwd(self, cache, douts, need, ctx):
-        dx, dWf, dWb, extra = self._bwd_both(cache, douts, bool(need[0]), ctx)
-        ctx.add_grad(self.forward_layer.kernel, dWf)
-        ctx.add_grad(self.backward_layer.kernel, dWb)
+        dx, _, _, extra = self._bwd_both(cache, douts, bool(need[0]), ctx, kernel_grad=True)
         return [dx] + extra
 
     def get_config(self):
