@@ -1,6 +1,6 @@
 // bindings.cpp — the fusedlstm._core module: picks the kernels' instruction set
 // at import, maps the C++ error types to Python exceptions, and registers each
-// area's functions (bind_lstm.cpp, bind_dense.cpp, bind_optimizers.cpp).
+// area's functions (bind_lstm.cpp, bind_dense.cpp, bind_optimizers.cpp, bind_checks.cpp).
 // The Python-visible API is documented in python/fusedlstm/_core.pyi.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -22,6 +22,7 @@ namespace fusedlstm {
 void register_lstm(py::module_& m);
 void register_dense(py::module_& m);
 void register_optimizers(py::module_& m);
+void register_checks(py::module_& m);
 }  // namespace fusedlstm
 
 PYBIND11_MODULE(_core, m) {
@@ -64,4 +65,5 @@ PYBIND11_MODULE(_core, m) {
   register_lstm(m);
   register_dense(m);
   register_optimizers(m);
+  register_checks(m);
 }

@@ -156,12 +156,7 @@ double dense_softmax_xent(const XentInputs<Real>& in, const XentOutputs<Real>& o
   k.gemm(true, false, D, C, N, in.x, D, dl, C, Real(0), out.dW, C, nt);
   if (out.db)
     parallel_rows(C, size_t(N) * C, nt, [&](int j0, int j1) {
-      std::vector<double> acc(size_t(j1 - j0), 0.0);
-      for (int n = 0; n < N; ++n) {
-        const Real* z = dl + size_t(n) * C + j0;
-        for (int j = 0; j < j1 - j0; ++j) acc[j] += double(z[j]);
-      }
-      for (int j = j0; j < j1; ++j) out.db[j] = Real(acc[j - j0]);
+      k.sum_rows(size_t(N), j1 - j0, dl + j0, C, out.db + j0, false);
     });
   return loss;
 }

@@ -451,12 +451,7 @@ void lstm_backward(const LstmCache<Real>& C, const Real* dy, const Real* dhT, co
     if (!g.add_dW) std::fill(g.dW, g.dW + size_t(I) * G, Real(0));
     const int32_t* ids = C.ids.data();
     parallel_rows(G, TB * G, nt, [&](int j0, int j1) {
-      for (size_t row = 0; row < TB; ++row) {
-        if (ids[row] < 0) continue;
-        Real* w = g.dW + size_t(ids[row]) * G;
-        const Real* z = dZ.data() + row * G;
-        for (int j = j0; j < j1; ++j) w[j] += z[j];
-      }
+      k.scatter_add_rows(TB, j1 - j0, ids, dZ.data() + j0, G, g.dW + j0, G);
     });
   } else {
     k.gemm(true, false, I, G, M, C.x.data(), I, dZ.data(), G, Real(g.add_dW), g.dW, G, nt);
@@ -464,12 +459,7 @@ void lstm_backward(const LstmCache<Real>& C, const Real* dy, const Real* dhT, co
 
   if (g.db)
     parallel_rows(G, TB * G, nt, [&](int j0, int j1) {
-      std::vector<double> acc(size_t(j1 - j0), 0.0);
-      for (size_t row = 0; row < TB; ++row) {
-        const Real* z = dZ.data() + row * G + j0;
-        for (int j = 0; j < j1 - j0; ++j) acc[j] += double(z[j]);
-      }
-      for (int j = j0; j < j1; ++j) g.db[j] = g.add_db ? g.db[j] + Real(acc[j - j0]) : Real(acc[j - j0]);
+      k.sum_rows(TB, j1 - j0, dZ.data() + j0, G, g.db + j0, g.add_db);
     });
 
   if (g.dx && C.dense_input) {

@@ -63,6 +63,10 @@ def rmsprop_call():
     return dict(w=_r(10), g=_r(10), s=np.zeros(10, F32)), dict(lr=0.01)
 
 
+def finite_call():
+    return dict(x=_r(3, 4)), {}
+
+
 def onehot_call():
     return dict(x=np.eye(V, dtype=F32)[np.arange(B * T).reshape(B, T) % V]), {}
 
@@ -77,6 +81,7 @@ CALLS = {
     "sgd_update": (_core.sgd_update, sgd_call),
     "rmsprop_update": (_core.rmsprop_update, rmsprop_call),
     "onehot_ids": (_core.onehot_ids, onehot_call),
+    "first_nonfinite": (_core.first_nonfinite, finite_call),
 }
 
 KW_ONLY = {"mask", "rec_mask", "go_backwards", "zero_output_for_mask", "activation",
@@ -302,6 +307,12 @@ CASES = [
     bad("onehot_ids", "x", lambda a: a.astype(np.int64), TYPE, "int"),
     bad("onehot_ids", "x", OBJ, TYPE, "object"),
     bad("onehot_ids", "x", STR, TYPE, "str"),
+    # ---- first_nonfinite ----
+    bad("first_nonfinite", "x", I32, TYPE, "int"),
+    bad("first_nonfinite", "x", F16, TYPE, "float16"),
+    bad("first_nonfinite", "x", OBJ, TYPE, "object"),
+    bad("first_nonfinite", "x", lambda a: a.astype(">f4"), TYPE, "byte-swapped"),
+    bad("first_nonfinite", "x", lambda a: a[:, ::2], VAL, "strided"),
 ]
 
 

@@ -5,7 +5,8 @@ Covered here: the GEMM on odd shapes (edges of every register tile), all four
 transpose combinations, accumulate on/off, shapes that cross the cache blocks
 (K > KC, M > MC, N > NC); bitwise equality across thread counts; and the
 vectorised exp/sigmoid/tanh through the LSTM cell and softmax through
-dense_softmax_xent, including saturation at |x| = 100.
+dense_softmax_xent, including saturation at |x| = 100; the NaN/Inf scan and the
+one-hot scan.
 """
 
 import json
@@ -137,6 +138,45 @@ for C in (1, 5, 16, 37, 100):
     errors[f"softmax rel C={C}"] = float(np.max((np.abs(probs - want) / spread)[big] / want[big]))
     if not np.all(np.isfinite(probs)):
         bad.append(f"softmax C={C} gave non-finite values")
+
+# first_nonfinite: the first NaN/±Inf of a flat array, around the 1024-element
+# blocks of its scan; denormals and the largest finite values are finite.
+for dtype in (np.float32, np.float64):
+    info = np.finfo(dtype)
+    for n in (1, 15, 16, 17, 1023, 1024, 1025, 5000):
+        a = rng.standard_normal(n).astype(dtype)
+        a[rng.integers(0, n, max(1, n // 7))] = rng.choice([info.max, -info.max, info.tiny / 4, 0.0])
+        if _core.first_nonfinite(a) != -1:
+            bad.append(f"first_nonfinite on finite {dtype.__name__}[{n}] = {_core.first_nonfinite(a)}")
+        for v in (np.nan, np.inf, -np.inf):
+            b = a.copy()
+            pos = np.sort(rng.choice(n, size=min(n, 3), replace=False))
+            b[pos] = v
+            got = _core.first_nonfinite(b.reshape(-1, 1) if n % 2 else b)
+            if got != pos[0]:
+                bad.append(f"first_nonfinite {dtype.__name__}[{n}] with {v} at {list(pos)} gave {got}")
+
+# One-hot detection: exact one-hot rows (and all-zero rows) give ids through the
+# lookup path; any other value in any row must keep the dense GEMM, whose
+# result then differs from the lookup of that row.
+for V in (1, 7, 16, 17, 100):
+    ids = rng.integers(-1, V, (3, 41))
+    oh = np.zeros((3, 41, V), np.float32)
+    rows = ids >= 0
+    oh[rows, ids[rows]] = 1.0
+    got = _core.onehot_ids(oh)
+    if got is None or not np.array_equal(got, ids):
+        bad.append(f"onehot_ids V={V}: {got!r} for ids {ids!r}")
+    for v in (0.5, 2.0, -1.0, np.float32(1.0) + np.float32(1e-7)):
+        o2 = oh.copy()
+        o2[2, 40, rng.integers(0, V)] = v
+        if _core.onehot_ids(o2) is not None:
+            bad.append(f"onehot_ids V={V} took a row holding {v!r} as one-hot")
+    if V > 1:
+        o2 = oh.copy()
+        o2[1, 5, :2] = 1.0  # two ones
+        if _core.onehot_ids(o2) is not None:
+            bad.append(f"onehot_ids V={V} took a row with two ones as one-hot")
 
 print(json.dumps({"isa": _core.build_info()["isa"], "errors": errors, "bad": bad}))
 """

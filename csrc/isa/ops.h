@@ -17,6 +17,7 @@
 //     thread count (it may differ between ISA levels: summation order and FMA).
 #pragma once
 #include <cstddef>
+#include <cstdint>
 
 namespace fusedlstm {
 
@@ -71,6 +72,21 @@ struct KernelOps {
   // ---- rows of a softmax ---------------------------------------------------
   // probs[n] = exp(z[n] - max z[n]) / Σ exp(...), for N rows of C (in place allowed).
   void (*softmax_rows)(int N, int C, const T* z, int ldz, T* probs, int ldp);
+
+  // ---- column sums, row scatters, one-hot rows -----------------------------
+  // Bias and lookup-table gradients, and the one-hot test of every one-hot input:
+  // plain loops, here so that they are vectorised for the ISA.
+  // out[j] = (add ? out[j] : 0) + Σ_r x[r][j] for `rows` rows (stride ldx) of
+  // `cols` columns, each column summed in double, in row order.
+  void (*sum_rows)(size_t rows, int cols, const T* x, size_t ldx, T* out, bool add);
+  // W[ids[r]][j] += x[r][j] for j < cols and every row r with ids[r] >= 0, in row order.
+  void (*scatter_add_rows)(size_t rows, int cols, const int32_t* ids, const T* x, size_t ldx, T* W, size_t ldw);
+  // If every row of x (rows, V) is all zeros or a single exact 1.0, writes ids
+  // (the index of the 1.0, or -1) and returns true; else returns false.
+  bool (*onehot_rows)(const T* x, size_t rows, int V, int32_t* ids);
+  // The index of the first NaN or ±Inf among x[0..n), or n when all are finite
+  // (the input check every fit/predict batch goes through).
+  size_t (*first_nonfinite)(const T* x, size_t n);
 
   // ---- optimizer updates over one flat buffer (Keras 3 formulas) ----------
   // The complements 1-β1, 1-β2, 1-ρ are passed in, formed by the caller in double

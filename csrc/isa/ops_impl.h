@@ -571,6 +571,71 @@ void softmax_rows(int N, int C, const typename V::T* z, int ldz, typename V::T* 
 // fusing, so every ISA level gives the same bits.
 // ============================================================================
 
+// ============================================================================
+// Column sums, row scatters, one-hot rows (see ops.h)
+// ============================================================================
+
+template <class T>
+void sum_rows(size_t rows, int cols, const T* x, size_t ldx, T* out, bool add) {
+  constexpr int kChunk = 256;  // double accumulators of a column chunk, on the stack
+  for (int j0 = 0; j0 < cols; j0 += kChunk) {
+    const int n = imin(kChunk, cols - j0);
+    double acc[kChunk];
+    for (int j = 0; j < n; ++j) acc[j] = 0.0;
+    for (size_t r = 0; r < rows; ++r) {
+      const T* xr = x + r * ldx + j0;
+      for (int j = 0; j < n; ++j) acc[j] += double(xr[j]);
+    }
+    for (int j = 0; j < n; ++j) out[j0 + j] = add ? out[j0 + j] + T(acc[j]) : T(acc[j]);
+  }
+}
+
+template <class T>
+void scatter_add_rows(size_t rows, int cols, const int32_t* ids, const T* x, size_t ldx, T* W, size_t ldw) {
+  for (size_t r = 0; r < rows; ++r) {
+    if (ids[r] < 0) continue;
+    T* __restrict w = W + size_t(ids[r]) * ldw;
+    const T* __restrict xr = x + r * ldx;
+    for (int j = 0; j < cols; ++j) w[j] += xr[j];
+  }
+}
+
+// A row is one-hot (or all zero) iff every entry is 0 or 1 and at most one is
+// nonzero; the sum of j over its nonzero entries is then the id. Branch-free so
+// that the scan vectorises: it runs over every one-hot input of every call.
+template <class T>
+bool onehot_rows(const T* x, size_t rows, int V, int32_t* ids) {
+  for (size_t r = 0; r < rows; ++r) {
+    const T* row = x + r * size_t(V);
+    unsigned bad = 0, count = 0, id = 0;  // unsigned: a bad row's index sum may wrap, harmlessly
+    for (int j = 0; j < V; ++j) {
+      const unsigned nz = row[j] != T(0);
+      bad |= nz & unsigned(row[j] != T(1));
+      count += nz;
+      id += nz * unsigned(j);
+    }
+    if (bad | (count > 1)) return false;
+    ids[r] = count ? int32_t(id) : -1;
+  }
+  return true;
+}
+
+// x - x is 0 for a finite x and NaN for NaN and ±Inf: one branch-free test per
+// element, OR-ed over blocks; only a block with a hit is searched element by element.
+template <class T>
+size_t first_nonfinite(const T* x, size_t n) {
+  constexpr size_t kBlock = 1024;
+  for (size_t i0 = 0; i0 < n; i0 += kBlock) {
+    const size_t i1 = n - i0 < kBlock ? n : i0 + kBlock;
+    unsigned bad = 0;
+    for (size_t i = i0; i < i1; ++i) bad |= unsigned(!(x[i] - x[i] == T(0)));
+    if (bad)
+      for (size_t i = i0; i < i1; ++i)
+        if (!(x[i] - x[i] == T(0))) return i;
+  }
+  return n;
+}
+
 template <class T>
 void adam(size_t n, T* __restrict w, const T* __restrict g, T* __restrict m, T* __restrict v, T alpha,
           T beta1, T beta2, T eps, T c1, T c2) {
@@ -627,6 +692,10 @@ constexpr KernelOps<typename V::T> make_table(const char* name) {
                       &lstm_cell_forward<V>,
                       &lstm_cell_backward<V>,
                       &softmax_rows<V>,
+                      &sum_rows<T>,
+                      &scatter_add_rows<T>,
+                      &onehot_rows<T>,
+                      &first_nonfinite<T>,
                       &adam<T>,
                       &sgd<T>,
                       &rmsprop<T>};

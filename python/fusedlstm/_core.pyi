@@ -44,6 +44,10 @@ def onehot_ids(x: np.ndarray) -> Optional[np.ndarray]:
     exact 1.0, return int32 ids (B,T) (the index of the 1.0, or -1 for an
     all-zero row); otherwise None. One pass, stops at the first non-one-hot row."""
 
+def first_nonfinite(x: np.ndarray) -> int:
+    """Flat index of the first NaN or ±Inf in x (a C-contiguous float32/float64
+    array of any shape), or -1 when every value is finite. One vectorised pass."""
+
 def lstm_forward(
     x: np.ndarray,
     W: np.ndarray,

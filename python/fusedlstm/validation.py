@@ -6,17 +6,17 @@ object array would fail deep inside NumPy with a message that names no argument.
 Both are refused where the data enters, naming the argument, what is expected and
 what was found (the first bad value and its position).
 
-Cost: one reduction over a large array (np.sum; NaN and Inf survive any sum), and
-the elementwise search only when that sum is not finite; small arrays (a batch)
-take the elementwise test directly.
+Cost: one vectorised pass in C++ (`_core.first_nonfinite`) over a contiguous
+float32/float64 array; other layouts and dtypes take NumPy's elementwise test.
 """
 
 import numpy as np
 
+from . import _core
+
 __all__ = ["check_numeric", "check_finite"]
 
-# Below this size one elementwise pass is cheaper than the errstate-guarded sum.
-_SMALL = 1 << 16
+_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def check_numeric(a, what):
@@ -29,17 +29,12 @@ def check_finite(a, what):
     """Raise ValueError if a floating array holds NaN or +-Inf."""
     if a.dtype.kind != "f" or a.size == 0:
         return
-    if a.size <= _SMALL:
-        bad = ~np.isfinite(a)
-        if not bad.any():
+    if a.dtype in _KERNEL_DTYPES and a.flags.c_contiguous and a.flags.aligned:
+        if _core.first_nonfinite(a) < 0:
             return
-    else:
-        with np.errstate(over="ignore", invalid="ignore"):
-            if np.isfinite(np.sum(a)):
-                return
-        bad = ~np.isfinite(a)
-        if not bad.any():  # the sum overflowed; every value is finite
-            return
+    bad = ~np.isfinite(a)
+    if not bad.any():
+        return
     pos = np.unravel_index(int(np.argmax(bad)), a.shape)
     pos = tuple(int(i) for i in pos)
     raise ValueError(
