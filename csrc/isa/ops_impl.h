@@ -188,9 +188,9 @@ inline void store_n(V x, typename V::T* p, int n) {
 // gemm_packed reads B from a pre-packed copy with the same layout over all of
 // K and N (block pc at [pc*Npad], its panel p at [p*NR*kc]): the LSTM packs
 // its recurrent kernel once per sequence. gemm uses that layout too when M
-// spans several MC blocks (B packed once, not once per block). Tiny M (one
-// time step of a small batch) skips packing A, broadcasting straight from A's
-// rows, and packs B on the stack: no allocation, no threads.
+// spans several MC blocks (B packed once, not once per block). A small A block
+// (one time step of a small batch) is not packed: the kernel broadcasts straight
+// from A's rows, and B is packed on the stack: no allocation.
 //
 // Threads: chunks of whole NR panels of N, or of MR panels of M (whichever
 // operand is cheaper to pack twice), one per thread; each chunk packs its own
@@ -207,8 +207,10 @@ struct Gemm {
   static constexpr int KC = S::KC;
   static constexpr int NC = (S::NC + NR - 1) / NR * NR;
   static constexpr int MC = (S::MC + MR - 1) / MR * MR;
-  // Below this many rows A is read in place (packing it would cost as much as it saves).
-  static constexpr int kDirectA = 4;
+  // An A block of at most this many elements (rows x depth; 32 KB of floats) is
+  // read in place: it stays in L1 anyway, and packing it would cost more than the
+  // few column panels of a small product (an LSTM time step) save.
+  static constexpr size_t kDirectA = 8192;
   // Largest B (elements) packed whole once per call and thread chunk (16 MB of floats).
   static constexpr size_t kPrepackMax = size_t(4) << 20;
   // Below this many flops a product runs on one thread: waking workers costs more.
@@ -349,8 +351,8 @@ struct Gemm {
   // C[m0:m1, n0:n1] (n0 a multiple of NR).
   static void run_range(const Job& j, int m0, int m1, int n0, int n1) {
     if (m0 >= m1 || n0 >= n1) return;
-    const bool apack = j.ta || (m1 - m0) > kDirectA;
     const int kcmax = imin(KC, j.K);
+    const bool apack = j.ta || (size_t)(m1 - m0) * kcmax > kDirectA;
     Scratch<T, 1024> abuf(apack ? (size_t)round_up(imin(MC, m1 - m0), MR) * kcmax : 0);
     // B in the pre-packed layout: the caller's (gemm_packed), or packed here
     // once for all row blocks when there are several (each B block would
