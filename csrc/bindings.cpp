@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "block_cache.h"
 #include "common.h"
 #include "dispatch.h"
 #include "threads.h"
@@ -55,9 +56,13 @@ PYBIND11_MODULE(_core, m) {
         d["default_threads"] = default_num_threads();
         d["compiler"] = FUSEDLSTM_COMPILER;
         d["cpu"] = cpu_model();
+        d["buffer_cache_bytes"] = block_cache_bytes();
         return d;
       },
-      "{'version', 'isa' (in use), 'isa_available' (best last), 'threads', 'default_threads', 'compiler', 'cpu'}.");
+      "{'version', 'isa' (in use), 'isa_available' (best last), 'threads', 'default_threads', 'compiler', 'cpu', "
+      "'buffer_cache_bytes'}.");
+  m.def("clear_buffer_cache", &block_cache_clear,
+        "Frees the large buffers kept for reuse between kernel calls; returns the bytes freed.");
   m.def("set_num_threads", &set_num_threads, py::arg("n"),
         "Threads the kernels may use (n >= 1). Results do not depend on it.");
   m.def("get_num_threads", &num_threads, "Threads the kernels use.");

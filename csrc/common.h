@@ -27,6 +27,7 @@
 #include <xmmintrin.h>
 #endif
 
+#include "block_cache.h"
 #include "threads.h"
 
 namespace fusedlstm {
@@ -107,19 +108,19 @@ inline void check_memory(const char* fn, size_t bytes) {
 }
 
 // ---- aligned scratch buffer -------------------------------------------------
-// Uninitialised, 64-byte aligned (pack_b and the SIMD kernels want that), owned.
+// Uninitialised, 64-byte aligned (pack_b and the SIMD kernels want that), owned;
+// large ones come from and return to the block cache (block_cache.h).
 template <class X> class Buffer {
  public:
   Buffer() = default;
   explicit Buffer(size_t n) { reset(n); }
   void reset(size_t n) {
-    n_ = n;
     p_.reset();
+    n_ = 0;
     if (n == 0) return;
     const size_t bytes = (mul_size(n, sizeof(X)) + 63) / 64 * 64;
-    void* q = std::aligned_alloc(64, bytes);
-    if (!q) throw std::bad_alloc();
-    p_.reset(static_cast<X*>(q));
+    p_ = std::unique_ptr<X, Free>(static_cast<X*>(block_alloc(bytes)), Free{bytes});
+    n_ = n;
   }
   X* data() { return p_.get(); }
   const X* data() const { return p_.get(); }
@@ -131,7 +132,8 @@ template <class X> class Buffer {
 
  private:
   struct Free {
-    void operator()(X* q) const { std::free(q); }
+    size_t bytes = 0;
+    void operator()(X* q) const { block_free(q, bytes); }
   };
   std::unique_ptr<X, Free> p_;
   size_t n_ = 0;

@@ -356,3 +356,24 @@ def test_kernels_work_in_a_forked_child(rng, seed, restore_threads):
     os.close(rfd)
     assert os.WIFEXITED(status) and verdict == b"\x01", \
         f"the child's kernels failed or differed (status {status}, verdict {verdict!r}, seed={seed})"
+
+
+def test_large_buffers_are_reused_and_can_be_released(rng, seed):
+    """The cache of the LSTM's large buffers: results identical on reused (dirty)
+    memory, the cache bounded and emptied by release_memory()."""
+    import fusedlstm
+    inputs, opts = lstm_problem(rng, 16, 40, 33, 130, F32, mask=True)
+    Rs = loss_weights(rng, inputs, opts)
+    fusedlstm.release_memory()
+    first = kernel_run(inputs, opts, Rs)
+    held = _core.build_info()["buffer_cache_bytes"]
+    assert held > 0, "the training forward and backward buffers (> 256 KiB) should be kept for reuse"
+    for _ in range(3):  # the same requests again: served from the cache, which must not grow
+        again = kernel_run(inputs, opts, Rs)
+        assert _core.build_info()["buffer_cache_bytes"] == held
+        for part in (0, 1):
+            for name in first[part]:
+                if first[part][name] is not None:
+                    np.testing.assert_array_equal(again[part][name], first[part][name], err_msg=name)
+    assert fusedlstm.release_memory() == held
+    assert _core.build_info()["buffer_cache_bytes"] == 0

@@ -286,10 +286,24 @@ struct Gemm {
         // for the hardware prefetcher to ramp up: fetch the next panel's rows
         // while this panel is copied.
         const bool ahead = ir + MR < mc;
-        for (int rr = 0; rr < r; ++rr) {
-          const T* src = A + (size_t)(i0 + ir + rr) * lda + k0;
-          if (ahead) prefetch_row(src + (size_t)MR * lda, kc);
-          for (int k = 0; k < kc; ++k) o[(size_t)k * MR + rr] = src[k];
+        if (ahead)
+          for (int rr = 0; rr < MR; ++rr) prefetch_row(A + (size_t)(i0 + ir + MR + rr) * lda + k0, kc);
+        if constexpr (L >= MR) {
+          // L consecutive k of the panel's rows (zero rows past r) transposed in
+          // registers: vector kk is column k + kk, whose first r lanes are stored.
+          for (int k = 0; k < kc; k += L) {
+            const int nk = imin(L, kc - k);
+            V t[L];
+            for (int rr = 0; rr < L; ++rr)
+              t[rr] = rr < r ? load_n<V>(A + (size_t)(i0 + ir + rr) * lda + k0 + k, nk) : V::zero();
+            V::transpose(t);
+            for (int kk = 0; kk < nk; ++kk) store_n<V>(t[kk], o + (size_t)(k + kk) * MR, r);
+          }
+        } else {
+          for (int rr = 0; rr < r; ++rr) {
+            const T* src = A + (size_t)(i0 + ir + rr) * lda + k0;
+            for (int k = 0; k < kc; ++k) o[(size_t)k * MR + rr] = src[k];
+          }
         }
       }
     }

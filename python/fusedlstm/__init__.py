@@ -26,6 +26,12 @@ def get_num_threads() -> int:
     return _core.get_num_threads()
 
 
-__all__ = ["__version__", "build_info", "set_num_threads", "get_num_threads", "Input", "Model",
+def release_memory() -> int:
+    """Free the large buffers the kernels keep between calls to reuse in the next
+    training step (build_info()['buffer_cache_bytes']); returns the bytes freed."""
+    return _core.clear_buffer_cache()
+
+
+__all__ = ["__version__", "build_info", "set_num_threads", "get_num_threads", "release_memory", "Input", "Model",
            "Sequential", "load_model", "activations", "backend", "callbacks", "initializers",
            "layers", "losses", "metrics", "models", "optimizers", "utils"]

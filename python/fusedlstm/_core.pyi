@@ -22,7 +22,12 @@ __version__: str
 
 def build_info() -> dict:
     """{'version', 'isa' (in use), 'isa_available' (list, best last), 'threads',
-    'default_threads', 'compiler', 'cpu'}."""
+    'default_threads', 'compiler', 'cpu', 'buffer_cache_bytes'}."""
+
+def clear_buffer_cache() -> int:
+    """Free the large buffers (>= 256 KiB) the kernels keep for reuse between calls
+    (a training step allocates the same ones every time; at most a quarter of the
+    memory limit and 1 GiB are kept). Returns the bytes freed."""
 
 def set_num_threads(n: int) -> None:
     """Threads the kernels may use (n >= 1). Results do not depend on it."""
