@@ -37,20 +37,25 @@ inline int time_of(int s, int T, bool backwards) { return backwards ? T - 1 - s 
 // ---- the time loop's row blocks -------------------------------------------
 // The rows of a batch are independent recurrences: with one block of rows per
 // thread, each thread runs the whole time loop on its rows with no
-// synchronisation at all. That wins whenever a step is short, where the two
-// barriers a step otherwise costs (its GEMM and its cell split across threads)
-// take as long as the step. A long step keeps the rows together and splits the
-// GEMM's columns instead, so that each thread streams only its part of U.
+// synchronisation at all, where splitting each step's GEMM and cell across the
+// threads costs two barriers per step (a step of a small model takes about as
+// long as they do; in chars-seq, H = 256, they still cost 5-10%). Each block then
+// reads all of U every step, which pays when U stays in a core's L2 or the block
+// has the rows to amortise streaming it from L3. Otherwise (B = 32, H = 1024:
+// 16 MB of U for 16 rows, 12% slower measured) the rows stay together and the
+// GEMM's columns are split, so each thread streams only its part of U.
 // A row's arithmetic is the same in either case (the GEMM never splits K), so
 // results do not depend on this choice.
-constexpr int kMinBlockRows = 4;           // fewer rows per thread: the GEMM tile runs mostly empty
-constexpr double kMinLoopMacs = 1 << 16;   // a smaller whole loop is not worth waking a thread
-constexpr double kMaxStepMacs = 1 << 22;   // a longer step amortises its barriers
+constexpr int kMinBlockRows = 4;            // fewer rows per thread: the GEMM tile runs mostly empty
+constexpr double kMinLoopMacs = 1 << 16;    // a smaller whole loop is not worth waking a thread
+constexpr double kL2Elements = 1 << 18;     // U (H x 4H floats) up to 1 MB: L2-resident
+constexpr int kStreamRows = 32;             // rows per block that amortise streaming U from L3
 
 int recurrence_blocks(int B, int T, int H, int nt) {
-  const double step = double(B) * H * 4 * H;
-  int blocks = std::min(nt, B / kMinBlockRows);
-  if (blocks <= 1 || step * T < kMinLoopMacs || step > kMaxStepMacs) return 1;
+  const double step = double(B) * H * 4 * H, u = double(H) * 4 * H;
+  const int blocks = std::min(nt, B / kMinBlockRows);
+  if (blocks <= 1 || step * T < kMinLoopMacs) return 1;
+  if (u > kL2Elements && B / blocks < kStreamRows) return 1;
   return blocks;
 }
 

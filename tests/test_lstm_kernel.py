@@ -307,11 +307,12 @@ def test_backward_writes_weight_gradients_into_out_arrays(kw, dtype, rng, seed):
         assert err <= tol, f"{n} accumulate=True: error {err:.3g} > {tol:g}, seed={seed}"
 
 
-# Shapes on both sides of the time loop's split: long steps split each step's
-# GEMM across threads, short ones give each thread its own block of batch rows
-# (23 rows: blocks of unequal size for 2 and 3 threads).
+# Shapes on both sides of the time loop's split: a large U with few rows per
+# thread splits each step's GEMM across threads, the others give each thread its
+# own block of batch rows (23 and 67 rows: blocks of unequal size).
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shp, kw", [
+    shape(9, 12, 5, 260, mask=True, rec_mask=True),
     shape(67, 30, 7, 150, mask=True),
     shape(23, 30, 7, 33, mask=True, rec_mask=True, go_backwards=True),
     shape(23, 30, 1, 33, vocab=11, mask=True, return_sequences=False),
