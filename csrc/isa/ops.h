@@ -77,7 +77,8 @@ struct KernelOps {
   // Bias and lookup-table gradients, and the one-hot test of every one-hot input:
   // plain loops, here so that they are vectorised for the ISA.
   // out[j] = (add ? out[j] : 0) + Σ_r x[r][j] for `rows` rows (stride ldx) of
-  // `cols` columns, each column summed in double, in row order.
+  // `cols` columns, each column summed in row order (blocks of rows in T, their
+  // sums in double).
   void (*sum_rows)(size_t rows, int cols, const T* x, size_t ldx, T* out, bool add);
   // W[ids[r]][j] += x[r][j] for j < cols and every row r with ids[r] >= 0, in row order.
   void (*scatter_add_rows)(size_t rows, int cols, const int32_t* ids, const T* x, size_t ldx, T* W, size_t ldw);

@@ -625,16 +625,26 @@ void softmax_rows(int N, int C, const typename V::T* z, int ldz, typename V::T* 
 // Column sums, row scatters, one-hot rows (see ops.h)
 // ============================================================================
 
+// Blocks of 32 rows are summed in T, their sums in double: the accuracy of a
+// double sum (a block adds at most 32 rounding errors) without a conversion per
+// element, which made the all-double sum 5x slower than the rows' other pass.
 template <class T>
 void sum_rows(size_t rows, int cols, const T* x, size_t ldx, T* out, bool add) {
-  constexpr int kChunk = 256;  // double accumulators of a column chunk, on the stack
+  constexpr int kChunk = 256;   // columns per pass: the accumulators stay in L1
+  constexpr size_t kRows = 32;  // rows summed in T
   for (int j0 = 0; j0 < cols; j0 += kChunk) {
     const int n = imin(kChunk, cols - j0);
     double acc[kChunk];
+    T part[kChunk];
     for (int j = 0; j < n; ++j) acc[j] = 0.0;
-    for (size_t r = 0; r < rows; ++r) {
-      const T* xr = x + r * ldx + j0;
-      for (int j = 0; j < n; ++j) acc[j] += double(xr[j]);
+    for (size_t r0 = 0; r0 < rows; r0 += kRows) {
+      const size_t r1 = rows - r0 < kRows ? rows : r0 + kRows;
+      for (int j = 0; j < n; ++j) part[j] = T(0);
+      for (size_t r = r0; r < r1; ++r) {
+        const T* __restrict xr = x + r * ldx + j0;
+        for (int j = 0; j < n; ++j) part[j] += xr[j];
+      }
+      for (int j = 0; j < n; ++j) acc[j] += double(part[j]);
     }
     for (int j = 0; j < n; ++j) out[j0 + j] = add ? out[j0 + j] + T(acc[j]) : T(acc[j]);
   }
