@@ -21,6 +21,7 @@
 #include "onehot.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 namespace fusedlstm {
@@ -202,7 +203,13 @@ std::unique_ptr<LstmCache<Real>> lstm_forward(const LstmInputs<Real>& in, const 
       ids_to_time_major(in.ids64, B, T, I, opt.go_backwards, ids_tm.data());
   } else if (opt.onehot_auto) {
     Buffer<int32_t> ids_bt(TB);  // (B,T)
-    if (onehot_ids(in.x, TB, I, ids_bt.data())) {
+    std::atomic<bool> onehot{true};
+    parallel_rows(int(TB), TB * size_t(I), nt, [&](int r0, int r1) {
+      if (onehot.load(std::memory_order_relaxed) &&
+          !onehot_ids(in.x + size_t(r0) * I, size_t(r1 - r0), I, ids_bt.data() + r0))
+        onehot.store(false, std::memory_order_relaxed);
+    });
+    if (onehot.load()) {
       ids_tm.reset(TB);
       ids_to_time_major(ids_bt.data(), B, T, I, opt.go_backwards, ids_tm.data());
     }
