@@ -462,17 +462,16 @@ void lstm_backward(const LstmCache<Real>& C, const Real* dy, const Real* dhT, co
   if (C.lookup) {
     if (!g.add_dW) std::fill(g.dW, g.dW + size_t(I) * G, Real(0));
     const int32_t* ids = C.ids.data();
-    parallel_rows(G, TB * G, nt, [&](int j0, int j1) {
-      k.scatter_add_rows(TB, j1 - j0, ids, dZ.data() + j0, G, g.dW + j0, G);
+    parallel_rows(G, TB * G, nt, [&](int j0, int j1) {  // db in the same pass over dZ
+      k.scatter_add_rows(TB, j1 - j0, ids, dZ.data() + j0, G, g.dW + j0, G, g.db ? g.db + j0 : nullptr, g.add_db);
     });
   } else {
     k.gemm(true, false, I, G, M, C.x.data(), I, dZ.data(), G, Real(g.add_dW), g.dW, G, nt);
+    if (g.db)
+      parallel_rows(G, TB * G, nt, [&](int j0, int j1) {
+        k.sum_rows(TB, j1 - j0, dZ.data() + j0, G, g.db + j0, g.add_db);
+      });
   }
-
-  if (g.db)
-    parallel_rows(G, TB * G, nt, [&](int j0, int j1) {
-      k.sum_rows(TB, j1 - j0, dZ.data() + j0, G, g.db + j0, g.add_db);
-    });
 
   if (g.dx && C.dense_input) {
     Buffer<Real> dxtm(TB * I);  // (T,B,I)

@@ -80,8 +80,10 @@ struct KernelOps {
   // `cols` columns, each column summed in row order (blocks of rows in T, their
   // sums in double).
   void (*sum_rows)(size_t rows, int cols, const T* x, size_t ldx, T* out, bool add);
-  // W[ids[r]][j] += x[r][j] for j < cols and every row r with ids[r] >= 0, in row order.
-  void (*scatter_add_rows)(size_t rows, int cols, const int32_t* ids, const T* x, size_t ldx, T* W, size_t ldw);
+  // W[ids[r]][j] += x[r][j] for j < cols and every row r with ids[r] >= 0, in row order;
+  // and, when sum is not null, sum_rows(rows, cols, x, ldx, sum, add_sum) in the same pass.
+  void (*scatter_add_rows)(size_t rows, int cols, const int32_t* ids, const T* x, size_t ldx, T* W, size_t ldw,
+                           T* sum, bool add_sum);
   // If every row of x (rows, V) is all zeros or a single exact 1.0, writes ids
   // (the index of the 1.0, or -1) and returns true; else returns false.
   bool (*onehot_rows)(const T* x, size_t rows, int V, int32_t* ids);

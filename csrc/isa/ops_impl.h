@@ -625,11 +625,14 @@ void softmax_rows(int N, int C, const typename V::T* z, int ldz, typename V::T* 
 // Column sums, row scatters, one-hot rows (see ops.h)
 // ============================================================================
 
-// Blocks of 32 rows are summed in T, their sums in double: the accuracy of a
-// double sum (a block adds at most 32 rounding errors) without a conversion per
-// element, which made the all-double sum 5x slower than the rows' other pass.
+// Column sums: blocks of 32 rows are summed in T, their sums in double: the
+// accuracy of a double sum (a block adds at most 32 rounding errors) without a
+// conversion per element, which made the all-double sum 5x slower than the
+// rows' other pass. scatter_add_rows forms the same sums in its pass over the
+// rows (a lookup table's gradient and its bias's), reading them once.
 template <class T>
-void sum_rows(size_t rows, int cols, const T* x, size_t ldx, T* out, bool add) {
+void scatter_sum_rows(size_t rows, int cols, const int32_t* ids, const T* x, size_t ldx, T* W, size_t ldw,
+                      T* sum, bool add) {
   constexpr int kChunk = 256;   // columns per pass: the accumulators stay in L1
   constexpr size_t kRows = 32;  // rows summed in T
   for (int j0 = 0; j0 < cols; j0 += kChunk) {
@@ -642,22 +645,30 @@ void sum_rows(size_t rows, int cols, const T* x, size_t ldx, T* out, bool add) {
       for (int j = 0; j < n; ++j) part[j] = T(0);
       for (size_t r = r0; r < r1; ++r) {
         const T* __restrict xr = x + r * ldx + j0;
-        for (int j = 0; j < n; ++j) part[j] += xr[j];
+        if (ids && ids[r] >= 0) {
+          T* __restrict w = W + size_t(ids[r]) * ldw + j0;
+          for (int j = 0; j < n; ++j) w[j] += xr[j];
+        }
+        if (sum)
+          for (int j = 0; j < n; ++j) part[j] += xr[j];
       }
-      for (int j = 0; j < n; ++j) acc[j] += double(part[j]);
+      if (sum)
+        for (int j = 0; j < n; ++j) acc[j] += double(part[j]);
     }
-    for (int j = 0; j < n; ++j) out[j0 + j] = add ? out[j0 + j] + T(acc[j]) : T(acc[j]);
+    if (sum)
+      for (int j = 0; j < n; ++j) sum[j0 + j] = add ? sum[j0 + j] + T(acc[j]) : T(acc[j]);
   }
 }
 
 template <class T>
-void scatter_add_rows(size_t rows, int cols, const int32_t* ids, const T* x, size_t ldx, T* W, size_t ldw) {
-  for (size_t r = 0; r < rows; ++r) {
-    if (ids[r] < 0) continue;
-    T* __restrict w = W + size_t(ids[r]) * ldw;
-    const T* __restrict xr = x + r * ldx;
-    for (int j = 0; j < cols; ++j) w[j] += xr[j];
-  }
+void sum_rows(size_t rows, int cols, const T* x, size_t ldx, T* out, bool add) {
+  scatter_sum_rows<T>(rows, cols, nullptr, x, ldx, nullptr, 0, out, add);
+}
+
+template <class T>
+void scatter_add_rows(size_t rows, int cols, const int32_t* ids, const T* x, size_t ldx, T* W, size_t ldw, T* sum,
+                      bool add_sum) {
+  scatter_sum_rows<T>(rows, cols, ids, x, ldx, W, ldw, sum, add_sum);
 }
 
 // A row is one-hot (or all zero) iff every entry is 0 or 1 and at most one is
