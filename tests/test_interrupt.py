@@ -209,5 +209,9 @@ def test_sigint_stops_a_loop_of_fit_calls(sleep, limit, rng, seed):
     where = f"{report} (seed {seed})"
     assert p.returncode == 0, where
     assert report["same_weights"] and report["iterations"] == report["batches"], where
-    assert report["default_handler"] and "interrupted (SIGINT)" in report["message"], where
+    # Inside fit the step finishes and fit raises its own message; a signal that lands
+    # between two fit calls (no fit running: Python's own handler) is a bare
+    # KeyboardInterrupt. Either way no step is left half done and the handler is back.
+    assert report["default_handler"], where
+    assert "interrupted (SIGINT)" in report["message"] or report["message"] == "", where
     assert report["t"] - sent < limit, f"took {report['t'] - sent:.2f} s to stop: {where}"
