@@ -347,7 +347,8 @@ std::unique_ptr<LstmCache<Real>> lstm_forward(const LstmInputs<Real>& in, const 
     Real* Z = cache ? cache->gates.data() : zbuf.data();
     Real* xtm = cache ? (lookup ? nullptr : cache->x.data()) : xbuf.data();
     project(k, in, opt, ids, s0, n, xtm, Z, nt);
-    parallel(blocks, blocks, [&](int i) { run_steps(s0, n, Z, block_begin(B, blocks, i), block_begin(B, blocks, i + 1)); });
+    parallel(blocks, blocks,
+             [&](int i) { run_steps(s0, n, Z, block_begin(B, blocks, i), block_begin(B, blocks, i + 1)); });
   }
 
   if (cache) std::memcpy(out.cT, c_out(T - 1), sizeof(Real) * BH);

@@ -280,7 +280,8 @@ struct Gemm {
         // Row k of the panel is MR consecutive values of A: a fixed-size copy
         // (a few vector moves) for a full panel, element by element for a short one.
         if (r == MR)
-          for (int k = 0; k < kc; ++k) std::memcpy(o + (size_t)k * MR, A + (size_t)(k0 + k) * lda + i0 + ir, sizeof(T) * MR);
+          for (int k = 0; k < kc; ++k)
+            std::memcpy(o + (size_t)k * MR, A + (size_t)(k0 + k) * lda + i0 + ir, sizeof(T) * MR);
         else
           for (int k = 0; k < kc; ++k) {
             const T* src = A + (size_t)(k0 + k) * lda + i0 + ir;
@@ -494,9 +495,9 @@ struct Gemm {
 // vector width, the last vector is not a masked one but a full vector ending at
 // H, overlapping the one before: with masked loads and stores the cell of a
 // 25-unit LSTM took 1.7x as long on Zen 5 (327 vs 197 cycles a row, AVX-512,
-// measured in isolation). The kernels below read the
-// overlapping vector's inputs before any store (gates and dc are updated in
-// place), so the overlap is written twice with the same values.
+// measured in isolation). The kernels below read the overlapping vector's
+// inputs before any store (gates and dc are updated in place), so the overlap
+// is written twice with the same values.
 template <class V>
 inline int full_vectors_end(int H) {
   return H >= V::L && H % V::L ? H - H % V::L : H;  // [0, end) in full vectors; then the tail
@@ -626,10 +627,9 @@ void softmax_rows(int N, int C, const typename V::T* z, int ldz, typename V::T* 
 // ============================================================================
 
 // Column sums: blocks of 32 rows are summed in T, their sums in double: the
-// accuracy of a double sum (a block adds at most 32 rounding errors) without a
-// conversion per element, which made the all-double sum 5x slower than the
-// rows' other pass. scatter_add_rows forms the same sums in its pass over the
-// rows (a lookup table's gradient and its bias's), reading them once.
+// accuracy of a double sum (a block adds at most 32 rounding errors) without
+// converting every element. scatter_add_rows forms the same sums in its pass
+// over the rows (a lookup table's gradient and its bias's), reading them once.
 template <class T>
 void scatter_sum_rows(size_t rows, int cols, const int32_t* ids, const T* x, size_t ldx, T* W, size_t ldw,
                       T* sum, bool add) {
