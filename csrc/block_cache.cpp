@@ -62,7 +62,7 @@ size_t cap_bytes() {
 
 }  // namespace
 
-void* block_alloc(size_t bytes) {
+void* block_alloc(size_t bytes, size_t* got) {
   if (bytes >= kMinBytes) {
     Cache& c = cache();
     std::lock_guard<std::mutex> lk(c.mu);
@@ -74,12 +74,14 @@ void* block_alloc(size_t bytes) {
     }
     if (best < c.blocks.size()) {
       void* p = c.blocks[best].p;
+      *got = c.blocks[best].bytes;
       c.total -= c.blocks[best].bytes;
       c.blocks.erase(c.blocks.begin() + std::ptrdiff_t(best));
       return p;
     }
   }
-  void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+  *got = (bytes + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, *got);
   if (!p) throw std::bad_alloc();
   return p;
 }

@@ -11,9 +11,10 @@
 
 namespace fusedlstm {
 
-// 64-byte aligned, uninitialised; throws std::bad_alloc.
-void* block_alloc(size_t bytes);
-// Returns a block_alloc block of the same byte count (to the cache or the system).
+// At least `bytes`, 64-byte aligned, uninitialised; *got receives the block's
+// size (a cached block may be up to a third larger). Throws std::bad_alloc.
+void* block_alloc(size_t bytes, size_t* got);
+// Returns a block_alloc block with the size *got received (to the cache or the system).
 void block_free(void* p, size_t bytes) noexcept;
 // Frees every cached block; returns the bytes released.
 size_t block_cache_clear() noexcept;

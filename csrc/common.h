@@ -118,8 +118,9 @@ template <class X> class Buffer {
     p_.reset();
     n_ = 0;
     if (n == 0) return;
-    const size_t bytes = (mul_size(n, sizeof(X)) + 63) / 64 * 64;
-    p_ = std::unique_ptr<X, Free>(static_cast<X*>(block_alloc(bytes)), Free{bytes});
+    size_t got = 0;
+    X* q = static_cast<X*>(block_alloc(mul_size(n, sizeof(X)), &got));
+    p_ = std::unique_ptr<X, Free>(q, Free{got});
     n_ = n;
   }
   X* data() { return p_.get(); }
