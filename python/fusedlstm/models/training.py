@@ -745,34 +745,30 @@ class Trainer:
 _STEPS_ARG = {"fit": "steps_per_epoch", "validation_data": "validation_steps"}
 
 
-def _checked_targets(ys):
-    """Targets as arrays, after refusing non-numeric dtypes and NaN/Inf."""
+def _checked_arrays(arrays, name, dtype=None):
+    """One entry per output as arrays (None kept), after refusing non-numeric dtypes
+    and NaN/Inf; `name` leads the error messages, `dtype` casts after the dtype check."""
     out = []
-    for k, t in enumerate(ys):
-        if t is None:
+    for k, v in enumerate(arrays):
+        if v is None:
             out.append(None)
             continue
-        a = np.asarray(t)
-        what = "The targets `y`" + (f" (output {k})" if len(ys) > 1 else "")
+        a = np.asarray(v)
+        what = name + (f" (output {k})" if len(arrays) > 1 else "")
         check_numeric(a, what)
+        if dtype is not None:
+            a = a.astype(dtype, copy=False)
         check_finite(a, what)
         out.append(a)
     return out
+
+
+def _checked_targets(ys):
+    return _checked_arrays(ys, "The targets `y`")
 
 
 def _checked_sample_weights(sws):
-    out = []
-    for k, s in enumerate(sws):
-        if s is None:
-            out.append(None)
-            continue
-        a = np.asarray(s)
-        what = "`sample_weight`" + (f" (output {k})" if len(sws) > 1 else "")
-        check_numeric(a, what)
-        a = a.astype(np.float32, copy=False)
-        check_finite(a, what)
-        out.append(a)
-    return out
+    return _checked_arrays(sws, "`sample_weight`", np.float32)
 
 
 def _finite_step(total, grad):
