@@ -291,9 +291,8 @@ struct Gemm {
         // Row segments are short (kc floats) and far apart (lda), too short
         // for the hardware prefetcher to ramp up: fetch the next panel's rows
         // while this panel is copied.
-        const bool ahead = ir + MR < mc;
-        if (ahead)
-          for (int rr = 0; rr < MR; ++rr) prefetch_row(A + (size_t)(i0 + ir + MR + rr) * lda + k0, kc);
+        const int next = imin(MR, mc - ir - MR);  // rows of the next panel (none past the block)
+        for (int rr = 0; rr < next; ++rr) prefetch_row(A + (size_t)(i0 + ir + MR + rr) * lda + k0, kc);
         if constexpr (L >= MR) {
           // L consecutive k of the panel's rows (zero rows past r) transposed in
           // registers: vector kk is column k + kk, whose first r lanes are stored.
