@@ -5,11 +5,14 @@ vectorised pass each way); the LSTM's gate activations run inside the C++ kernel
 and only accept the names in `LSTM_KERNEL_NAMES`.
 
 Each activation is a module-level function (usable as `activation=tanh`, as in
-Keras) registered with its gradient `grad(dy, z, y) -> dz`, given the input z and
-the output y of the forward pass.
+Keras) registered by name in fusedlstm.registry, with its gradient
+`grad(dy, z, y) -> dz` (given the input z and the output y of the forward pass) in
+this module's gradient table.
 """
 
 import numpy as np
+
+from . import registry as _registry
 
 __all__ = ["get", "serialize", "linear", "relu", "relu6", "sigmoid", "tanh", "softmax",
            "log_softmax", "hard_sigmoid", "softplus", "softsign", "elu", "selu",
@@ -19,7 +22,6 @@ __all__ = ["get", "serialize", "linear", "relu", "relu6", "sigmoid", "tanh", "so
 LSTM_KERNEL_NAMES = ("tanh", "sigmoid", "hard_sigmoid", "hard_sigmoid_k2", "relu", "linear")
 
 _GRADS = {}
-_FUNCS = {}
 
 # Keras 3 activation names fusedlstm does not implement: asking for one is a missing
 # feature (NotImplementedError); any other unknown name is a typo (ValueError).
@@ -30,11 +32,13 @@ _KERAS_ONLY = ("celu", "gelu", "glu", "hard_shrink", "hard_silu", "hard_swish", 
 def _register(name, grad, *aliases):
     def deco(fn):
         fn.__name__ = name
-        for n in (name,) + aliases:
-            _FUNCS[n] = fn
         _GRADS[name] = grad
-        return fn
+        return _registry.register("activations", name=name, aliases=aliases)(fn)
     return deco
+
+
+def _names():
+    return _registry.names("activations")
 
 
 @_register("linear", lambda dy, z, y: dy)
@@ -145,7 +149,8 @@ def leaky_relu(x):
 
 
 def get(identifier, arg="activation"):
-    """The activation for a name, None ('linear') or one of this module's functions.
+    """The activation for a name, None ('linear'), Keras's {"class_name": "function",
+    "config": name} form or one of this module's functions.
 
     Raises NotImplementedError for a name Keras knows that we do not implement, or
     for an arbitrary callable (its gradient is unknown to the C++/NumPy engine), and
@@ -154,29 +159,37 @@ def get(identifier, arg="activation"):
     """
     if identifier is None:
         return linear
+    if isinstance(identifier, dict) and isinstance(identifier.get("config"), str) \
+            and identifier.get("class_name") == "function":
+        identifier = identifier["config"]  # Keras's serialized form of a built-in function
     if isinstance(identifier, str):
-        fn = _FUNCS.get(identifier)
+        fn = _registry.lookup("activations", identifier)
+        if fn is not None and getattr(fn, "__name__", None) not in _GRADS:
+            raise NotImplementedError(
+                f"Activation {identifier!r} (argument `{arg}`) is a custom function; fusedlstm needs the "
+                f"gradient of its activations and supports: {_names()}.")
         if fn is None:
             if identifier in _KERAS_ONLY:
                 raise NotImplementedError(
                     f"Activation {identifier!r} (argument `{arg}`) is not supported by fusedlstm; "
-                    f"supported: {sorted(_FUNCS)}."
+                    f"supported: {_names()}."
                 )
             raise ValueError(
-                f"Received an invalid value for argument `{arg}`, expected one of {sorted(_FUNCS)} "
+                f"Received an invalid value for argument `{arg}`, expected one of {_names()} "
                 f"(or None), got {identifier!r}."
             )
         return fn
     if callable(identifier):
         name = getattr(identifier, "__name__", None)
-        if _FUNCS.get(name) is identifier:
+        fn = _registry.lookup("activations", name)
+        if fn is identifier:
             return identifier
         # Keras' own functions (keras.activations.tanh ...) carry the same names.
-        if name in _FUNCS and getattr(identifier, "__module__", "").startswith(("keras", "tensorflow")):
-            return _FUNCS[name]
+        if fn is not None and getattr(identifier, "__module__", "").startswith(("keras", "tensorflow")):
+            return fn
         raise NotImplementedError(
             f"Custom activation function {identifier!r} is not supported (fusedlstm needs "
-            "its gradient); pass one of the names " + ", ".join(sorted(_FUNCS)) + "."
+            "its gradient); pass one of the names " + ", ".join(_names()) + "."
         )
     raise TypeError(
         f"Received an invalid value for argument `{arg}`, expected a string, None or "

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from . import registry as _registry
 from . import utils
 
 __all__ = ["Initializer", "Zeros", "Ones", "Constant", "RandomUniform", "RandomNormal",
@@ -219,17 +220,20 @@ class Identity(Initializer):
         return (self.gain * np.eye(*shape)).astype(dtype)
 
 
-_BY_NAME = {
-    "zeros": Zeros, "zero": Zeros, "ones": Ones, "one": Ones, "constant": Constant,
-    "uniform": RandomUniform, "random_uniform": RandomUniform,
-    "normal": RandomNormal, "random_normal": RandomNormal,
-    "truncated_normal": TruncatedNormal, "variance_scaling": VarianceScaling,
-    "glorot_uniform": GlorotUniform, "glorot_normal": GlorotNormal,
-    "he_uniform": HeUniform, "he_normal": HeNormal,
-    "lecun_uniform": LecunUniform, "lecun_normal": LecunNormal,
-    "orthogonal": Orthogonal, "identity": Identity,
-}
-_CLASSES = {c.__name__: c for c in set(_BY_NAME.values())}
+# The names users type, by class; each class is registered under its class name too.
+for _cls, _aliases in ((Zeros, ("zeros", "zero")), (Ones, ("ones", "one")), (Constant, ("constant",)),
+                       (RandomUniform, ("uniform", "random_uniform")), (RandomNormal, ("normal", "random_normal")),
+                       (TruncatedNormal, ("truncated_normal",)), (VarianceScaling, ("variance_scaling",)),
+                       (GlorotUniform, ("glorot_uniform",)), (GlorotNormal, ("glorot_normal",)),
+                       (HeUniform, ("he_uniform",)), (HeNormal, ("he_normal",)),
+                       (LecunUniform, ("lecun_uniform",)), (LecunNormal, ("lecun_normal",)),
+                       (Orthogonal, ("orthogonal",)), (Identity, ("identity",))):
+    _registry.register("initializers", aliases=_aliases)(_cls)
+del _cls, _aliases
+
+
+def _names():
+    return [n for n in _registry.names("initializers") if n.islower()]
 
 
 def get(identifier, arg="initializer"):
@@ -238,21 +242,18 @@ def get(identifier, arg="initializer"):
     if isinstance(identifier, Initializer):
         return identifier
     if isinstance(identifier, str):
-        key = identifier if identifier in _BY_NAME else None
-        if key is None:
-            # Keras accepts class names as well ("GlorotUniform").
-            cls = _CLASSES.get(identifier)
-            if cls is not None:
-                return cls()
+        # Keras accepts class names as well ("GlorotUniform").
+        cls = _registry.lookup("initializers", identifier)
+        if cls is None:
             if identifier.lower() == "stft":
                 raise NotImplementedError(f"Initializer {identifier!r} (argument `{arg}`) is not supported.")
             raise ValueError(
-                f"Received an invalid value for argument `{arg}`, expected one of {sorted(_BY_NAME)}, "
+                f"Received an invalid value for argument `{arg}`, expected one of {_names()}, "
                 f"got {identifier!r}.")
-        return _BY_NAME[key]()
+        return cls()
     if isinstance(identifier, dict) and "class_name" in identifier:
-        cls = _CLASSES.get(identifier["class_name"])
-        if cls is None:
+        cls = _registry.lookup("initializers", identifier["class_name"])
+        if not isinstance(cls, type) or not issubclass(cls, Initializer):
             raise NotImplementedError(f"Initializer class {identifier['class_name']!r} is not supported.")
         return cls.from_config(identifier.get("config", {}))
     raise TypeError(
@@ -261,4 +262,5 @@ def get(identifier, arg="initializer"):
 
 
 def serialize(init):
-    return {"class_name": type(init).__name__, "config": init.get_config()}
+    """{"class_name", "config"}: the initializer's registered name and get_config()."""
+    return _registry.serialize_keras_object(init)

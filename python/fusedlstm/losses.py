@@ -14,20 +14,38 @@ Keras 3's PyTorch backend: probabilities are renormalised and clipped to
 uses log_softmax / the logistic form. When a softmax Dense feeds
 (sparse_)categorical_crossentropy, training skips this module's NumPy path and
 calls `_core.dense_softmax_xent`, which computes the same numbers.
+
+`get(identifier)` resolves a name ('mse'), a {"class_name", "config"} dict or a Loss;
+every place that turns a saved or written loss back into an object calls it. The
+classes register themselves in fusedlstm.registry (the names users type are aliases).
 """
 
 import numbers
 
 import numpy as np
 
+from . import registry as _registry
 from .activations import _sigmoid
 
 __all__ = ["Loss", "CategoricalCrossentropy", "SparseCategoricalCrossentropy",
            "BinaryCrossentropy", "MeanSquaredError", "MeanAbsoluteError",
            "categorical_crossentropy", "sparse_categorical_crossentropy", "binary_crossentropy",
-           "mean_squared_error", "mean_absolute_error", "mse", "mae", "get", "reduction_weights"]
+           "mean_squared_error", "mean_absolute_error", "mse", "mae", "get", "serialize", "deserialize",
+           "reduction_weights", "mask_for_values"]
 
 EPSILON = 1e-7
+
+
+def mask_for_values(mask, values_shape):
+    """`mask` when it applies to loss values of `values_shape` (the same shape, or its
+    leading axes); None otherwise (a mask of another output shape does not weight them)."""
+    if mask is None:
+        return None
+    if mask.shape == tuple(values_shape):
+        return mask
+    if mask.ndim < len(values_shape) and mask.shape == tuple(values_shape[:mask.ndim]):
+        return mask
+    return None
 
 
 def reduction_weights(values_shape, sample_weight, mask, reduction="sum_over_batch_size"):
@@ -104,6 +122,10 @@ class Loss:
     def get_config(self):
         return {"name": self.name, "reduction": self.reduction}
 
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
 
 def _xent_from_probs(t, p):
     """-Σ t log(clip(p / Σp)) over the last axis, and what its gradient needs."""
@@ -133,6 +155,7 @@ def _smoothing(value):
     return float(value)
 
 
+@_registry.register("losses", aliases=("categorical_crossentropy",))
 class CategoricalCrossentropy(Loss):
     _default_name = "categorical_crossentropy"
 
@@ -181,6 +204,7 @@ class CategoricalCrossentropy(Loss):
         return cfg
 
 
+@_registry.register("losses", aliases=("sparse_categorical_crossentropy",))
 class SparseCategoricalCrossentropy(Loss):
     _default_name = "sparse_categorical_crossentropy"
 
@@ -242,6 +266,7 @@ class SparseCategoricalCrossentropy(Loss):
         return cfg
 
 
+@_registry.register("losses", aliases=("binary_crossentropy",))
 class BinaryCrossentropy(Loss):
     _default_name = "binary_crossentropy"
 
@@ -290,6 +315,7 @@ class BinaryCrossentropy(Loss):
         return cfg
 
 
+@_registry.register("losses", aliases=("mean_squared_error", "mse", "MSE"))
 class MeanSquaredError(Loss):
     _default_name = "mean_squared_error"
 
@@ -303,6 +329,7 @@ class MeanSquaredError(Loss):
         return 2.0 * (y_pred - t.reshape(y_pred.shape)) * (dv[..., None] / y_pred.shape[-1])
 
 
+@_registry.register("losses", aliases=("mean_absolute_error", "mae", "MAE"))
 class MeanAbsoluteError(Loss):
     _default_name = "mean_absolute_error"
 
@@ -353,18 +380,6 @@ mean_squared_error.__name__ = "mean_squared_error"
 mean_absolute_error = mae = _fn(MeanAbsoluteError)
 mean_absolute_error.__name__ = "mean_absolute_error"
 
-_BY_NAME = {
-    "categorical_crossentropy": CategoricalCrossentropy,
-    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
-    "binary_crossentropy": BinaryCrossentropy,
-    "mean_squared_error": MeanSquaredError, "mse": MeanSquaredError,
-    "MSE": MeanSquaredError, "MeanSquaredError": MeanSquaredError,
-    "mean_absolute_error": MeanAbsoluteError, "mae": MeanAbsoluteError,
-    "MAE": MeanAbsoluteError, "MeanAbsoluteError": MeanAbsoluteError,
-    "CategoricalCrossentropy": CategoricalCrossentropy,
-    "SparseCategoricalCrossentropy": SparseCategoricalCrossentropy,
-    "BinaryCrossentropy": BinaryCrossentropy,
-}
 
 
 # Keras 3 losses fusedlstm does not implement (NotImplementedError); other unknown
@@ -380,16 +395,19 @@ _KERAS_ONLY = {"binary_focal_crossentropy", "categorical_focal_crossentropy", "c
 
 
 def get(identifier):
-    """A Loss from a name, one of this module's loss functions, or a Loss instance.
+    """A Loss from a name, a {"class_name", "config"} dict (serialize's form), one of this
+    module's loss functions, or a Loss instance.
 
     The object keeps the name the user gave (Keras reports per-output losses by it).
     """
     if isinstance(identifier, Loss):
         return identifier
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
     if isinstance(identifier, str):
-        cls = _BY_NAME.get(identifier)
+        cls = _registry.lookup("losses", identifier)
         if cls is None:
-            supported = sorted(k for k in _BY_NAME if k.islower())
+            supported = [k for k in _registry.names("losses") if k.islower()]
             if identifier in _KERAS_ONLY:
                 raise NotImplementedError(
                     f"Loss {identifier!r} is not supported by fusedlstm; supported: {supported}.")
@@ -402,11 +420,33 @@ def get(identifier):
         return cls(name=identifier.__name__)
     if callable(identifier):
         name = getattr(identifier, "__name__", "")
-        if name in _BY_NAME and getattr(identifier, "__module__", "").startswith(("keras", "tensorflow")):
-            return _BY_NAME[name](name=name)
+        cls = _registry.lookup("losses", name)
+        if cls is not None and getattr(identifier, "__module__", "").startswith(("keras", "tensorflow")):
+            return cls(name=name)
         raise NotImplementedError(
             f"Custom loss function {identifier!r} is not supported (fusedlstm needs its gradient); "
             "use one of the built-in losses.")
     raise TypeError(
         f"Could not interpret loss identifier: {identifier!r} (argument `loss`, expected a loss name "
         "or a fusedlstm.losses.Loss).")
+
+
+def serialize(loss):
+    """What compile configs store for a loss: a name as it is, a loss function by its
+    name, a Loss as {"class_name", "config"}."""
+    if loss is None or isinstance(loss, str):
+        return loss
+    if isinstance(loss, Loss):
+        return _registry.serialize_keras_object(loss)
+    name = getattr(loss, "__name__", None)
+    if name and (getattr(loss, "_cls", None) is not None or _registry.lookup("losses", name) is not None):
+        return name
+    raise NotImplementedError(f"Cannot save the loss {loss!r}.")
+
+
+def deserialize(config):
+    """A Loss from serialize()'s dict form (its class looked up in fusedlstm.registry)."""
+    cls = _registry.lookup("losses", config.get("class_name"))
+    if not isinstance(cls, type) or not issubclass(cls, Loss):
+        raise NotImplementedError(f"Loss class {config.get('class_name')!r} is not supported (refusing to load it).")
+    return cls.from_config(dict(config.get("config") or {}))

@@ -10,9 +10,15 @@ sequence accuracy is the fraction of correct unmasked steps. 'acc'/'accuracy' is
 resolved from the loss and shapes exactly as keras.src.trainers.compile_utils does
 (binary when the output has 1 unit, sparse when y_true has one rank less or a
 trailing 1, else categorical) and reported under the name the user wrote.
+
+Metric classes register in fusedlstm.registry (the lowercase names users type are
+aliases), so a compile config can hold a metric object as {"class_name", "config"}.
 """
 
 import numpy as np
+
+from . import losses as _losses
+from . import registry as _registry
 
 __all__ = ["Metric", "Mean", "MeanMetricWrapper", "Accuracy", "CategoricalAccuracy",
            "SparseCategoricalAccuracy", "BinaryAccuracy", "MeanSquaredError",
@@ -61,7 +67,12 @@ class Metric:
     def get_config(self):
         return {"name": self.name}
 
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
+
+@_registry.register("metrics")
 class Mean(Metric):
     _default_name = "mean"
 
@@ -147,18 +158,23 @@ def _wrapper(fn, default):
     return _M
 
 
-CategoricalAccuracy = _wrapper(categorical_accuracy, "categorical_accuracy")
-CategoricalAccuracy.__name__ = "CategoricalAccuracy"
-SparseCategoricalAccuracy = _wrapper(sparse_categorical_accuracy, "sparse_categorical_accuracy")
-SparseCategoricalAccuracy.__name__ = "SparseCategoricalAccuracy"
-BinaryAccuracy = _wrapper(binary_accuracy, "binary_accuracy")
-BinaryAccuracy.__name__ = "BinaryAccuracy"
-MeanSquaredError = _wrapper(mean_squared_error, "mean_squared_error")
-MeanSquaredError.__name__ = "MeanSquaredError"
-MeanAbsoluteError = _wrapper(mean_absolute_error, "mean_absolute_error")
-MeanAbsoluteError.__name__ = "MeanAbsoluteError"
+def _named(cls, name, *aliases):
+    cls.__name__ = cls.__qualname__ = name
+    return _registry.register("metrics", aliases=aliases)(cls)
 
 
+CategoricalAccuracy = _named(_wrapper(categorical_accuracy, "categorical_accuracy"), "CategoricalAccuracy",
+                             "categorical_accuracy")
+SparseCategoricalAccuracy = _named(_wrapper(sparse_categorical_accuracy, "sparse_categorical_accuracy"),
+                                   "SparseCategoricalAccuracy", "sparse_categorical_accuracy")
+BinaryAccuracy = _named(_wrapper(binary_accuracy, "binary_accuracy"), "BinaryAccuracy", "binary_accuracy")
+MeanSquaredError = _named(_wrapper(mean_squared_error, "mean_squared_error"), "MeanSquaredError",
+                          "mse", "mean_squared_error")
+MeanAbsoluteError = _named(_wrapper(mean_absolute_error, "mean_absolute_error"), "MeanAbsoluteError",
+                           "mae", "mean_absolute_error")
+
+
+@_registry.register("metrics")
 class Accuracy(MeanMetricWrapper):
     """Exact equality of y_true and y_pred (keras.metrics.Accuracy)."""
 
@@ -168,19 +184,10 @@ class Accuracy(MeanMetricWrapper):
         super().__init__(lambda t, p: (np.asarray(t) == p).astype(np.float32), name or "accuracy")
 
 
-_BY_NAME = {
-    "categorical_accuracy": CategoricalAccuracy,
-    "sparse_categorical_accuracy": SparseCategoricalAccuracy,
-    "binary_accuracy": BinaryAccuracy,
-    "mse": MeanSquaredError, "mean_squared_error": MeanSquaredError,
-    "mae": MeanAbsoluteError, "mean_absolute_error": MeanAbsoluteError,
-}
 
 
 def _loss_metric(name):
-    from . import losses
-
-    loss = losses.get(name)
+    loss = _losses.get(name)
 
     def fn(y_true, y_pred):
         return loss.values(loss.prepare_targets(y_true, y_pred.shape), y_pred)
@@ -197,25 +204,51 @@ def resolve_accuracy(y_true_shape, y_pred_shape):
     return CategoricalAccuracy
 
 
+def _by_name(name):
+    """The metric class for a name users type ('mse', 'categorical_accuracy'), or None."""
+    return _registry.lookup("metrics", name) if isinstance(name, str) and name.islower() else None
+
+
 def get(identifier, y_true_shape, y_pred_shape):
-    """A fresh Metric for a compile() entry; its name is the string the user gave."""
+    """A fresh Metric for a compile() entry (a name, a {"class_name", "config"} dict, a
+    Metric class or instance); its name is the string the user gave."""
     if isinstance(identifier, Metric):
         return identifier
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
     if isinstance(identifier, str):
         if identifier.lower() in ("acc", "accuracy"):
             return resolve_accuracy(y_true_shape, y_pred_shape)(name=identifier)
-        cls = _BY_NAME.get(identifier)
+        cls = _by_name(identifier)
         if cls is not None:
             return cls(name=identifier)
         if identifier in ("categorical_crossentropy", "sparse_categorical_crossentropy",
                           "binary_crossentropy"):
             return _loss_metric(identifier)
+        supported = sorted({n for n in _registry.names("metrics") if n.islower()} | {"accuracy", "acc"})
         raise NotImplementedError(
-            f"Metric {identifier!r} is not supported by fusedlstm; supported: "
-            f"{sorted(set(_BY_NAME) | {'accuracy', 'acc'})} and the cross-entropies.")
+            f"Metric {identifier!r} is not supported by fusedlstm; supported: {supported} and the cross-entropies.")
     if isinstance(identifier, type) and issubclass(identifier, Metric):
         return identifier()
     fn_name = getattr(identifier, "__name__", None)
-    if callable(identifier) and fn_name in _BY_NAME and globals().get(fn_name) is identifier:
-        return _BY_NAME[fn_name](name=fn_name)
+    if callable(identifier) and _by_name(fn_name) is not None and globals().get(fn_name) is identifier:
+        return _by_name(fn_name)(name=fn_name)
     raise NotImplementedError(f"Metric {identifier!r} is not supported by fusedlstm (custom metric functions are not).")
+
+
+def serialize(metric):
+    """What compile configs store for a metric: a name as it is; a Metric of a registered
+    class as {"class_name", "config"}. Other metric objects cannot be rebuilt from a file."""
+    if metric is None or isinstance(metric, str):
+        return metric
+    if isinstance(metric, Metric) and _registry.lookup("metrics", _registry.registered_name(metric)) is type(metric):
+        return _registry.serialize_keras_object(metric)
+    raise NotImplementedError(f"Cannot save the metric object {metric!r}; compile with metric names to save the model.")
+
+
+def deserialize(config):
+    """A Metric from serialize()'s dict form (its class looked up in fusedlstm.registry)."""
+    cls = _registry.lookup("metrics", config.get("class_name"))
+    if not isinstance(cls, type) or not issubclass(cls, Metric):
+        raise NotImplementedError(f"Metric class {config.get('class_name')!r} is not supported (refusing to load it).")
+    return cls.from_config(dict(config.get("config") or {}))

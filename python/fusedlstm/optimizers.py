@@ -1,12 +1,13 @@
 """Adam, SGD and RMSprop over one flat weight buffer: one `_core.*_update` call per step.
 
 A model's trainable weights live in one contiguous float32 buffer and their
-gradients in another (models/store.py), so an update is a single kernel call
-however many layers the model has. Formulas are Keras 3's (PyTorch backend order
-of operations; see csrc/isa/ops.h):
+gradients in another (fusedlstm.variables.ParamStore), so an update is a single
+kernel call however many layers the model has. Formulas are Keras 3's (PyTorch
+backend order of operations, which decides the last bits; see csrc/isa/ops.h and
+reference.py):
 
-    Adam:    m += (g - m)(1 - β1);  v += (g² - v)(1 - β2)
-             w -= lr·sqrt(1 - β2^t)/(1 - β1^t) · m / (sqrt(v) + ε)
+    Adam:    m = β1·m + (1 - β1)·g;  v = β2·v + (1 - β2)·g²
+             w -= (m · α) / (sqrt(v) + ε),  α = lr·sqrt(1 - β2^t)/(1 - β1^t)
     SGD:     u = μu - lr·g;  w += u   (nesterov: w += μu - lr·g)
     RMSprop: s = ρs + (1 - ρ)g²;  w -= lr·g / sqrt(s + ε)
 
@@ -17,6 +18,10 @@ three may be set.
 
 Keras 2 spellings: `lr=` is accepted for `learning_rate`, and `decay=` applies the
 Keras 2 time decay lr / (1 + decay · iterations) (Keras 3 ignores it with a warning).
+
+`get(identifier)` resolves a name ('adam'), a config dict ({"class_name": "Adam",
+"config": {...}}) or an instance: compile(), load_model and the Keras-file reader all
+call it. Each class registers itself in fusedlstm.registry under its class name.
 """
 
 import math
@@ -25,6 +30,7 @@ import numbers
 import numpy as np
 
 from . import _core
+from . import registry as _registry
 
 __all__ = ["Optimizer", "Adam", "SGD", "RMSprop", "get", "serialize", "deserialize"]
 
@@ -121,6 +127,11 @@ class Optimizer:
             self._size = size
             self._alloc(size)
 
+    @property
+    def built(self):
+        """Whether the slot buffers exist (after the first update or build())."""
+        return self._size is not None
+
     def _alloc(self, size):
         pass
 
@@ -164,15 +175,34 @@ class Optimizer:
         return 0
 
     def get_state(self):
-        return {"iterations": self.iterations, "slots": [s.copy() for s in self._slot_arrays()]}
+        """{"iterations", "slots": copies of the flat state arrays (Adam: m, v),
+        "learning_rate": the float rate, None for a schedule}."""
+        lr = None if callable(self._lr) else float(self._lr)
+        return {"iterations": self.iterations, "slots": [s.copy() for s in self._slot_arrays()],
+                "learning_rate": lr}
+
+    def check_state(self, state, size):
+        """Raise ValueError unless `state` (get_state's form) fits this optimizer over `size` weights."""
+        slots = list(state.get("slots") or [])
+        n = self._n_slots()
+        if len(slots) != n or any(np.shape(s) != (size,) or np.asarray(s).dtype.kind != "f" for s in slots):
+            raise ValueError(
+                f"the optimizer state does not fit this model's {type(self).__name__}: expected {n} float "
+                f"slot array(s) of shape ({size},), the file has "
+                f"{[(np.shape(s), str(np.asarray(s).dtype)) for s in slots]}.")
 
     def set_state(self, state, size):
+        """Take get_state()'s form for a flat parameter vector of `size` floats (checked first:
+        a state that does not fit raises ValueError and changes nothing). A "learning_rate"
+        entry replaces a constant rate (a schedule keeps its own)."""
+        self.check_state(state, size)
         self.build(size)
         self.iterations = int(state["iterations"])
-        for dst, src in zip(self._slot_arrays(), state["slots"]):
-            if dst.shape != src.shape:
-                raise ValueError(f"Optimizer state of shape {src.shape} does not fit {dst.shape}.")
+        for dst, src in zip(self._slot_arrays(), state["slots"] or []):
             dst[...] = src
+        lr = state.get("learning_rate")
+        if lr is not None and not callable(self._lr):
+            self.learning_rate = lr
 
     def get_config(self):
         lr = self._lr
@@ -187,6 +217,7 @@ class Optimizer:
         return cls(**config)
 
 
+@_registry.register("optimizers", aliases=("adam",))
 class Adam(Optimizer):
     def __init__(self, learning_rate=None, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, **kwargs):
         super().__init__(learning_rate, **kwargs)
@@ -217,6 +248,7 @@ class Adam(Optimizer):
         return cfg
 
 
+@_registry.register("optimizers", aliases=("sgd",))
 class SGD(Optimizer):
     _default_lr = 0.01
 
@@ -246,6 +278,7 @@ class SGD(Optimizer):
         return cfg
 
 
+@_registry.register("optimizers", aliases=("rmsprop",))
 class RMSprop(Optimizer):
     def __init__(self, learning_rate=None, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, **kwargs):
         super().__init__(learning_rate, **kwargs)
@@ -275,7 +308,6 @@ class RMSprop(Optimizer):
         return cfg
 
 
-_BY_NAME = {"adam": Adam, "sgd": SGD, "rmsprop": RMSprop}
 _KERAS_ONLY = ("adamw", "adagrad", "adadelta", "adamax", "nadam", "ftrl", "lion", "adafactor", "lamb", "muon")
 
 
@@ -286,11 +318,14 @@ def __getattr__(name):
 
 
 def get(identifier):
-    """An Optimizer from a name ('adam', 'sgd', 'rmsprop') or an Optimizer instance."""
+    """An Optimizer from a name ('adam', 'sgd', 'rmsprop'), a {"class_name", "config"} dict
+    (serialize's form) or an Optimizer instance."""
     if isinstance(identifier, Optimizer):
         return identifier
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
     if isinstance(identifier, str):
-        cls = _BY_NAME.get(identifier.lower())
+        cls = _registry.lookup("optimizers", identifier.lower())
         if cls is None:
             if identifier.lower() in _KERAS_ONLY:
                 raise NotImplementedError(f"Optimizer {identifier!r} is not implemented by fusedlstm; use 'adam', 'sgd' or 'rmsprop'.")

@@ -8,10 +8,12 @@ import numpy as np
 
 from .. import activations as _acts
 from .. import utils
+from ..registry import register
 from .base import KerasTensor, Layer, Node, unique_name
 from .lstm import dropout_mask
 
 
+@register("layers")
 class InputLayer(Layer):
     """The source of a functional graph (keras.layers.InputLayer).
 
@@ -91,6 +93,7 @@ def Input(shape=None, batch_size=None, dtype=None, sparse=None, batch_shape=None
                       batch_shape=batch_shape, input_tensor=tensor, optional=optional, name=name).output
 
 
+@register("layers")
 class Dropout(Layer):
     """Inverted dropout in training (keras.layers.Dropout); identity in inference.
 
@@ -123,7 +126,7 @@ class Dropout(Layer):
             return [x], [masks[0]], None
         if self.rate == 1:
             return [np.zeros_like(x)], [masks[0]], np.zeros((1,) * x.ndim, x.dtype)
-        keep = dropout_mask(self._rng or utils._global_rng(), self._mask_shape(x.shape), self.rate, x.dtype)
+        keep = dropout_mask(ctx.generator(self._rng), self._mask_shape(x.shape), self.rate, x.dtype)
         return [x * keep], [masks[0]], keep
 
     def _bwd(self, cache, douts, need, ctx):
@@ -139,6 +142,7 @@ class Dropout(Layer):
         return cfg
 
 
+@register("layers")
 class SpatialDropout1D(Dropout):
     """Drops whole feature channels of a (batch, time, features) input."""
 
@@ -156,6 +160,7 @@ class SpatialDropout1D(Dropout):
         return cfg
 
 
+@register("layers")
 class Activation(Layer):
     """Applies an activation function (keras.layers.Activation)."""
 
@@ -183,6 +188,7 @@ class Activation(Layer):
         return cfg
 
 
+@register("layers")
 class Masking(Layer):
     """Masks time steps whose features all equal mask_value (keras.layers.Masking)."""
 
@@ -207,6 +213,7 @@ class Masking(Layer):
         return cfg
 
 
+@register("layers")
 class RepeatVector(Layer):
     """(batch, features) -> (batch, n, features) (keras.layers.RepeatVector).
 
@@ -242,6 +249,7 @@ class RepeatVector(Layer):
         return cfg
 
 
+@register("layers")
 class Flatten(Layer):
     """(batch, ...) -> (batch, prod(...)) (keras.layers.Flatten)."""
 
@@ -264,6 +272,7 @@ class Flatten(Layer):
         return [douts[0].reshape(cache)]
 
 
+@register("layers")
 class Reshape(Layer):
     """(batch, ...) -> (batch,) + target_shape; one entry may be -1 (keras.layers.Reshape)."""
 

@@ -15,9 +15,11 @@ import numpy as np
 from .. import _core
 from .. import activations as _acts
 from .. import initializers as _inits
+from ..registry import register
 from .base import Layer, _check_none
 
 
+@register("layers")
 class Dense(Layer):
     """Densely-connected layer: activation(inputs · kernel + bias).
 

@@ -10,6 +10,7 @@ import numbers
 import numpy as np
 
 from .. import initializers as _inits
+from ..registry import register
 from .base import Layer, _check_none
 
 
@@ -42,6 +43,7 @@ def as_ids(x, vocab, layer_name):
     return np.ascontiguousarray(a)
 
 
+@register("layers")
 class Embedding(Layer):
     """Turns token ids into dense vectors (keras.layers.Embedding).
 

@@ -26,6 +26,7 @@ from .. import _core
 from .. import activations as _acts
 from .. import initializers as _inits
 from .. import utils
+from ..registry import register
 from .base import Layer, _check_none
 
 
@@ -53,6 +54,7 @@ def dropout_mask(rng, shape, rate, dtype):
     return (keep / (1.0 - rate)).astype(dtype)
 
 
+@register("layers")
 class LSTM(Layer):
     """Long Short-Term Memory layer (keras.layers.LSTM, Keras 3 arguments and defaults).
 
@@ -263,11 +265,11 @@ class LSTM(Layer):
         h0, c0 = self._initial_state(inputs, B)
         dp = None
         if training and 0.0 < self.dropout < 1.0 and x.ndim == 3:
-            dp = dropout_mask(self._rng or utils._global_rng(), (B, x.shape[2]), self.dropout, self.dtype)
+            dp = dropout_mask(ctx.generator(self._rng), (B, x.shape[2]), self.dropout, self.dtype)
             x = x * dp[:, None, :]
         rm = None
         if training and 0.0 < self.recurrent_dropout < 1.0:
-            rm = dropout_mask(self._rng or utils._global_rng(), (B, self.units), self.recurrent_dropout, self.dtype)
+            rm = dropout_mask(ctx.generator(self._rng), (B, self.units), self.recurrent_dropout, self.dtype)
         b = self.bias.value if self.use_bias else None
         zo = self.zero_output_for_mask if zero_output is None else zero_output
         y, hT, cT, kc = _core.lstm_forward(

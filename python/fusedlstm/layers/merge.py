@@ -8,6 +8,7 @@ import numbers
 
 import numpy as np
 
+from ..registry import register
 from .base import Layer
 
 
@@ -50,6 +51,7 @@ class _Merge(Layer):
         return out
 
 
+@register("layers")
 class Add(_Merge):
     def _fwd(self, inputs, masks, training, ctx):
         y = inputs[0].copy()
@@ -62,6 +64,7 @@ class Add(_Merge):
         return [d if n else None for n in need]
 
 
+@register("layers")
 class Subtract(_Merge):
     def _flatten_call(self, inputs, initial_state):
         flat, n = super()._flatten_call(inputs, initial_state)
@@ -77,6 +80,7 @@ class Subtract(_Merge):
         return [d if need[0] else None, (-d) if need[1] else None]
 
 
+@register("layers")
 class Multiply(_Merge):
     def _fwd(self, inputs, masks, training, ctx):
         y = inputs[0].copy()
@@ -99,6 +103,7 @@ class Multiply(_Merge):
         return out
 
 
+@register("layers")
 class Average(_Merge):
     def _fwd(self, inputs, masks, training, ctx):
         y = inputs[0].copy()
@@ -112,6 +117,7 @@ class Average(_Merge):
         return [d if n else None for n in need]
 
 
+@register("layers")
 class Concatenate(_Merge):
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)

@@ -12,10 +12,13 @@ zero_output_for_mask = return_sequences on both halves).
 
 import numpy as np
 
+from ..registry import register
 from .base import Layer
 from .lstm import LSTM
+from .serialization import deserialize, serialize
 
 
+@register("layers")
 class TimeDistributed(Layer):
     """Applies `layer` to every time step of a (batch, time, ...) input."""
 
@@ -65,12 +68,11 @@ class TimeDistributed(Layer):
 
     def get_config(self):
         cfg = super().get_config()
-        cfg["layer"] = {"class_name": type(self.layer).__name__, "config": self.layer.get_config()}
+        cfg["layer"] = serialize(self.layer)
         return cfg
 
     @classmethod
     def from_config(cls, config):
-        from . import deserialize
         config = dict(config)
         config["layer"] = deserialize(config["layer"])
         return cls(**config)
@@ -79,6 +81,7 @@ class TimeDistributed(Layer):
 _MERGES = ("concat", "sum", "mul", "ave", None)
 
 
+@register("layers")
 class Bidirectional(Layer):
     """Runs an LSTM forwards and backwards over the input and merges the two outputs.
 
@@ -270,18 +273,18 @@ class Bidirectional(Layer):
 
     def get_config(self):
         cfg = super().get_config()
-        cfg["layer"] = {"class_name": "LSTM", "config": self.forward_layer.get_config()}
+        cfg["layer"] = serialize(self.forward_layer)
         cfg["layer"]["config"]["name"] = _strip(self.forward_layer.name, "forward_")
         cfg["merge_mode"] = self.merge_mode
-        cfg["backward_layer"] = {"class_name": "LSTM", "config": self.backward_layer.get_config()}
+        cfg["backward_layer"] = serialize(self.backward_layer)
         return cfg
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        config["layer"] = LSTM.from_config(config["layer"]["config"])
+        config["layer"] = deserialize(config["layer"])
         if config.get("backward_layer") is not None:
-            config["backward_layer"] = LSTM.from_config(config["backward_layer"]["config"])
+            config["backward_layer"] = deserialize(config["backward_layer"])
         return cls(**config)
 
 
