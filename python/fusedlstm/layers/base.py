@@ -11,11 +11,11 @@ A layer here is two things at once:
   precomputed plan. All heavy work inside them is one C++ kernel call (LSTM,
   GEMM) or one vectorised NumPy pass; nothing loops over time steps in Python.
 
-Weights are `Variable`s whose `.value` is a NumPy array. A model that trains
-rebinds every trainable variable to a view into one flat float buffer (and
-`.grad` to a view into one flat gradient buffer) so the optimizer updates all
-weights in one kernel call; the layer itself never caches the arrays, it reads
-`var.value` on each call, which is what lets several models share a layer.
+Weights are `Variable`s (fusedlstm.variables) whose `.value` is a NumPy array. A
+model that trains rebinds every trainable variable to a view into one flat float
+buffer (and `.grad` to a view into one flat gradient buffer) so the optimizer
+updates all weights in one kernel call; the layer itself never caches the arrays,
+it reads `var.value` on each call, which is what lets several models share a layer.
 """
 
 import itertools
@@ -25,7 +25,9 @@ import threading
 import numpy as np
 
 from .. import initializers as _inits
+from .. import utils
 from ..validation import check_finite, check_numeric
+from ..variables import Variable, bump_generation
 
 __all__ = ["Layer", "Variable", "KerasTensor", "Node", "clear_session"]
 
@@ -52,50 +54,6 @@ def clear_session():
     """Reset the automatic layer/model names (keras.backend.clear_session)."""
     with _uid_lock:
         _uids.clear()
-
-
-class Variable:
-    """One weight: `.value` is the NumPy array the kernels read; `.grad` its gradient view.
-
-    Mirrors the parts of keras.Variable notebooks touch: name, path, shape,
-    trainable, numpy(), assign().
-    """
-
-    __slots__ = ("name", "path", "value", "grad", "trainable", "_gstamp", "_owner", "__weakref__")
-
-    def __init__(self, name, value, trainable=True, path=None):
-        self.name = name
-        self.path = path or name
-        self.value = value
-        self.grad = None
-        self.trainable = trainable
-        self._gstamp = -1
-        self._owner = None  # the parameter store whose buffer holds .value, if any
-
-    @property
-    def shape(self):
-        return self.value.shape
-
-    @property
-    def dtype(self):
-        return str(self.value.dtype)
-
-    def numpy(self):
-        return self.value.copy()
-
-    def assign(self, value):
-        arr = np.asarray(value)
-        if arr.shape != self.value.shape:
-            raise ValueError(
-                f"Cannot assign a value of shape {arr.shape} to variable {self.path!r} of "
-                f"shape {self.value.shape}.")
-        self.value[...] = arr
-
-    def __array__(self, dtype=None, copy=None):
-        return np.array(self.value, dtype=dtype, copy=True)
-
-    def __repr__(self):
-        return f"<Variable path={self.path}, shape={self.shape}, dtype={self.dtype}>"
 
 
 class KerasTensor:
@@ -144,21 +102,33 @@ class Node:
 
 
 class Context:
-    """Per-call state of the engine: training flag, gradient stamp and the weight-gradient sink.
+    """Per-call state of the engine: training flag, gradient stamp, the weight-gradient
+    sink and the random stream dropout draws from.
 
     Each step writes a variable's gradient with add_grad/grad_out: the first write in a
     step (stamp) overwrites, later ones (a layer used twice) accumulate. A fresh Context
     is made per call, so concurrent predict() calls never share one.
+
+    `rng`: the Generator that layers without their own `seed=` draw dropout masks from
+    in this call; None means the library's stream (fusedlstm.utils). A data-parallel
+    step passes each rank's own stream here.
     """
 
-    __slots__ = ("training", "want_grads", "stamp")
+    __slots__ = ("training", "want_grads", "stamp", "rng")
     # next() on itertools.count is atomic under the GIL: unique stamps without a lock.
     _stamps = itertools.count(1)
 
-    def __init__(self, training=False, want_grads=False):
+    def __init__(self, training=False, want_grads=False, rng=None):
         self.training = training
         self.want_grads = want_grads
         self.stamp = next(Context._stamps)
+        self.rng = rng
+
+    def generator(self, own=None):
+        """The Generator a layer draws from: its own (`seed=`), this call's, or the library's."""
+        if own is not None:
+            return own
+        return self.rng if self.rng is not None else utils._global_rng()
 
     def add_grad(self, var, g):
         dst = var.grad
@@ -208,7 +178,6 @@ def assign_weights(params, weights, owner, label):
     """set_weights for a layer or a model: check the count, every shape and dtype, then
     assign, so a bad list changes nothing. `owner` ("layer 'lstm'") and the Variable
     attribute `label` ('name' or 'path') name things in the messages."""
-    from ..validation import check_numeric
     if isinstance(weights, (str, bytes, np.ndarray)) or not hasattr(weights, "__iter__"):
         raise TypeError(
             f"Received an invalid value for argument `weights`, expected a list of arrays (one per "
@@ -279,8 +248,6 @@ class Layer:
 
     @trainable.setter
     def trainable(self, value):
-        from ..models.store import bump_generation
-
         self._trainable = bool(value)
         for layer in self._sublayers():
             layer.trainable = value
