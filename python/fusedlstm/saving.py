@@ -1,19 +1,24 @@
-"""Saving and loading: fusedlstm's own NumPy-only file format, chosen by file suffix.
+"""Saving and loading: fusedlstm's own NumPy-only file format, and the one table of file suffixes.
 
-Formats by suffix:
+Formats by suffix (`SUFFIXES`, longest first):
 
 * `.fusedlstm` — a whole model: an uncompressed .npz (zip of .npy arrays) holding
-  `__model__` (UTF-8 JSON: architecture, compile settings, format version as a
-  uint8 array), the weights `w0000, w0001, ...` in `model.weights` order, and the
-  optimizer state (`opt_iterations`, `opt_0000, ...`) when the model was compiled.
+  `__model__` (UTF-8 JSON as a uint8 array: format and version, the model's registered
+  class name, its `get_config()` and `get_compile_config()`), the weights `w0000,
+  w0001, ...` in `model.weights` order, and the optimizer state (`opt_iterations`,
+  `opt_0000, ...`) when the model was compiled and has trained.
 * `.weights.npz` — weights only: `__weights__` (JSON: the weights' paths and
   shapes) and `w0000, ...`.
-* `.keras`, `.h5`, `.weights.h5` — Keras's own formats: not handled here yet
-  (NotImplementedError); they come with the Keras-parity work.
+* `.keras`, `.weights.h5`, `.h5`, `.hdf5` — Keras's formats: handed to the reader and
+  writer fusedlstm.io registers here (register_format); this module never imports it.
+
+This module knows configs, weights and the registry of classes by name
+(fusedlstm.registry), never the model or layer classes: a model is rebuilt by looking
+up its class name and calling `from_config`, which rebuilds its layers the same way.
 
 Loading reads arrays with `allow_pickle=False` and JSON only: it never unpickles
-and never imports or runs code named in a file. A config naming a layer class we
-do not implement (Lambda, a custom class) is refused with NotImplementedError.
+and never imports or runs code named in a file. A config naming a class that is not
+registered (Lambda, a custom class) is refused with NotImplementedError.
 
 Integrity (format version 2): every file also holds `__integrity__` (JSON: the
 sha256 of all other entries, fusedlstm.atomic.digest_arrays, and their names).
@@ -26,6 +31,10 @@ nothing. Version-1 files (no checksum) still load.
 Checkpoints written by ModelCheckpoint into these formats carry the training
 state too (`__train_state__` and the optimizer entries; see fusedlstm.resume);
 `fusedlstm.callbacks.restore_checkpoint` reads it back.
+
+Keras's serialization functions are here under their Keras names:
+register_keras_serializable, get_registered_object, get_registered_name,
+serialize_keras_object, deserialize_keras_object (fusedlstm.registry).
 """
 
 import json
@@ -33,21 +42,35 @@ import os
 
 import numpy as np
 
-from . import losses as _losses
-from . import optimizers as _optimizers
+from . import registry as _registry
 from .atomic import atomic_path, digest_arrays
-from .io import load_keras_file, save_keras_file
+from .registry import (deserialize_keras_object, get_registered_name, get_registered_object,
+                       register_keras_serializable, serialize_keras_object)
 
 FORMAT_VERSION = 2
 INTEGRITY_KEY = "__integrity__"
 MODEL_SUFFIX = ".fusedlstm"
 WEIGHTS_SUFFIX = ".weights.npz"
-_KERAS_SUFFIXES = (".weights.h5", ".keras", ".h5", ".hdf5")
 
-__all__ = ["save_model", "load_model", "save_weights", "load_weights", "MODEL_SUFFIX", "WEIGHTS_SUFFIX"]
+# Suffix -> what the file holds. Longest suffixes first: ".weights.h5" also ends in ".h5".
+SUFFIXES = (
+    (WEIGHTS_SUFFIX, "weights"),
+    (MODEL_SUFFIX, "model"),
+    (".weights.h5", "keras3_weights"),
+    (".keras", "keras3_archive"),
+    (".hdf5", "legacy_h5"),
+    (".h5", "legacy_h5"),
+)
+OWN_KINDS = ("model", "weights")
+KERAS_KINDS = ("keras3_weights", "keras3_archive", "legacy_h5")
+
+__all__ = ["save_model", "load_model", "save_weights", "load_weights", "MODEL_SUFFIX", "WEIGHTS_SUFFIX",
+           "SUFFIXES", "file_kind", "register_format", "register_keras_serializable", "get_registered_object",
+           "get_registered_name", "serialize_keras_object", "deserialize_keras_object"]
 
 
-def _suffix_kind(path):
+def file_kind(path):
+    """What a file holds from its suffix ('model', 'weights', 'keras3_archive', ...), or None."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(
             f"Received an invalid value for argument `filepath`, expected a str or os.PathLike, got "
@@ -56,14 +79,29 @@ def _suffix_kind(path):
     if not isinstance(p, str):
         p = os.fsdecode(p)
     p = p.lower()
-    if p.endswith(WEIGHTS_SUFFIX):
-        return "weights"
-    if p.endswith(MODEL_SUFFIX):
-        return "model"
-    for s in _KERAS_SUFFIXES:
-        if p.endswith(s):
-            return "keras:" + s
+    for suffix, kind in SUFFIXES:
+        if p.endswith(suffix):
+            return kind
     return None
+
+
+# --- other formats: the Keras files fusedlstm.io reads and writes ------------------------------
+
+_FORMATS = {}  # kind -> (save(model, path, weights_only), load(path, model=None, compile=..., skip_mismatch=...))
+
+
+def register_format(kinds, save, load):
+    """Make model.save / load_model / save_weights / load_weights hand files of `kinds`
+    (SUFFIXES' names) to `save(model, path, weights_only=False)` and
+    `load(path, model=None, compile=True, skip_mismatch=False)` (fusedlstm.io does, for Keras's)."""
+    for kind in kinds:
+        _FORMATS[kind] = (save, load)
+
+
+def _handler(kind, path):
+    if kind not in _FORMATS:
+        raise NotImplementedError(f"{os.fspath(path)!r}: no reader or writer is registered for {kind} files.")
+    return _FORMATS[kind]
 
 
 def _bad_suffix(path, what, allowed):
@@ -77,14 +115,16 @@ def _check_overwrite(path, overwrite):
         raise FileExistsError(f"{os.fspath(path)!r} exists and overwrite=False.")
 
 
-def _json_array(obj):
+def json_entry(obj):
+    """A JSON-able object as the uint8 array our files store it in (never pickled)."""
     return np.frombuffer(json.dumps(obj).encode("utf-8"), dtype=np.uint8)
 
 
-def _write_npz(path, arrays):
-    """Write `arrays` plus their checksum entry, atomically (see fusedlstm.atomic)."""
+def write_npz(path, arrays):
+    """Write `arrays` plus their checksum entry, atomically (see fusedlstm.atomic): the
+    container of every file of ours (models, weights, checkpoints)."""
     arrays = dict(arrays)
-    arrays[INTEGRITY_KEY] = _json_array(
+    arrays[INTEGRITY_KEY] = json_entry(
         {"algorithm": "sha256", "digest": digest_arrays(arrays), "entries": sorted(arrays)})
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
@@ -162,212 +202,32 @@ def read_checked(path, kind):
     return arrays, meta
 
 
-# --- architecture configs ---------------------------------------------------------------------
+# --- what our files hold ----------------------------------------------------------------------
 
-def _layer_entry(layer):
-    from .layers import serialize
-    return serialize(layer)
-
-
-def sequential_config(model):
-    return {
-        "name": model.name,
-        "layers": [_layer_entry(layer) for layer in model.layers],
-        "batch_input_shape": list(model._input_layer.batch_shape) if model.built else None,
-        "input_dtype": model._input_layer.input_dtype if model.built else None,
-    }
-
-
-def functional_config(model):
-    """Layers plus the node list in plan order; tensors are (layer, node index, output index)."""
-    from .layers.core import InputLayer
-
-    node_index = {}  # id(node) -> (layer name, index among this model's nodes of that layer)
-    counts = {}
-    entries = []
-
-    def ref(t):
-        layer, node, i = t._keras_history
-        return [layer.name, node_index[id(node)][1], i]
-
-    layer_cfgs, seen = [], set()
-    for t in model.inputs:
-        layer = t._keras_history[0]
-        node_index[id(t._keras_history[1])] = (layer.name, 0)
-        counts[layer.name] = 1
-        seen.add(id(layer))
-        layer_cfgs.append(_layer_entry(layer))
-    for node in _model_nodes(model):
-        layer = node.layer
-        if isinstance(layer, InputLayer):
-            continue
-        if id(layer) not in seen:
-            seen.add(id(layer))
-            layer_cfgs.append(_layer_entry(layer))
-        k = counts.get(layer.name, 0)
-        counts[layer.name] = k + 1
-        entries.append({"layer": layer.name, "inputs": [ref(t) for t in node.inputs],
-                        "n_state": node.n_state, "training": node.training})
-        node_index[id(node)] = (layer.name, k)
-    return {
-        "name": model.name,
-        "layers": layer_cfgs,
-        "nodes": entries,
-        "inputs": [ref(t) for t in model.inputs],
-        "outputs": [ref(t) for t in model.outputs],
-        "inputs_list": model._inputs_list,
-        "outputs_list": model._outputs_list,
-    }
-
-
-def _model_nodes(model):
-    from .models.functional import nodes_in_call_order
-    return nodes_in_call_order(model.outputs)
-
-
-def model_from_config(meta):
-    from .layers import deserialize
-    from .layers.core import InputLayer
-    from .models import Model, Sequential
-
-    cls, cfg = meta.get("class_name"), meta.get("config", {})
-    if cls == "Sequential":
-        model = Sequential(name=cfg.get("name"))
-        layers = [deserialize(c) for c in cfg["layers"]]
-        for layer in layers:
-            model.add(layer, rebuild=False)
-        if cfg.get("batch_input_shape") is not None:
-            from .layers.core import Input
-            inp = Input(batch_shape=cfg["batch_input_shape"], dtype=cfg.get("input_dtype"))
-            model._input_layer = inp._keras_history[0]
-            model._build_graph(tuple(cfg["batch_input_shape"]))
-        return model
-    if cls in ("Functional", "Model"):
-        by_name = {}
-        for c in cfg["layers"]:
-            layer = deserialize(c)
-            if layer.name in by_name:
-                raise ValueError(f"Model config has two layers named {layer.name!r}.")
-            by_name[layer.name] = layer
-        produced = {}  # (layer name, node index) -> list of output tensors
-        for name, layer in by_name.items():
-            if isinstance(layer, InputLayer):
-                produced[(name, 0)] = [layer.output]
-
-        def tensor(r):
-            key = (r[0], int(r[1]))
-            if key not in produced:
-                raise ValueError(f"Model config refers to the missing tensor {r}.")
-            return produced[key][int(r[2])]
-
-        counts = {}
-        for e in cfg["nodes"]:
-            layer = by_name.get(e["layer"])
-            if layer is None:
-                raise ValueError(f"Model config has a node for unknown layer {e['layer']!r}.")
-            ins = [tensor(r) for r in e["inputs"]]
-            n_state = int(e.get("n_state", 0))
-            kw = {}
-            if e.get("training") is not None:
-                kw["training"] = e["training"]
-            if n_state:
-                out = layer(ins[0], initial_state=ins[1:], **kw)
-            else:
-                out = layer(ins if len(ins) > 1 else ins[0], **kw)
-            outs = out if isinstance(out, list) else [out]
-            k = counts.get(layer.name, 0)
-            counts[layer.name] = k + 1
-            produced[(layer.name, k)] = outs
-        inputs = [tensor(r) for r in cfg["inputs"]]
-        outputs = [tensor(r) for r in cfg["outputs"]]
-        return Model(inputs if cfg.get("inputs_list", True) else inputs[0],
-                     outputs if cfg.get("outputs_list", True) else outputs[0], name=cfg.get("name"))
-    raise NotImplementedError(f"Model class {cls!r} is not supported (refusing to load it).")
-
-
-# --- compile config ---------------------------------------------------------------------------
-
-def _ser_loss(l):
-    if l is None or isinstance(l, str):
-        return l
-    if isinstance(l, _losses.Loss):
-        return {"class_name": type(l).__name__, "config": l.get_config()}
-    name = getattr(l, "__name__", None)
-    if name and getattr(l, "_cls", None) is not None:
-        return name
-    raise NotImplementedError(f"Cannot save the loss {l!r}.")
-
-
-def _de_loss(c):
-    if c is None or isinstance(c, str):
-        return c
-    cls = _losses._BY_NAME.get(c.get("class_name"))
-    if cls is None or not isinstance(cls, type):
-        raise NotImplementedError(f"Loss class {c.get('class_name')!r} is not supported (refusing to load it).")
-    cfg = dict(c.get("config", {}))
-    return cls(**cfg)
-
-
-def _map(x, fn):
-    if isinstance(x, dict):
-        return {k: _map(v, fn) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_map(v, fn) for v in x]
-    return fn(x)
-
-
-def _ser_metric(m):
-    if m is None or isinstance(m, str):
-        return m
-    raise NotImplementedError(f"Cannot save the metric object {m!r}; compile with metric names to save the model.")
-
-
-def compile_config(model):
-    if not model.compiled:
-        return None
-    loss, loss_weights, metrics, weighted = model._compile_args
-    return {
-        "optimizer": _optimizers.serialize(model.optimizer),
-        "loss": _map(loss, _ser_loss),
-        "loss_weights": loss_weights,
-        "metrics": _map(metrics, _ser_metric),
-        "weighted_metrics": _map(weighted, _ser_metric),
-    }
-
-
-# --- public API --------------------------------------------------------------------------------
-
-def save_model(model, filepath, overwrite=True, **kwargs):
-    """model.save(filepath): the '.fusedlstm' format (architecture, weights, optimizer state)."""
-    if kwargs:
-        raise TypeError(f"save() got unexpected keyword argument(s): {sorted(kwargs)}")
-    kind = _suffix_kind(filepath)
-    if kind is not None and kind.startswith("keras:"):
-        _check_overwrite(filepath, overwrite)
-        return save_keras_file(model, filepath)
-    if kind != "model":
-        _bad_suffix(filepath, "model.save()", [MODEL_SUFFIX])
-    if not getattr(model, "built", False):
-        raise ValueError("The model is not built yet; build it (or call it on data) before saving.")
-    _check_overwrite(filepath, overwrite)
-    _write_npz(filepath, file_arrays(model, "model"))
+def _model_class_name(model):
+    """The registered model class `model` is saved as (a subclass of Sequential saves as one)."""
+    for cls in type(model).__mro__:
+        name = _registry.registered_name(cls)
+        if _registry.lookup("models", name) is cls:
+            return name
+    raise NotImplementedError(f"Cannot save a model of class {type(model).__name__}: it is not a registered model class.")
 
 
 def file_arrays(model, kind, with_optimizer=False):
     """The entries of a 'model' file (weights and optimizer state included) or a 'weights' file
     (optimizer state only when with_optimizer: ModelCheckpoint's weights-only checkpoints)."""
     if kind == "model":
-        meta = {"format": "fusedlstm", "version": FORMAT_VERSION, "class_name": _class_name(model),
-                "config": model.get_config(), "compile_config": compile_config(model)}
-        arrays = {"__model__": _json_array(meta)}
+        meta = {"format": "fusedlstm", "version": FORMAT_VERSION, "class_name": _model_class_name(model),
+                "config": model.get_config(), "compile_config": model.get_compile_config()}
+        arrays = {"__model__": json_entry(meta)}
     else:
         meta = {"format": "fusedlstm", "version": FORMAT_VERSION,
                 "weights": [{"path": v.path, "shape": list(v.shape)} for v in model.weights]}
-        arrays = {"__weights__": _json_array(meta)}
+        arrays = {"__weights__": json_entry(meta)}
     for i, v in enumerate(model.weights):
         arrays[f"w{i:04d}"] = np.ascontiguousarray(v.value)
     opt = model.optimizer if model.compiled else None
-    if (kind == "model" or with_optimizer) and opt is not None and opt._size is not None:
+    if (kind == "model" or with_optimizer) and opt is not None and opt.built:
         st = opt.get_state()
         arrays["opt_iterations"] = np.array(st["iterations"], dtype=np.int64)
         for i, s in enumerate(st["slots"]):
@@ -382,47 +242,7 @@ def optimizer_entries(arrays):
     return int(arrays["opt_iterations"]), [arrays[k] for k in sorted(a for a in arrays if a.startswith("opt_0"))]
 
 
-def _class_name(model):
-    from .models import Sequential
-    return "Sequential" if isinstance(model, Sequential) else "Functional"
-
-
-def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
-    """Rebuild a model saved by model.save() (weights, and compile settings when compile=True)."""
-    if custom_objects:
-        raise NotImplementedError("custom_objects are not supported: fusedlstm only loads its own layer classes.")
-    kind = _suffix_kind(filepath)
-    if kind is not None and kind.startswith("keras:"):
-        return load_keras_file(filepath, compile=compile)
-    if kind != "model":
-        _bad_suffix(filepath, "load_model()", [MODEL_SUFFIX])
-    arrays, meta = read_checked(filepath, "model")
-    model = model_from_config(meta)
-    _assign(model, arrays, filepath)
-    cc = meta.get("compile_config")
-    if compile and cc:
-        model.compile(optimizer=_optimizers.deserialize(cc["optimizer"]),
-                      loss=_map(cc["loss"], _de_loss), loss_weights=cc.get("loss_weights"),
-                      metrics=cc.get("metrics"), weighted_metrics=cc.get("weighted_metrics"))
-        opt = optimizer_entries(arrays)
-        if opt is not None:
-            store = model._ensure_store()
-            check_optimizer_slots(model.optimizer, opt[1], store.size, filepath)
-            model.optimizer.set_state({"iterations": opt[0], "slots": opt[1]}, store.size)
-    return model
-
-
-def check_optimizer_slots(optimizer, slots, size, path):
-    """Raise ValueError unless `slots` are the optimizer's state for `size` weights."""
-    n = optimizer._n_slots()
-    if len(slots) != n or any(s.shape != (size,) or s.dtype.kind != "f" for s in slots):
-        raise ValueError(
-            f"{os.fspath(path)!r}: the optimizer state does not fit this model's "
-            f"{type(optimizer).__name__}: expected {n} float slot array(s) of shape ({size},), the file "
-            f"has {[(s.shape, str(s.dtype)) for s in slots]}.")
-
-
-def _check_weights(model, arrays, path):
+def weight_arrays(model, arrays, path):
     """The file's weight arrays in model order, after checking count, shape and dtype."""
     params = model.weights
     keys = sorted(k for k in arrays if k.startswith("w") and k[1:].isdigit())
@@ -439,34 +259,86 @@ def _check_weights(model, arrays, path):
 
 def _assign(model, arrays, path):
     # Everything is checked before the first weight changes: a bad file never half-loads.
-    values = _check_weights(model, arrays, path)
+    values = weight_arrays(model, arrays, path)
     for p, a in zip(model.weights, values):
         p.value[...] = a
 
 
+def _model_from_meta(meta):
+    name = meta.get("class_name")
+    cls = _registry.lookup("models", name)
+    if not isinstance(cls, type):
+        raise NotImplementedError(f"Model class {name!r} is not supported (refusing to load it).")
+    return cls.from_config(meta.get("config", {}))
+
+
+# --- public API --------------------------------------------------------------------------------
+
+def save_model(model, filepath, overwrite=True, **kwargs):
+    """model.save(filepath): the '.fusedlstm' format (architecture, weights, optimizer state),
+    or a Keras format by its suffix."""
+    if kwargs:
+        raise TypeError(f"save() got unexpected keyword argument(s): {sorted(kwargs)}")
+    kind = file_kind(filepath)
+    if kind in KERAS_KINDS:
+        _check_overwrite(filepath, overwrite)
+        return _handler(kind, filepath)[0](model, filepath)
+    if kind != "model":
+        _bad_suffix(filepath, "model.save()", [MODEL_SUFFIX])
+    if not getattr(model, "built", False):
+        raise ValueError("The model is not built yet; build it (or call it on data) before saving.")
+    _check_overwrite(filepath, overwrite)
+    write_npz(filepath, file_arrays(model, "model"))
+
+
+def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
+    """Rebuild a model saved by model.save() (weights, and compile settings when compile=True)."""
+    if custom_objects:
+        raise NotImplementedError("custom_objects are not supported: fusedlstm only loads its own layer classes.")
+    kind = file_kind(filepath)
+    if kind in KERAS_KINDS:
+        return _handler(kind, filepath)[1](filepath, compile=compile)
+    if kind != "model":
+        _bad_suffix(filepath, "load_model()", [MODEL_SUFFIX])
+    arrays, meta = read_checked(filepath, "model")
+    model = _model_from_meta(meta)
+    _assign(model, arrays, filepath)
+    cc = meta.get("compile_config")
+    if compile and cc:
+        model.compile_from_config(cc)
+        opt = optimizer_entries(arrays)
+        if opt is not None:
+            try:
+                model.set_training_state({"optimizer": {"iterations": opt[0], "slots": opt[1]}})
+            except ValueError as exc:
+                raise ValueError(f"{os.fspath(filepath)!r}: {exc}") from None
+    return model
+
+
 def save_weights(model, filepath, overwrite=True, **kwargs):
-    """model.save_weights(filepath): the '.weights.npz' format."""
+    """model.save_weights(filepath): the '.weights.npz' format, or a Keras format by its suffix."""
     if kwargs:
         raise TypeError(f"save_weights() got unexpected keyword argument(s): {sorted(kwargs)}")
-    kind = _suffix_kind(filepath)
-    if kind is not None and kind.startswith("keras:"):
+    kind = file_kind(filepath)
+    if kind in KERAS_KINDS:
         _check_overwrite(filepath, overwrite)
-        return save_keras_file(model, filepath, weights_only=True)
+        return _handler(kind, filepath)[0](model, filepath, weights_only=True)
     if kind != "weights":
         _bad_suffix(filepath, "save_weights()", [WEIGHTS_SUFFIX])
     _check_overwrite(filepath, overwrite)
-    _write_npz(filepath, file_arrays(model, "weights"))
+    write_npz(filepath, file_arrays(model, "weights"))
 
 
 def load_weights(model, filepath, skip_mismatch=False, **kwargs):
-    """model.load_weights(filepath) from '.weights.npz' (or the weights of a '.fusedlstm' file)."""
+    """model.load_weights(filepath) from '.weights.npz' (or the weights of a '.fusedlstm' file),
+    or a Keras file by its suffix."""
     if kwargs:
         raise TypeError(f"load_weights() got unexpected keyword argument(s): {sorted(kwargs)}")
-    kind = _suffix_kind(filepath)
-    if kind is not None and kind.startswith("keras:"):
-        load_keras_file(filepath, model, skip_mismatch=skip_mismatch)
+    kind = file_kind(filepath)
+    if kind in KERAS_KINDS:
+        _handler(kind, filepath)[1](filepath, model, skip_mismatch=skip_mismatch)
         return
-    if kind not in ("weights", "model"):
+    if kind not in OWN_KINDS:
         _bad_suffix(filepath, "load_weights()", [WEIGHTS_SUFFIX, MODEL_SUFFIX])
     arrays, _ = read_checked(filepath, kind)
     if skip_mismatch:

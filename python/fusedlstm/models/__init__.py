@@ -1,13 +1,15 @@
 """Keras-compatible models (`from fusedlstm.models import Sequential, Model, load_model`)."""
 
+from ..saving import load_model as _load_model
 from .functional import Functional, Model
 from .sequential import Sequential
+from .strategy import Strategy
+from .step import StepResult
 
 
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     """Load a model saved with model.save() (see fusedlstm.saving for the formats)."""
-    from ..saving import load_model as _load
-    return _load(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
+    return _load_model(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
 
 
-__all__ = ["Sequential", "Model", "Functional", "load_model"]
+__all__ = ["Sequential", "Model", "Functional", "load_model", "Strategy", "StepResult"]

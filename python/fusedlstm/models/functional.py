@@ -1,14 +1,10 @@
 """The functional Model: a graph of layer calls compiled into a flat execution plan.
 
-`Model(inputs, outputs)` walks the symbolic graph once and turns it into a `Plan`:
-a topologically ordered list of steps, each reading and writing numbered slots
-(one slot per tensor). Running the model is a loop over those steps calling each
-layer's `_fwd` on whole arrays; training runs `_bwd` in reverse, summing gradients
-of slots with several consumers. Producer -> LSTM pairs that fuse (Embedding,
-RepeatVector; see fusion.py) become a single step.
-
-Which steps need a backward pass, and which of their inputs need a gradient, is
-computed once per trainable-set (store generation), not per step.
+`Model(inputs, outputs)` walks the symbolic graph once (graph.py) and runs it as a
+loop over the plan's steps; training is the Trainer's (training.py). The model owns
+its description: `get_config()` lists the layers (their own configs) and every call
+between them, `from_config()` rebuilds the graph by calling the layers again; our
+file format (fusedlstm.saving) and the Keras translation (fusedlstm.io) both use it.
 """
 
 import numbers
@@ -17,187 +13,16 @@ import numpy as np
 
 from ..layers.base import Context, KerasTensor, Layer, shape_str, unique_name
 from ..layers.core import InputLayer
+from ..layers.serialization import deserialize, serialize
+from ..registry import register
 from ..validation import check_finite
-from . import fusion
-from .store import ParamStore, generation
+from ..variables import ParamStore, generation
+from .graph import build_plan, flatten, nodes_in_call_order
+from .summary import print_summary
 from .training import Trainer
 
 
-
-def nodes_in_call_order(tensors):
-    """The call nodes that produce `tensors`, each once, every node after its inputs' nodes."""
-    order, seen = [], set()
-
-    def visit(t):
-        node = t._keras_history[1]
-        if id(node) in seen:
-            return
-        seen.add(id(node))
-        for t_in in node.inputs:
-            visit(t_in)
-        order.append(node)
-
-    for t in tensors:
-        visit(t)
-    return order
-
-class Step:
-    __slots__ = ("op", "ins", "outs", "training", "layers", "need", "active", "n_state")
-
-    def __init__(self, op, ins, outs, training, layers, n_state=0):
-        self.op = op
-        self.ins = ins
-        self.outs = outs
-        self.training = training
-        self.layers = layers
-        self.n_state = n_state
-        self.need = [False] * len(ins)
-        self.active = True
-
-
-class Plan:
-    """Steps over slots; input_slots/output_slots map model inputs/outputs to slots."""
-
-    def __init__(self, steps, n_slots, input_slots, output_slots, producers):
-        self.steps = steps
-        self.n_slots = n_slots
-        self.input_slots = input_slots
-        self.output_slots = output_slots
-        self.producers = producers  # slot -> index of the step writing it (or -1 for inputs)
-        self._need_key = None
-
-    def prepare_grads(self, input_need):
-        """Mark which steps run backward and which inputs they must differentiate."""
-        key = (generation(), tuple(input_need))
-        if key == self._need_key:
-            return
-        rg = [False] * self.n_slots
-        for s, n in zip(self.input_slots, input_need):
-            rg[s] = rg[s] or bool(n)
-        for st in self.steps:
-            st.need = [rg[i] for i in st.ins]
-            has_w = any(layer.trainable_weights for layer in st.layers)
-            st.active = has_w or any(st.need)
-            out_rg = st.active
-            for o in st.outs:
-                rg[o] = out_rg
-        self._need_key = key
-
-
-def _flatten(x):
-    if isinstance(x, (list, tuple)):
-        out = []
-        for e in x:
-            out.extend(_flatten(e))
-        return out
-    return [x]
-
-
-def build_plan(input_tensors, output_tensors, model_name):
-    """Topologically order the graph between the given tensors and assign slots."""
-    order = []
-    state = {}
-
-    def visit(t):
-        hist = t._keras_history
-        if hist is None:
-            raise ValueError(f"Model '{model_name}': tensor {t} was not produced by a layer or Input.")
-        layer, node, _ = hist
-        key = id(node)
-        st = state.get(key)
-        if st == 2:
-            return
-        if st == 1:
-            raise ValueError(f"Model '{model_name}': the layer graph has a cycle at layer '{layer.name}'.")
-        state[key] = 1
-        for t_in in node.inputs:
-            visit(t_in)
-        state[key] = 2
-        order.append(node)
-
-    for t in output_tensors:
-        visit(t)
-
-    slots = {}
-    input_ids = {id(t) for t in input_tensors}
-    for t in input_tensors:
-        if id(t) not in slots:
-            slots[id(t)] = len(slots)
-    steps = []
-    for node in order:
-        if isinstance(node.layer, InputLayer):
-            t = node.outputs[0]
-            if id(t) not in input_ids:
-                raise ValueError(
-                    f"Graph disconnected in model '{model_name}': cannot obtain value for tensor "
-                    f"{t} at layer '{node.layer.name}'. Pass it among the model's `inputs`.")
-            continue
-        for t in node.outputs:
-            slots.setdefault(id(t), len(slots))
-        steps.append(Step(node.layer, [slots[id(t)] for t in node.inputs],
-                          [slots[id(t)] for t in node.outputs], node.training, [node.layer],
-                          node.n_state))
-    for t in output_tensors:
-        if id(t) not in slots:
-            raise ValueError(f"Model '{model_name}': output {t} is not reachable from the inputs.")
-    output_slots = [slots[id(t)] for t in output_tensors]
-    input_slots = [slots[id(t)] for t in input_tensors]
-    steps = _fuse_steps(steps, set(output_slots))
-    producers = {s: -1 for s in input_slots}
-    for k, st in enumerate(steps):
-        for o in st.outs:
-            producers[o] = k
-    return Plan(steps, len(slots), input_slots, output_slots, producers)
-
-
-def _fuse_steps(steps, output_slots):
-    consumers = {}
-    for k, st in enumerate(steps):
-        for i in st.ins:
-            consumers.setdefault(i, []).append(k)
-    out, skip = [], set()
-    for k, st in enumerate(steps):
-        if k in skip:
-            continue
-        fused = None
-        if len(st.outs) == 1 and st.training is None and st.outs[0] not in output_slots:
-            users = consumers.get(st.outs[0], [])
-            if len(users) == 1:
-                nxt = steps[users[0]]
-                if nxt.ins[0] == st.outs[0] and st.outs[0] not in nxt.ins[1:] and nxt.training is None:
-                    op = fusion.fuse(st.op, nxt.op)
-                    if op is not None:
-                        fused = Step(op, st.ins + nxt.ins[1:], nxt.outs, None, op.layers, nxt.n_state)
-                        skip.add(users[0])
-        out.append(fused or st)
-    # The fused step sits at the producer's place, possibly before the producers of the
-    # consumer's other inputs (initial states): re-sort topologically. No cycle can
-    # appear: only the consumer read the producer's output.
-    return _toposort(out)
-
-
-def _toposort(steps):
-    produced = {}
-    for k, st in enumerate(steps):
-        for o in st.outs:
-            produced[o] = k
-    done, order = set(), []
-
-    def visit(k):
-        if k in done:
-            return
-        done.add(k)
-        for i in steps[k].ins:
-            p = produced.get(i)
-            if p is not None:
-                visit(p)
-        order.append(steps[k])
-
-    for k in range(len(steps)):
-        visit(k)
-    return order
-
-
+@register("models", aliases=("Model",))
 class Functional(Trainer, Layer):
     """keras.Model built from symbolic inputs and outputs (the functional API).
 
@@ -206,6 +31,9 @@ class Functional(Trainer, Layer):
     >>> Model(inp, out).predict(np.zeros((1, 5, 3), "float32"), verbose=0).shape
     (1, 2)
     """
+
+    # Sequential sets it: its summary is always the plain three-column table.
+    _is_stack = False
 
     def __init__(self, inputs=None, outputs=None, name=None, trainable=True, **kwargs):
         if inputs is None or outputs is None:
@@ -223,7 +51,7 @@ class Functional(Trainer, Layer):
             raise NotImplementedError("Dict inputs/outputs are not supported; pass lists of tensors.")
         self._inputs_list = isinstance(inputs, (list, tuple))
         self._outputs_list = isinstance(outputs, (list, tuple))
-        ins, outs = _flatten(inputs), _flatten(outputs)
+        ins, outs = flatten(inputs), flatten(outputs)
         for t in ins + outs:
             if not isinstance(t, KerasTensor):
                 raise TypeError(f"Model '{self.name}': inputs and outputs must be symbolic tensors from Input()/layers, got {type(t).__name__}.")
@@ -328,15 +156,15 @@ class Functional(Trainer, Layer):
 
     def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
                 show_trainable=False, layer_range=None):
-        from .summary import print_summary
-        print_summary(self, line_length=line_length, print_fn=print_fn, show_trainable=show_trainable)
+        print_summary(self, line_length=line_length, print_fn=print_fn, show_trainable=show_trainable,
+                      stack=self._is_stack)
 
     # --- as a layer inside another model ---------------------------------------------------
 
     def _flatten_call(self, inputs, initial_state):
         if initial_state is not None:
             raise NotImplementedError("A Model does not take `initial_state`.")
-        flat = _flatten(inputs)
+        flat = flatten(inputs)
         if len(flat) != len(self.inputs):
             raise ValueError(f"Model '{self.name}' expects {len(self.inputs)} input(s), got {len(flat)}.")
         return flat, 0
@@ -491,9 +319,94 @@ class Functional(Trainer, Layer):
         self._store_gen = generation()
         return st
 
+    # --- description ---------------------------------------------------------------------------
+
     def get_config(self):
-        from ..saving import functional_config
-        return functional_config(self)
+        """Layers plus the node list in plan order; a tensor is [layer name, node index, output index].
+
+        The node index counts this model's calls of that layer (a shared layer's calls in other
+        models are not ours). This is the `config` of our '.fusedlstm' files.
+        """
+        node_index = {}  # id(node) -> (layer name, index among this model's nodes of that layer)
+        counts = {}
+        entries = []
+
+        def ref(t):
+            layer, node, i = t._keras_history
+            return [layer.name, node_index[id(node)][1], i]
+
+        layer_cfgs, seen = [], set()
+        for t in self.inputs:
+            layer = t._keras_history[0]
+            node_index[id(t._keras_history[1])] = (layer.name, 0)
+            counts[layer.name] = 1
+            seen.add(id(layer))
+            layer_cfgs.append(serialize(layer))
+        for node in nodes_in_call_order(self.outputs):
+            layer = node.layer
+            if isinstance(layer, InputLayer):
+                continue
+            if id(layer) not in seen:
+                seen.add(id(layer))
+                layer_cfgs.append(serialize(layer))
+            k = counts.get(layer.name, 0)
+            counts[layer.name] = k + 1
+            entries.append({"layer": layer.name, "inputs": [ref(t) for t in node.inputs],
+                            "n_state": node.n_state, "training": node.training})
+            node_index[id(node)] = (layer.name, k)
+        return {
+            "name": self.name,
+            "layers": layer_cfgs,
+            "nodes": entries,
+            "inputs": [ref(t) for t in self.inputs],
+            "outputs": [ref(t) for t in self.outputs],
+            "inputs_list": self._inputs_list,
+            "outputs_list": self._outputs_list,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        """A new model from get_config()'s form: the layers rebuilt by class name
+        (fusedlstm.registry), then called on each other as the node list says."""
+        by_name = {}
+        for c in config["layers"]:
+            layer = deserialize(c)
+            if layer.name in by_name:
+                raise ValueError(f"Model config has two layers named {layer.name!r}.")
+            by_name[layer.name] = layer
+        produced = {}  # (layer name, node index) -> list of output tensors
+        for name, layer in by_name.items():
+            if isinstance(layer, InputLayer):
+                produced[(name, 0)] = [layer.output]
+
+        def tensor(r):
+            key = (r[0], int(r[1]))
+            if key not in produced:
+                raise ValueError(f"Model config refers to the missing tensor {r}.")
+            return produced[key][int(r[2])]
+
+        counts = {}
+        for e in config["nodes"]:
+            layer = by_name.get(e["layer"])
+            if layer is None:
+                raise ValueError(f"Model config has a node for unknown layer {e['layer']!r}.")
+            ins = [tensor(r) for r in e["inputs"]]
+            n_state = int(e.get("n_state", 0))
+            kw = {}
+            if e.get("training") is not None:
+                kw["training"] = e["training"]
+            if n_state:
+                out = layer(ins[0], initial_state=ins[1:], **kw)
+            else:
+                out = layer(ins if len(ins) > 1 else ins[0], **kw)
+            outs = out if isinstance(out, list) else [out]
+            k = counts.get(layer.name, 0)
+            counts[layer.name] = k + 1
+            produced[(layer.name, k)] = outs
+        inputs = [tensor(r) for r in config["inputs"]]
+        outputs = [tensor(r) for r in config["outputs"]]
+        return cls(inputs if config.get("inputs_list", True) else inputs[0],
+                   outputs if config.get("outputs_list", True) else outputs[0], name=config.get("name"))
 
 
 def _looks_like_data(x):

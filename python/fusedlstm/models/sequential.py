@@ -5,15 +5,22 @@ list once the input shape is known: from an Input/InputLayer, from the first
 layer's `input_shape=` / `batch_input_shape=` (Keras 2), from build(), or from the
 first data it sees (fit/predict/__call__). compile() before that is allowed and
 completes when the graph exists.
+
+Its description (get_config) is the layer list with the input's batch shape and
+dtype; from_config rebuilds it.
 """
 
 import numpy as np
 
 from ..layers.base import KerasTensor, Layer, unique_name
 from ..layers.core import Input, InputLayer
+from ..layers.serialization import deserialize, serialize
+from ..registry import register
 from .functional import Functional
+from .training import Trainer
 
 
+@register("models")
 class Sequential(Functional):
     """Linear stack of layers.
 
@@ -23,9 +30,10 @@ class Sequential(Functional):
     (None, 2)
     """
 
+    _is_stack = True
+
     def __init__(self, layers=None, trainable=True, name=None, **kwargs):
         Layer.__init__(self, name=name or unique_name("sequential"), trainable=trainable, **kwargs)
-        from .training import Trainer
         Trainer.__init__(self)
         self._seq = []
         self._input_layer = None
@@ -170,8 +178,27 @@ class Sequential(Functional):
         return super().summary(*args, **kwargs)
 
     def get_config(self):
-        from ..saving import sequential_config
-        return sequential_config(self)
+        """The layers' configs, the input's batch shape and dtype (None before the model is built)."""
+        return {
+            "name": self.name,
+            "layers": [serialize(layer) for layer in self.layers],
+            "batch_input_shape": list(self._input_layer.batch_shape) if self.built else None,
+            "input_dtype": self._input_layer.input_dtype if self.built else None,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        """A new model from get_config()'s form (`input_name`, optional, names the Input layer:
+        Keras configs carry it)."""
+        model = cls(name=config.get("name"))
+        for layer in [deserialize(c) for c in config["layers"]]:
+            model.add(layer, rebuild=False)
+        if config.get("batch_input_shape") is not None:
+            inp = Input(batch_shape=config["batch_input_shape"], dtype=config.get("input_dtype"),
+                        name=config.get("input_name"))
+            model._input_layer = inp._keras_history[0]
+            model._build_graph(tuple(config["batch_input_shape"]))
+        return model
 
     def _ensure_store(self):
         if not self.built:

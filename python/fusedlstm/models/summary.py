@@ -11,6 +11,7 @@ import textwrap
 
 from ..layers.base import shape_str
 from ..layers.core import InputLayer
+from .graph import nodes_in_call_order
 
 
 def readable_memory_size(nbytes):
@@ -90,14 +91,12 @@ def _row(cells, widths, aligns):
     return lines
 
 
-def summary_lines(model, line_length=None, show_trainable=False):
-    from .sequential import Sequential
-
+def summary_lines(model, line_length=None, show_trainable=False, stack=False):
+    """The table's lines; `stack`: a Sequential model (always the three-column table)."""
     # Tensors of this model's graph (a shared layer has nodes in other models too).
-    from ..saving import _model_nodes
-    tensor_ids = {id(o) for node in _model_nodes(model) for o in node.outputs}
+    tensor_ids = {id(o) for node in nodes_in_call_order(model.outputs) for o in node.outputs}
     layers = model.layers
-    chain = isinstance(model, Sequential) or _is_chain(model, tensor_ids, layers)
+    chain = stack or _is_chain(model, tensor_ids, layers)
     if chain:
         default, positions = 88, [0.45, 0.80, 1.0]
         header = ["Layer (type)", "Output Shape", "Param #"]
@@ -145,8 +144,8 @@ def summary_lines(model, line_length=None, show_trainable=False):
     return out
 
 
-def print_summary(model, line_length=None, print_fn=None, show_trainable=False):
-    lines = summary_lines(model, line_length, show_trainable)
+def print_summary(model, line_length=None, print_fn=None, show_trainable=False, stack=False):
+    lines = summary_lines(model, line_length, show_trainable, stack)
     if print_fn is None:
         print("\n".join(lines))
     else:
