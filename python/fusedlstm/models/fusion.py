@@ -20,7 +20,6 @@ A fused step behaves as a layer in the plan (same _fwd/_bwd protocol); the model
 import numpy as np
 
 from .. import _core
-from .. import utils
 from ..layers.core import RepeatVector
 from ..layers.embedding import Embedding
 from ..layers.lstm import LSTM, dropout_mask
@@ -117,7 +116,7 @@ class RepeatLSTM:
             dp = None
             xin = x
             if training and 0.0 < k.dropout < 1.0:
-                dp = dropout_mask(k._rng or utils._global_rng(), x.shape, k.dropout, k.dtype)
+                dp = dropout_mask(ctx.generator(k._rng), x.shape, k.dropout, k.dtype)
                 xin = x * dp
             tables.append(_core.matmul(xin, k.kernel.value))
             xins.append(xin)
