@@ -131,7 +131,7 @@ def test_version_1_files_without_checksum_still_load(tmp_path):
     arrays = saving.file_arrays(m, "weights")
     meta = json.loads(arrays["__weights__"].tobytes())
     meta["version"] = 1
-    arrays["__weights__"] = saving._json_array(meta)
+    arrays["__weights__"] = saving.json_entry(meta)
     np.savez(tmp_path / "old.weights.npz", **arrays)
     target = _model(seed=5)
     target.load_weights(tmp_path / "old.weights.npz")
@@ -206,7 +206,7 @@ def _rewrite(path, dst, edit):
     (lambda a: a.__setitem__("extra", np.zeros(2)), r"unexpected \['extra'\]"),
     (lambda a: a.pop(saving.INTEGRITY_KEY), r"must hold the __integrity__ checksum entry"),
     (lambda a: a.__setitem__(saving.INTEGRITY_KEY, np.frombuffer(b"{oops", np.uint8)), "checksum entry is unreadable"),
-    (lambda a: a.__setitem__("__weights__", saving._json_array({"format": "fusedlstm", "version": 99})),
+    (lambda a: a.__setitem__("__weights__", saving.json_entry({"format": "fusedlstm", "version": 99})),
      r"version 99 \(this fusedlstm reads versions 1 to 2\)"),
     (lambda a: a.__setitem__("__weights__", np.frombuffer(b"\xff\xfe", np.uint8)), "not valid JSON"),
 ])

@@ -113,7 +113,7 @@ def _rewrite_config(src, dst, edit):
     arrays["__model__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     # Re-sealed with a valid checksum: the loader must refuse the content itself.
     arrays.pop(saving.INTEGRITY_KEY, None)
-    saving._write_npz(dst, arrays)
+    saving.write_npz(dst, arrays)
 
 
 def test_unknown_or_lambda_layer_class_is_refused(tmp_path):

@@ -1,6 +1,7 @@
 """Callbacks for fit/evaluate/predict, with the names and behaviour of keras.callbacks."""
 
-from .callback import Callback, CallbackList, History
+from .callback import Callback, History
+from .callback_list import CallbackList
 from .checkpoint import ModelCheckpoint, restore_checkpoint
 from .csv_logger import CSVLogger
 from .misc import LambdaCallback, LearningRateScheduler, TerminateOnNaN

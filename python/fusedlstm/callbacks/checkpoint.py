@@ -73,13 +73,10 @@ class ModelCheckpoint(MonitorCallback):
         self._batches_since_save = 0
         self._last_batch_seen = None
         self._current_epoch = 0
+        self._first_batch_of_fit = False
 
     def on_train_begin(self, logs=None):
-        # A fit resumed mid-epoch from our own checkpoint: that save reset the batch count.
-        progress = getattr(self.model, "_fit_progress", None)
-        point = progress.resume_point() if progress is not None else None
-        if point is not None and point[1]:
-            self._last_batch_seen, self._batches_since_save = point[1] - 1, 0
+        self._first_batch_of_fit = True
 
     def on_epoch_begin(self, epoch, logs=None):
         self._current_epoch = epoch
@@ -97,6 +94,12 @@ class ModelCheckpoint(MonitorCallback):
     def _should_save_on_batch(self, batch):
         if self.save_freq == "epoch":
             return False
+        if self._first_batch_of_fit:
+            self._first_batch_of_fit = False
+            if batch > 0:
+                # A fit resumed mid-epoch from our own checkpoint (restore_checkpoint): its
+                # first batch is not batch 0, and that checkpoint's save reset the count.
+                self._last_batch_seen, self._batches_since_save = batch - 1, 0
         # Batch indices restart each epoch: a smaller index starts a new count.
         if self._last_batch_seen is None or batch <= self._last_batch_seen:
             self._batches_since_save += batch + 1

@@ -44,7 +44,7 @@ class TerminateOnNaN(Callback):
     def on_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         bad_loss = isinstance(loss, (numbers.Real, np.generic)) and not math.isfinite(loss)
-        skipped = getattr(self.model, "_step_skipped", False) is True
+        skipped = getattr(self.model, "step_skipped", False) is True
         if not (bad_loss or skipped):
             return
         where = f"batch {batch}" if self._epoch is None else f"epoch {self._epoch + 1}, batch {batch}"

@@ -9,18 +9,20 @@
 Needs the `mpi` extra (mpi4py and an MPI library); importing this package does
 not import mpi4py, creating an MPIStrategy does. See docs/distributed.md.
 
-* strategy.py: MPIStrategy, the sharded step and the start-of-fit agreement.
+* strategy.py: MPIStrategy, a fusedlstm.models.Strategy: the sharded step.
 * step.py: shards, the Keras loss normalisers, the buffer packed behind the gradients.
+* sync.py: the start-of-fit agreement, rank 0's state for every rank, the weight check.
+* rank_callbacks.py: which callbacks run on which rank.
 * comm.py: collectives with deadlines, launcher detection, abort-on-failure guards.
+* cli.py: `fusedlstm run` under mpirun.
 """
 
+from ..models import strategy as _models_strategy
 from .comm import launcher_world_size
 from .strategy import MPIStrategy
 
 __all__ = ["MPIStrategy", "get_default_strategy", "set_default_strategy", "resolve",
            "launcher_world_size", "strategy_from_flag"]
-
-_DEFAULT = [None]
 
 
 def set_default_strategy(strategy):
@@ -32,28 +34,15 @@ def set_default_strategy(strategy):
         raise TypeError(
             "Received an invalid value for argument `strategy`, expected an MPIStrategy or None, "
             f"got {type(strategy).__name__}.")
-    _DEFAULT[0] = strategy
+    _models_strategy.set_default_strategy(strategy)
 
 
 def get_default_strategy():
-    return _DEFAULT[0]
+    return _models_strategy.get_default_strategy()
 
 
-def resolve(distribute):
-    """compile()'s `distribute` argument as a strategy or None.
-
-    None: the default strategy (usually none); False: no strategy even if a default is
-    set; an MPIStrategy: that one.
-    """
-    if distribute is None:
-        return _DEFAULT[0]
-    if distribute is False:
-        return None
-    if isinstance(distribute, MPIStrategy):
-        return distribute
-    raise TypeError(
-        "Received an invalid value for argument `distribute`, expected None, False or a "
-        f"fusedlstm.distributed.MPIStrategy, got {distribute!r}.")
+# compile()'s `distribute` argument as a strategy or None (fusedlstm.models.strategy.resolve).
+resolve = _models_strategy.resolve
 
 
 def strategy_from_flag(choice):

@@ -46,7 +46,7 @@ def launcher_world_size():
 def load_mpi():
     """`mpi4py.MPI`, or ImportError naming the extra to install."""
     try:
-        from mpi4py import MPI
+        from mpi4py import MPI  # optional dependency (the mpi extra): only an MPIStrategy needs it
     except ImportError as exc:
         raise ImportError(
             "fusedlstm.distributed needs mpi4py and an MPI library: pip install 'fusedlstm[mpi]' "

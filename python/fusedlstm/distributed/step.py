@@ -20,6 +20,10 @@ the M metric accumulators (metrics.py keeps total and count), and three 7-bit
 digits of a checksum of the global batch and step number with their squares: if
 Σd = n·d_r and Σd² = n·d_r² on a rank then every rank had d_r (Σ(d - d_r)² = 0),
 so all ranks detect together that they were fed different batches.
+
+`pack_shard` fills this rank's tail from its shard's StepResult; after the
+Allreduce, `combine` turns the summed tail into the global batch's losses and
+metric sums, recorded through the trainer's step interface (models/step.py).
 """
 
 import struct
@@ -27,7 +31,11 @@ import zlib
 
 import numpy as np
 
-__all__ = ["shard_bounds", "loss_mode", "Layout", "normalisers", "batch_digits", "digits_agree"]
+from .. import losses as _losses
+from ..models import StepResult
+
+__all__ = ["shard_bounds", "loss_mode", "Layout", "normalisers", "batch_digits", "digits_agree", "pack_shard",
+           "combine"]
 
 N_DIGITS = 3
 DIGIT_BITS = 7
@@ -42,7 +50,7 @@ def shard_bounds(batch, rank, size):
 
 def loss_mode(model):
     """How the shards' gradients combine: 'single', 'batch' or 'sum' (see the module doc)."""
-    specs = [s for s in model._loss_specs if s is not None]
+    specs = [s for s in model.compiled_losses if s is not None]
     reductions = {s.loss.reduction for s in specs}
     if reductions == {"sum"}:
         return "sum"
@@ -71,17 +79,15 @@ def normalisers(model, preds, pmasks, mode):
     Mirrors losses.reduction_weights: values have the prediction's shape less its last
     axis; a mask counts its unmasked values; without one every value counts.
     """
-    from ..models.training import _mask_for
-
     out = []
-    for k, spec in enumerate(model._loss_specs):
+    for k, spec in enumerate(model.compiled_losses):
         if spec is None:
             continue
         if mode == "sum":
             out.append(1.0)
             continue
         vshape = preds[k].shape[:-1]
-        mask = _mask_for(pmasks[k], vshape)
+        mask = _losses.mask_for_values(pmasks[k], vshape)
         if mask is None:
             out.append(float(np.prod(vshape, dtype=np.int64)) if len(vshape) else 1.0)
             continue
@@ -126,3 +132,43 @@ def digits_agree(summed, own, size):
     if size > MAX_CHECKED_RANKS:
         return True
     return bool(np.array_equal(summed.astype(np.float64), own.astype(np.float64) * size))
+
+
+def pack_shard(model, lay, tail, mode, result, ys, sws, batch):
+    """This shard's loss sums, normalisers and metric increments into `tail`; returns the
+    scale its gradient must be multiplied by (its normaliser: see the module doc)."""
+    norms = normalisers(model, result.predictions, result.masks, mode)
+    k = 0
+    for spec, value in zip(model.compiled_losses, result.output_losses):
+        if spec is None:
+            continue
+        tail[lay.S + k] = value * norms[k] if mode != "sum" else value
+        tail[lay.N + k] = norms[k]
+        k += 1
+    if lay.M:
+        before = model.metric_state()
+        model.update_metrics(ys, result.predictions, result.masks, sws)
+        tail[lay.m:lay.d] = (model.metric_state() - before)
+        model.set_metric_state(before)
+    if mode == "single":
+        return norms[0]
+    return float(batch) if mode == "batch" else 1.0
+
+
+def combine(model, lay, tail, mode, batch):
+    """After the Allreduce: the global batch's losses into the loss trackers and the
+    summed metric increments into the metrics; returns the global total loss."""
+    total, per_out, k = 0.0, [], 0
+    for spec in model.compiled_losses:
+        if spec is None:
+            per_out.append(None)
+            continue
+        s, n = float(tail[lay.S + k]), float(tail[lay.N + k])
+        value = s if mode == "sum" else (s / n if n > 0 else 0.0)
+        per_out.append(value)
+        total += (1.0 if spec.weight is None else spec.weight) * value
+        k += 1
+    model.record_step(batch, StepResult(total, per_out, None, None, None))
+    if lay.M:
+        model.set_metric_state(model.metric_state() + tail[lay.m:lay.d].astype(np.float64))
+    return total
