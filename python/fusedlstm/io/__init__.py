@@ -7,6 +7,10 @@
 
 h5py is needed for every Keras file (pip install 'fusedlstm[h5]'); keras and torch
 only for from_keras/to_keras and torch_io.
+
+Importing this package registers the Keras suffixes with fusedlstm.saving, so
+model.save('m.keras') and load_model('m.h5') reach the functions here
+(`import fusedlstm` does it).
 """
 
 from .convert import KerasCompatibilityWarning, from_keras, load_keras_file, save_keras_file, to_keras

@@ -1,23 +1,20 @@
 """File plumbing shared by the Keras and PyTorch interchange code.
 
 Two jobs: import h5py with an error that says which extra to install, and tell a
-file's kind from its suffix. Writes go through fusedlstm.atomic.atomic_path, so a
-crash or a full disk never leaves a half-written model where a good one was.
+file's kind from its suffix (the Keras rows of fusedlstm.saving.SUFFIXES, the one
+table of suffixes). Writes go through fusedlstm.atomic.atomic_path, so a crash or a
+full disk never leaves a half-written model where a good one was.
 """
 
 import os
 
 from ..atomic import atomic_path  # one atomic writer for every format
+from ..saving import KERAS_KINDS, SUFFIXES
 
 __all__ = ["require_h5py", "atomic_path", "file_kind", "KERAS_SUFFIXES"]
 
-# Suffix -> what the file holds. Longest suffixes first: ".weights.h5" also ends in ".h5".
-KERAS_SUFFIXES = (
-    (".weights.h5", "keras3_weights"),
-    (".keras", "keras3_archive"),
-    (".hdf5", "legacy_h5"),
-    (".h5", "legacy_h5"),
-)
+# Suffix -> what the file holds, for Keras's formats. Longest suffixes first.
+KERAS_SUFFIXES = tuple((suffix, kind) for suffix, kind in SUFFIXES if kind in KERAS_KINDS)
 
 
 def file_kind(path) -> str:
@@ -39,7 +36,7 @@ def file_kind(path) -> str:
 def require_h5py():
     """The h5py module, or an ImportError naming the extra that provides it."""
     try:
-        import h5py
+        import h5py  # optional dependency (the h5 extra): only Keras files need it
     except ImportError as exc:
         raise ImportError(
             "Reading or writing Keras .keras/.weights.h5/.h5 files needs h5py, which is not installed: "

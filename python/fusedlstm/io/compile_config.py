@@ -5,13 +5,18 @@ weights file under `optimizer/vars`: [iterations (int64), learning_rate (float32
 then per trainable variable, in model.trainable_variables order, its slots —
 Adam: momentum, velocity; SGD with momentum: momentum; RMSprop: velocity]. Our
 optimizers keep the same slots as flat buffers over the model's trainable
-weights (models/store.py), in our model's weight order; the two orders are
+weights (fusedlstm.variables.ParamStore), in our model's weight order; the two orders are
 matched variable by variable (layer name, index in the layer).
 
 Carrying the state lets training resume across libraries with the same Adam
 bias correction (iterations) and moments. Anything we cannot express (another
 optimizer, a custom loss) is reported with a warning and the model is left
 uncompiled rather than compiled differently.
+
+Both directions go through our model's own description of its compile settings
+(get_compile_config / compile_from_config): this module only translates between
+Keras's compile_config and it; names and serialized objects are resolved by
+losses.get, metrics.get and optimizers.get.
 """
 
 import warnings
@@ -66,37 +71,38 @@ def _our_var_keys(model):
     return keys
 
 
-def _serialize_loss(loss) -> Any:
+def _keras_loss(loss) -> Any:
+    """Our serialized loss (a name, {"class_name", "config"}, or a list/dict of them) in Keras's form."""
     if loss is None or isinstance(loss, str):
         return loss
-    if isinstance(loss, (list, tuple)):
-        return [_serialize_loss(item) for item in loss]
-    if isinstance(loss, dict):
-        return {k: _serialize_loss(v) for k, v in loss.items()}
-    if hasattr(loss, "get_config"):
-        return {"module": "keras.losses", "class_name": type(loss).__name__, "config": loss.get_config(),
+    if isinstance(loss, list):
+        return [_keras_loss(item) for item in loss]
+    if isinstance(loss, dict) and "class_name" in loss:
+        return {"module": "keras.losses", "class_name": loss["class_name"], "config": loss.get("config", {}),
                 "registered_name": None}
-    name = getattr(loss, "__name__", None)
-    if name:
-        return name
+    if isinstance(loss, dict):
+        return {k: _keras_loss(v) for k, v in loss.items()}
     raise ValueError(f"cannot describe the loss {loss!r} for Keras")
 
 
-def _serialize_metrics(model) -> Optional[list]:
-    cfg = getattr(model, "_metric_cfg", None)
-    if not cfg or not cfg[0]:
+def _first_output_metrics(metrics, output_names) -> Optional[list]:
+    """The metric names of the first output (what Keras's compile_config can hold for us)."""
+    if metrics is None:
         return None
-    per_output = cfg[0]
-    first = per_output[0]
+    if isinstance(metrics, dict) and "class_name" not in metrics:
+        first = metrics.get(output_names[0])
+    elif isinstance(metrics, list) and len(output_names) > 1:
+        first = metrics[0]
+    else:
+        first = metrics
     if first is None:
         return None
-    items = first if isinstance(first, (list, tuple)) else [first]
     out = []
-    for m in items:
+    for m in (first if isinstance(first, list) else [first]):
         if isinstance(m, str):
             out.append(m)
-        elif getattr(m, "name", None):
-            out.append(m.name)
+        elif isinstance(m, dict) and isinstance((m.get("config") or {}).get("name"), str):
+            out.append(m["config"]["name"])
     return out or None
 
 
@@ -112,14 +118,16 @@ def describe(model, spec: ModelNode) -> Optional[CompileInfo]:
     if raw.get("decay"):
         warnings.warn(f"model {model.name!r}: the optimizer's Keras 2 `decay`={raw['decay']} is not a Keras 3 "
                       "setting and is left out of the Keras file.", UserWarning, stacklevel=4)
+    try:
+        ours = model.get_compile_config()
+        loss = _keras_loss(ours["loss"])
+    except (NotImplementedError, ValueError):
+        return None  # a loss or metric Keras's file cannot name: the model is written uncompiled
     config = {k: raw[k] for k in _OPT_KEYS[cls] if k in raw}
     optimizer = {"module": "keras.optimizers", "class_name": cls, "config": config, "registered_name": None}
-    try:
-        loss = _serialize_loss(model.loss)
-    except ValueError:
-        return None
     compile_config = {"optimizer": optimizer, "loss": loss, "loss_weights": None,
-                      "metrics": _serialize_metrics(model), "weighted_metrics": None, "run_eagerly": False,
+                      "metrics": _first_output_metrics(ours["metrics"], model.output_names),
+                      "weighted_metrics": None, "run_eagerly": False,
                       "steps_per_execution": 1, "jit_compile": False}
     return CompileInfo(compile_config, _optimizer_vars(model, spec, opt), config.get("name", cls.lower()))
 
@@ -149,11 +157,11 @@ def _optimizer_vars(model, spec: ModelNode, opt) -> List[np.ndarray]:
 # reading
 # ---------------------------------------------------------------------------------------------
 
-def _build_optimizer(cfg):
-    from .. import optimizers
-
+def _optimizer_config(cfg):
+    """Keras's optimizer config as ours: a name, or {"class_name", "config"} without the settings
+    Keras 3 writes at their inactive defaults."""
     if isinstance(cfg, str):
-        return optimizers.get(cfg)
+        return cfg
     if not isinstance(cfg, dict):
         raise ValueError(f"optimizer config {cfg!r} is not understood")
     cls = cfg.get("class_name")
@@ -168,28 +176,24 @@ def _build_optimizer(cfg):
     lr = kwargs.get("learning_rate")
     if isinstance(lr, dict):
         raise ValueError("a learning-rate schedule is not supported")
-    return optimizers.deserialize({"class_name": cls, "config": kwargs})
+    return {"class_name": cls, "config": kwargs}
 
 
-def _build_loss(cfg):
-    from .. import losses
-
+def _loss_config(cfg):
+    """Keras's loss config as ours (a Keras loss config's dtype is not a loss setting here)."""
     if cfg is None or isinstance(cfg, str):
         return cfg
     if isinstance(cfg, list):
-        return [_build_loss(c) for c in cfg]
+        return [_loss_config(c) for c in cfg]
     if isinstance(cfg, dict) and "class_name" in cfg:
-        cls = getattr(losses, cfg["class_name"], None)
-        if cls is None or not isinstance(cls, type):
-            raise ValueError(f"loss {cfg['class_name']!r} is not supported")
         kwargs = {k: v for k, v in (cfg.get("config") or {}).items() if k != "dtype"}
-        return cls(**kwargs)
+        return {"class_name": cfg["class_name"], "config": kwargs}
     if isinstance(cfg, dict):
-        return {k: _build_loss(v) for k, v in cfg.items()}
+        return {k: _loss_config(v) for k, v in cfg.items()}
     raise ValueError(f"loss {cfg!r} is not understood")
 
 
-def _build_metrics(cfg):
+def _metrics_config(cfg):
     if cfg is None:
         return None
     if isinstance(cfg, (list, tuple)):
@@ -211,10 +215,9 @@ def apply(model, data, source: str, warning_cls) -> None:
     if not cfg:
         return
     try:
-        optimizer = _build_optimizer(cfg.get("optimizer", cfg.get("optimizer_config")))
-        loss = _build_loss(cfg.get("loss"))
-        metrics = _build_metrics(cfg.get("metrics"))
-        model.compile(optimizer=optimizer, loss=loss, metrics=metrics, loss_weights=cfg.get("loss_weights"))
+        model.compile_from_config({"optimizer": _optimizer_config(cfg.get("optimizer", cfg.get("optimizer_config"))),
+                                   "loss": _loss_config(cfg.get("loss")), "loss_weights": cfg.get("loss_weights"),
+                                   "metrics": _metrics_config(cfg.get("metrics")), "weighted_metrics": None})
     except (ValueError, TypeError, NotImplementedError) as exc:
         warnings.warn(f"{source}: the model was loaded but not compiled ({exc}); call model.compile yourself.",
                       warning_cls, stacklevel=3)

@@ -1,13 +1,18 @@
-"""Our models <-> the neutral (ModelNode, weights) form, and the public entry points.
+"""Our model's description <-> the neutral (ModelNode, weights) form, and the public entry points.
 
-Reading a Keras file is: parse its config (model_config), read its arrays
-(keras_v3 / keras_legacy_h5), build our layers from the checked constructor
-arguments, set the weights. Writing is the reverse: describe our model as a
-ModelNode (layers, their arguments, the functional graph), then hand it to the
-writers. `from_keras`/`to_keras` take the same route through Keras's in-memory
-config, so no file is involved.
+A model describes itself once: `model.get_config()` (the layers' configs and the calls
+between them) and `Model.from_config()` (fusedlstm.models). This module translates that
+description to and from a ModelNode, the form the Keras readers and writers use
+(model_config), so there is one description of a model's structure, not two:
 
-Entry points (what fusedlstm.saving dispatches to by suffix):
+    writing: model.get_config() -> ModelNode (layer arguments checked by the same
+             rules a file's config goes through) -> Keras JSON + weights
+    reading: Keras JSON -> ModelNode -> our config -> Sequential/Model.from_config
+
+`from_keras`/`to_keras` take the same route through Keras's in-memory config, so no
+file is involved.
+
+Entry points (registered with fusedlstm.saving for the Keras suffixes):
 
     load_keras_file(path, model=None, compile=True)  .keras / .weights.h5 / .h5 / .hdf5
     save_keras_file(model, path, weights_only=False)
@@ -19,6 +24,8 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
+from ..models import Functional, Sequential
+from ..saving import KERAS_KINDS, register_format
 from . import compile_config as _compile
 from ._files import file_kind
 from .keras_legacy_h5 import read_legacy_h5, write_legacy_h5
@@ -32,179 +39,135 @@ from .weight_layout import keras_layer_order, layer_var_names
 __all__ = ["load_keras_file", "save_keras_file", "from_keras", "to_keras", "describe_model", "build_model",
            "KerasCompatibilityWarning"]
 
+_MERGE_LAYERS = ("Concatenate", "Add", "Subtract", "Multiply", "Average")
+
 
 class KerasCompatibilityWarning(UserWarning):
     """Something in a Keras file could not be carried over (e.g. an optimizer we do not have)."""
 
 
 # ---------------------------------------------------------------------------------------------
-# our model -> ModelNode
+# our description -> ModelNode
 # ---------------------------------------------------------------------------------------------
 
-def _layer_node(layer, where: str) -> LayerNode:
+def _layer_node(entry, where: str) -> LayerNode:
     # The same checks a file's config goes through: what we write is what we could read.
-    return parse_layer_config({"class_name": type(layer).__name__, "config": layer.get_config()}, source=where)
+    return parse_layer_config(entry, source=where)
+
+
+def _input_node(cfg) -> LayerNode:
+    return LayerNode("InputLayer", cfg["name"], {}, batch_shape=tuple(cfg["batch_shape"]), dtype=str(cfg["dtype"]))
 
 
 def describe_model(model) -> Tuple[ModelNode, Dict[str, List[np.ndarray]]]:
-    """Our Sequential/functional model as a ModelNode plus its weights by layer name."""
-    from ..layers import InputLayer
-
-    kind = "Sequential" if type(model).__name__ == "Sequential" else "Functional"
+    """Our Sequential/functional model as a ModelNode (from its get_config()) plus its
+    weights by layer name."""
     where = f"model {model.name!r}"
     if not getattr(model, "built", False):
         raise ValueError(f"{where} is not built: its weights do not exist yet. Call it on data (or build it with "
                          "an input shape) before saving.")
+    config = model.get_config()
     weights: Dict[str, List[np.ndarray]] = {}
-    if kind == "Sequential":
-        layers = [layer for layer in model.layers if not isinstance(layer, InputLayer)]
+    if isinstance(model, Sequential):
         nodes = []
-        shape = getattr(model, "input_shape", None)
-        if isinstance(shape, list):
-            shape = shape[0]
-        if shape is not None:
-            dtype = _input_dtype(model)
-            nodes.append(LayerNode("InputLayer", _input_name(model), {}, batch_shape=tuple(shape), dtype=dtype))
-        for layer in layers:
-            nodes.append(_layer_node(layer, where))
+        if config["batch_input_shape"] is not None:
+            nodes.append(_input_node({"name": model.inputs[0].name, "batch_shape": config["batch_input_shape"],
+                                      "dtype": config["input_dtype"]}))
+        for entry, layer in zip(config["layers"], model.layers):
+            nodes.append(_layer_node(entry, where))
             weights[layer.name] = layer.get_weights()
         return ModelNode("Sequential", model.name, nodes), weights
-    return _describe_functional(model, where, weights), weights
+    return _describe_functional(model, config, where, weights), weights
 
 
-def _input_dtype(model) -> str:
-    inputs = getattr(model, "inputs", None) or []
-    dtype = getattr(inputs[0], "dtype", "float32") if inputs else "float32"
-    return str(dtype)
-
-
-def _input_name(model) -> str:
-    inputs = getattr(model, "inputs", None) or []
-    if inputs and getattr(inputs[0], "_keras_history", None):
-        return inputs[0]._keras_history[0].name
-    return "input_layer"
-
-
-def _describe_functional(model, where: str, weights) -> ModelNode:
-    from ..layers import InputLayer
-    from ..models.functional import nodes_in_call_order
-
-    # The nodes of each layer that belong to this model, in call order (a layer shared with
-    # another model has calls that are not ours; Keras renumbers the same way).
-    ours = {id(node) for node in nodes_in_call_order(list(model.inputs) + list(model.outputs))}
-
-    def node_index(layer, node) -> int:
-        mine = [n for n in layer._inbound_nodes if id(n) in ours]
-        return next(i for i, n in enumerate(mine) if n is node)
-
-    def ref(t) -> TensorRef:
-        layer, node, index = t._keras_history
-        return TensorRef(layer.name, node_index(layer, node), index)
-
-    nodes = []
-    names = set()
-    for layer in model.layers:
-        if layer.name in names:
-            raise ValueError(f"{where}: two layers are named {layer.name!r}; Keras files need unique names.")
-        names.add(layer.name)
-        if isinstance(layer, InputLayer):
-            nodes.append(LayerNode("InputLayer", layer.name, {}, batch_shape=tuple(layer.batch_shape),
-                                   dtype=str(layer.input_dtype)))
-            continue
-        node = _layer_node(layer, where)
-        for call in (n for n in layer._inbound_nodes if id(n) in ours):
-            flat = list(call.inputs)
-            n_state = getattr(call, "n_state", 0) or 0
-            main, state = flat[:len(flat) - n_state], flat[len(flat) - n_state:]
-            inputs = [ref(t) for t in main]
-            merge = node.class_name in ("Concatenate", "Add", "Subtract", "Multiply", "Average")
-            node.calls.append(Call(inputs if merge else inputs[0], [ref(t) for t in state] if n_state else None))
-        nodes.append(node)
-        weights[layer.name] = layer.get_weights()
-    return ModelNode("Functional", model.name, nodes, [ref(t) for t in model.inputs],
-                     [ref(t) for t in model.outputs], single_output=not getattr(model, "_outputs_list", False))
-
-
-# ---------------------------------------------------------------------------------------------
-# ModelNode -> our model
-# ---------------------------------------------------------------------------------------------
-
-def _make_layer(node: LayerNode, source: str):
-    from .. import layers as L
-
-    where = f"{source}: layer {node.name!r} ({node.class_name})"
-    try:
-        cls = L.get_layer_class(node.class_name)
-    except NotImplementedError as exc:
-        raise UnsupportedModelError(f"{where}: {exc}") from None
-    kwargs = dict(node.args)
-    for key in ("layer", "backward_layer"):
-        if isinstance(kwargs.get(key), LayerNode):
-            kwargs[key] = _make_layer(kwargs[key], source)
-    try:
-        return cls(name=node.name, trainable=node.trainable, **kwargs)
-    except (NotImplementedError, TypeError, ValueError) as exc:
-        raise UnsupportedModelError(f"{where}: fusedlstm cannot build it: {exc}") from None
-
-
-def build_model(spec: ModelNode, source: str = "model config"):
-    """A new (uncompiled, unweighted) model of ours from a ModelNode."""
-    from .. import layers as L
-    from .. import models as M
-
-    if spec.kind == "Sequential":
-        layers = []
-        for node in spec.layers:
-            if node.class_name == "InputLayer":
-                layers.append(L.Input(batch_shape=node.batch_shape, dtype=node.dtype, name=node.name))
-            else:
-                layers.append(_make_layer(node, source))
-        return M.Sequential(layers, name=spec.name)
-    made = {}
-    for node in spec.layers:
-        if node.class_name == "InputLayer":
-            made[node.name] = L.Input(batch_shape=node.batch_shape, dtype=node.dtype, name=node.name)
+def _describe_functional(model, config, where: str, weights) -> ModelNode:
+    nodes, by_name = [], {}
+    for entry in config["layers"]:
+        name = entry["config"]["name"]
+        if name in by_name:
+            raise ValueError(f"{where}: two layers are named {name!r}; Keras files need unique names.")
+        if entry["class_name"] == "InputLayer":
+            node = _input_node(entry["config"])
         else:
-            made[node.name] = _make_layer(node, source)
-    outputs: Dict[Tuple[str, int], list] = {}
+            node = _layer_node(entry, where)
+            weights[name] = model.get_layer(name).get_weights()
+        by_name[name] = node
+        nodes.append(node)
+
+    def ref(r) -> TensorRef:
+        return TensorRef(r[0], int(r[1]), int(r[2]))
+
+    for call in config["nodes"]:
+        node = by_name[call["layer"]]
+        flat = [ref(r) for r in call["inputs"]]
+        n_state = int(call.get("n_state") or 0)
+        main, state = flat[:len(flat) - n_state], flat[len(flat) - n_state:]
+        node.calls.append(Call(main if node.class_name in _MERGE_LAYERS else main[0], state if n_state else None))
+    return ModelNode("Functional", model.name, nodes, [ref(r) for r in config["inputs"]],
+                     [ref(r) for r in config["outputs"]], single_output=not config["outputs_list"])
+
+
+# ---------------------------------------------------------------------------------------------
+# ModelNode -> our description -> our model
+# ---------------------------------------------------------------------------------------------
+
+def _layer_entry(node: LayerNode) -> dict:
+    args = {k: _layer_entry(v) if isinstance(v, LayerNode) else v for k, v in node.args.items()}
+    return {"class_name": node.class_name, "config": dict(args, name=node.name, trainable=node.trainable)}
+
+
+def _config_of(spec: ModelNode, source: str) -> dict:
+    """Our get_config() form of a ModelNode (the form Sequential/Model.from_config take)."""
+    if spec.kind == "Sequential":
+        layers = [n for n in spec.layers if n.class_name != "InputLayer"]
+        first = spec.layers[0] if spec.layers and spec.layers[0].class_name == "InputLayer" else None
+        return {"name": spec.name, "layers": [_layer_entry(n) for n in layers],
+                "batch_input_shape": None if first is None else list(first.batch_shape),
+                "input_dtype": None if first is None else first.dtype,
+                "input_name": None if first is None else first.name}
+    layers = []
     for node in spec.layers:
         if node.class_name == "InputLayer":
-            outputs[(node.name, 0)] = [made[node.name]]
-
-    def tensor(r: TensorRef):
-        return outputs[(r.layer, r.node)][r.index]
-
-    def ready(r: TensorRef) -> bool:
-        return (r.layer, r.node) in outputs
-
+            layers.append({"class_name": "InputLayer", "config": {"batch_shape": list(node.batch_shape),
+                                                                  "dtype": node.dtype, "name": node.name}})
+        else:
+            layers.append(_layer_entry(node))
+    # The calls in an order where every input exists before it is used, each layer's calls in
+    # their own order (so a call's index is the same in both descriptions).
+    ready = {(n.name, 0) for n in spec.layers if n.class_name == "InputLayer"}
     pending = [(node, i, call) for node in spec.layers for i, call in enumerate(node.calls)]
+    entries = []
     while pending:
         progressed = False
         for item in list(pending):
             node, i, call = item
-            refs = (call.inputs if isinstance(call.inputs, list) else [call.inputs]) + list(call.initial_state or [])
-            if any(j < i for (n2, j, _) in pending if n2 is node) or not all(ready(r) for r in refs):
+            main = call.inputs if isinstance(call.inputs, list) else [call.inputs]
+            refs = main + list(call.initial_state or [])
+            if any(j < i for (n2, j, _) in pending if n2 is node) or not all((r.layer, r.node) in ready for r in refs):
                 continue
-            layer = made[node.name]
-            inputs = [tensor(r) for r in call.inputs] if isinstance(call.inputs, list) else tensor(call.inputs)
-            kwargs = {}
-            if call.initial_state is not None:
-                kwargs["initial_state"] = [tensor(r) for r in call.initial_state]
-            try:
-                out = layer(inputs, **kwargs)
-            except (NotImplementedError, TypeError, ValueError) as exc:
-                raise UnsupportedModelError(f"{source}: calling layer {node.name!r} ({node.class_name}) failed: "
-                                            f"{exc}") from None
-            outputs[(node.name, i)] = list(out) if isinstance(out, (list, tuple)) else [out]
+            entries.append({"layer": node.name, "inputs": [list(r) for r in refs],
+                            "n_state": len(call.initial_state or []), "training": None})
+            ready.add((node.name, i))
             pending.remove(item)
             progressed = True
         if not progressed:
             stuck = ", ".join(sorted({n.name for n, _, _ in pending}))
             raise UnsupportedModelError(f"{source}: the graph cannot be rebuilt; the inputs of {stuck} never arrive.")
-    ins = [tensor(r) for r in spec.inputs]
-    outs = [tensor(r) for r in spec.outputs]
-    return M.Model(inputs=ins if len(ins) > 1 else ins[0],
-                   outputs=outs[0] if spec.single_output and len(outs) == 1 else outs, name=spec.name)
+    return {"name": spec.name, "layers": layers, "nodes": entries, "inputs": [list(r) for r in spec.inputs],
+            "outputs": [list(r) for r in spec.outputs], "inputs_list": len(spec.inputs) > 1,
+            "outputs_list": not (spec.single_output and len(spec.outputs) == 1)}
+
+
+def build_model(spec: ModelNode, source: str = "model config"):
+    """A new (uncompiled, unweighted) model of ours from a ModelNode."""
+    config = _config_of(spec, source)
+    cls = Sequential if spec.kind == "Sequential" else Functional
+    try:
+        return cls.from_config(config)
+    except UnsupportedModelError:
+        raise
+    except (NotImplementedError, TypeError, ValueError) as exc:
+        raise UnsupportedModelError(f"{source}: fusedlstm cannot build the model: {exc}") from None
 
 
 def _set_weights(model, spec: ModelNode, weights: Dict[str, List[np.ndarray]], source: str,
@@ -321,7 +284,7 @@ def save_keras_file(model, path, *, weights_only: bool = False) -> None:
 
 def from_keras(keras_model, compile: bool = True):
     """Our model with the same architecture and weights as an in-memory Keras model."""
-    import keras
+    import keras  # optional dependency (the compare extra): only these two functions need it
 
     cfg = keras.saving.serialize_keras_object(keras_model)
     source = f"Keras model {keras_model.name!r}"
@@ -337,7 +300,7 @@ def from_keras(keras_model, compile: bool = True):
 
 def to_keras(model):
     """A Keras 3 model with our model's architecture and weights (uncompiled)."""
-    import keras
+    import keras  # optional dependency (the compare extra)
 
     spec, weights = describe_model(model)
     cfg = keras3_model_config(spec)
@@ -351,3 +314,7 @@ def to_keras(model):
 
 def _warn(message: str) -> None:
     warnings.warn(message, KerasCompatibilityWarning, stacklevel=3)
+
+
+# model.save / load_model / save_weights / load_weights hand Keras's suffixes to us.
+register_format(KERAS_KINDS, save=save_keras_file, load=load_keras_file)

@@ -23,6 +23,7 @@ from typing import Dict, List, NamedTuple, Optional
 
 import numpy as np
 
+from .._version import __version__
 from . import _h5
 from ._files import atomic_path, require_h5py
 from .model_config import ModelNode, keras3_model_config, parse_model_config
@@ -224,8 +225,6 @@ def write_keras_archive(path, model: ModelNode, weights: Dict[str, List[np.ndarr
                         compile_config: Optional[dict] = None, optimizer: Optional[List[np.ndarray]] = None,
                         optimizer_name: str = "optimizer") -> None:
     """Write a `.keras` archive that keras.models.load_model reads (atomically)."""
-    from .._version import __version__
-
     h5py = require_h5py()
     config = keras3_model_config(model, compile_config)
     metadata = {"keras_version": KERAS_FORMAT_VERSION,

@@ -21,13 +21,15 @@ from typing import List, Sequence
 
 import numpy as np
 
+from ..layers import LSTM, Bidirectional
+
 __all__ = ["torch_lstm_weights", "set_torch_lstm_weights", "lstm_layers_from_torch", "load_torch_lstm",
            "torch_lstm_from_layers"]
 
 
 def _check_lstm_module(lstm):
     try:
-        import torch
+        import torch  # optional dependency: only the functions that take or build a torch module need it
     except ImportError as exc:
         raise ImportError("PyTorch interchange needs torch: pip install torch") from exc
     if not isinstance(lstm, torch.nn.LSTM):
@@ -107,7 +109,6 @@ def set_torch_lstm_weights(lstm, weights: Sequence[Sequence[np.ndarray]]) -> Non
 
 def _lstm_targets(target) -> list:
     """Our LSTM/Bidirectional layers, in order, from a layer, a list of layers or a model."""
-    from ..layers import LSTM, Bidirectional
 
     if isinstance(target, (LSTM, Bidirectional)):
         return [target]
@@ -129,7 +130,6 @@ def load_torch_lstm(target, lstm) -> None:
         LSTM/Bidirectional — one per torch layer, built, with matching sizes.
     """
     _check_lstm_module(lstm)
-    from ..layers import Bidirectional
 
     layers = _lstm_targets(target)
     if len(layers) != lstm.num_layers:
@@ -165,7 +165,6 @@ def lstm_layers_from_torch(lstm, return_sequences: bool = False, return_state: b
     (e.g. `Sequential([Input((None, lstm.input_size)), *layers])`).
     """
     _check_lstm_module(lstm)
-    from ..layers import LSTM, Bidirectional
 
     if lstm.dropout and lstm.training:
         raise ValueError("The torch LSTM applies dropout between layers in training mode; call lstm.eval() "
@@ -191,10 +190,9 @@ def torch_lstm_from_layers(source, batch_first: bool = True):
     but the last returning sequences, no go_backwards outside Bidirectional.
     """
     try:
-        import torch
+        import torch  # optional dependency: only the functions that take or build a torch module need it
     except ImportError as exc:
         raise ImportError("PyTorch interchange needs torch: pip install torch") from exc
-    from ..layers import Bidirectional
 
     layers = _lstm_targets(source)
     if not layers:
