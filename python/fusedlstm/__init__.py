@@ -7,7 +7,9 @@
 from ._version import __version__
 from . import _core
 from . import (activations, backend, callbacks, initializers, layers, losses, metrics, models,
-               optimizers, utils)
+               optimizers, saving, utils)
+# Imported for its effect too: it registers the Keras formats with fusedlstm.saving.
+from . import io
 from .layers import Input
 from .models import Model, Sequential, load_model
 
@@ -34,4 +36,4 @@ def release_memory() -> int:
 
 __all__ = ["__version__", "build_info", "set_num_threads", "get_num_threads", "release_memory", "Input", "Model",
            "Sequential", "load_model", "activations", "backend", "callbacks", "initializers",
-           "layers", "losses", "metrics", "models", "optimizers", "utils"]
+           "layers", "losses", "metrics", "models", "optimizers", "saving", "utils"]

@@ -15,6 +15,13 @@ import argparse
 import os
 import sys
 
+from . import _core
+from .distributed.cli import DISTRIBUTE_CHOICES, DISTRIBUTE_HELP, setup_run
+from .tasks import registry
+from .tasks.engine import EngineUnavailable, load_engine
+from .tasks import plotting
+from .tasks.runall import run_all
+
 __all__ = ["main"]
 
 # flag -> (type, help); each task accepts the flags whose key is in its config.
@@ -70,8 +77,6 @@ def build_parser():
     run.add_argument("--verbose", type=int, choices=(0, 1), default=1, help="0: results only")
     run.add_argument("--plot", metavar="FILE.png", help="save the training-loss curve (needs matplotlib)")
     run.add_argument("--save", metavar="FILE", help="save the trained weights (model.save_weights)")
-    from .distributed.cli import DISTRIBUTE_CHOICES, DISTRIBUTE_HELP
-
     run.add_argument("--distribute", choices=DISTRIBUTE_CHOICES, default="auto", help=DISTRIBUTE_HELP)
     for flag, (kind, text) in TASK_FLAGS.items():
         run.add_argument("--" + flag, type=kind, default=None, help=text)
@@ -108,19 +113,14 @@ def _set_threads(engine, n):
     if n < 1:
         raise CliError(f"--threads expects a positive integer, got {n}")
     if engine == "keras":
-        import torch
+        import torch  # optional dependency: only the keras engine (the compare extra) runs on it
 
         torch.set_num_threads(n)
     else:
-        import fusedlstm
-
-        fusedlstm.set_num_threads(n)
+        _core.set_num_threads(n)
 
 
 def _cmd_run(args, out):
-    from .tasks import registry
-    from .tasks.plotting import PLOT_HINT, plotting_available, plot_result
-
     overrides = {
         flag.replace("-", "_"): getattr(args, flag.replace("-", "_"))
         for flag in TASK_FLAGS
@@ -143,29 +143,22 @@ def _cmd_run(args, out):
         if getattr(cfg, "text", None) is not None:
             _check_text(cfg.text, cfg.window)
     if args.plot:
-        if not plotting_available():
-            raise CliError(PLOT_HINT)
+        if not plotting.plotting_available():
+            raise CliError(plotting.PLOT_HINT)
         _writable_target("--plot", args.plot)
     if args.save:
         _writable_target("--save", args.save)
     _set_threads(args.engine, args.threads)
-    from .distributed.cli import setup_run
-
     try:
         # Under mpirun: one seed for all ranks, and only rank 0 prints and writes files.
         out = setup_run(args, out)
     except (ImportError, ValueError) as exc:
         raise CliError(str(exc)) from None
-
-    from .tasks.engine import EngineUnavailable, load_engine
-
     try:
         engine = load_engine(args.engine)
     except EngineUnavailable as exc:
         raise CliError(str(exc)) from None
     if args.task == "all":
-        from .tasks.runall import run_all
-
         _, code = run_all(quick=args.quick, engine=engine, seed=args.seed, verbose=args.verbose, out=out)
         return code
     result = registry.run_task(args.task, overrides, quick=args.quick, engine=engine, seed=args.seed,
@@ -181,27 +174,20 @@ def _cmd_run(args, out):
         result.model.save_weights(args.save)
         out(f"weights saved to {args.save}")
     if args.plot:
-        plot_result(result, args.plot)
+        plotting.plot_result(result, args.plot)
         out(f"loss curve saved to {args.plot}")
     return 1 if result.passed is False else 0
 
 
 def _cmd_list(out):
-    from .tasks.registry import TASKS
-
-    width = max(map(len, TASKS))
-    for name, spec in TASKS.items():
+    width = max(map(len, registry.TASKS))
+    for name, spec in registry.TASKS.items():
         out(f"{name:<{width}}  {spec.summary}  [target: {spec.target}]")
     return 0
 
 
 def _cmd_info(out):
-    try:
-        import fusedlstm
-        info = fusedlstm.build_info()
-    except ImportError as exc:
-        raise CliError(f"the compiled core cannot be loaded: {exc}") from None
-    for key, value in info.items():
+    for key, value in _core.build_info().items():
         out(f"{key}: {value}")
     return 0
 

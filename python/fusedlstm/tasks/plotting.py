@@ -12,10 +12,10 @@ def plotting_available():
 def plot_result(result, path):
     """Write the loss curve of `result` (a TaskResult) to `path`."""
     try:
-        import matplotlib
+        import matplotlib  # optional dependency (the plot extra): only --plot needs it
 
         matplotlib.use("Agg")  # files only: no display needed
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # after use("Agg"): pyplot picks its backend at import
     except ImportError as exc:
         raise RuntimeError(f"{PLOT_HINT}: {exc}") from exc
     if not result.curve:
