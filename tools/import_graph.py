@@ -12,6 +12,13 @@ module in a lower layer to one in a higher layer, or between two modules of one
 layer marked independent (`a | b`); a cycle is a strongly connected set of modules
 in grimp's import graph (function-local imports count: they are still arrows).
 
+grimp does not see compiled modules: `from .. import _core` reads to it as an import
+of the package itself (whose __init__ imports everything), which would join every
+module that calls a kernel into one cycle. Those imports are counted here as what
+they are, imports of the leaf `_core` (the contracts ignore imports of the package
+root for the same reason; tests/test_imports.py checks that `_core` is the only
+name any module takes from it).
+
 A function-local import is "optional" when it imports a dependency fusedlstm does
 not require (h5py, torch, mpi4py, ...): deferring those is their job. Every other
 one is listed: on a clean tree there are none.
@@ -21,6 +28,7 @@ import argparse
 import ast
 import json
 import os
+import re
 import sys
 
 try:
@@ -59,6 +67,19 @@ def _top(module, names):
             if best is None or len(n) > len(best):
                 best = n
     return best
+
+
+_CORE_IMPORT = re.compile(r"^\s*from\s+\.+\s+import\s+_core\b|^\s*import\s+fusedlstm\._core\b")
+
+
+def _drop_core_edges(graph):
+    """Remove the imports of the package root that are imports of the compiled `_core`."""
+    for importer in sorted(graph.modules):
+        if PACKAGE not in graph.find_modules_directly_imported_by(importer):
+            continue
+        details = graph.get_import_details(importer=importer, imported=PACKAGE)
+        if details and all(_CORE_IMPORT.match(d["line_contents"]) for d in details):
+            graph.remove_import(importer=importer, imported=PACKAGE)
 
 
 def cycles(graph, skip=()):
@@ -189,6 +210,7 @@ def largest_files(src, n):
 def measure(src, pyproject, top=8):
     sys.path.insert(0, src)
     graph = grimp.build_graph(PACKAGE, cache_dir=None)
+    _drop_core_edges(graph)
     layers = load_layers(pyproject)
     local = local_imports(src)
     return {
