@@ -133,3 +133,10 @@ def test_compile_config_round_trips_loss_and_metric_objects(tmp_path, rng):
     back = load_model(path)
     assert back.get_compile_config() == cc
     assert back.train_on_batch(x, y, return_dict=True).keys() == m.train_on_batch(x, y, return_dict=True).keys()
+
+
+def test_a_layer_that_cannot_be_built_is_named():
+    cfg = {"name": "s", "layers": [{"class_name": "Dense", "config": {"name": "head", "units": 0}}],
+           "batch_input_shape": [None, 3], "input_dtype": "float32"}
+    with pytest.raises(ValueError, match=r"layer 'head' \(Dense\): .*`units`.*got 0"):
+        Sequential.from_config(cfg)

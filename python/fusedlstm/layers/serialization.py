@@ -7,7 +7,7 @@ with `deserialize`, never by importing their classes.
 
 from .. import registry as _registry
 
-__all__ = ["get_layer_class", "serialize", "deserialize"]
+__all__ = ["get_layer_class", "serialize", "deserialize", "deserialize_named"]
 
 
 def get_layer_class(class_name):
@@ -34,3 +34,14 @@ def deserialize(config):
     if not isinstance(config, dict) or "class_name" not in config:
         raise ValueError(f"A layer config must be a dict with 'class_name' and 'config', got {config!r}.")
     return get_layer_class(config["class_name"]).from_config(dict(config.get("config", {})))
+
+
+def deserialize_named(config):
+    """deserialize() for a model's layer list: a layer that cannot be built is named in the
+    error ("layer 'dec' (LSTM): ..."), so a file's bad entry can be found."""
+    try:
+        return deserialize(config)
+    except (NotImplementedError, TypeError, ValueError) as exc:
+        entry = config if isinstance(config, dict) else {}
+        inner = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+        raise type(exc)(f"layer {inner.get('name')!r} ({entry.get('class_name')}): {exc}") from None

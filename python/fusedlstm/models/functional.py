@@ -13,7 +13,7 @@ import numpy as np
 
 from ..layers.base import Context, KerasTensor, Layer, shape_str, unique_name
 from ..layers.core import InputLayer
-from ..layers.serialization import deserialize, serialize
+from ..layers.serialization import deserialize_named, serialize
 from ..registry import register
 from ..validation import check_finite
 from ..variables import ParamStore, generation
@@ -370,7 +370,7 @@ class Functional(Trainer, Layer):
         (fusedlstm.registry), then called on each other as the node list says."""
         by_name = {}
         for c in config["layers"]:
-            layer = deserialize(c)
+            layer = deserialize_named(c)
             if layer.name in by_name:
                 raise ValueError(f"Model config has two layers named {layer.name!r}.")
             by_name[layer.name] = layer

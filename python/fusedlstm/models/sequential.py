@@ -14,7 +14,7 @@ import numpy as np
 
 from ..layers.base import KerasTensor, Layer, unique_name
 from ..layers.core import Input, InputLayer
-from ..layers.serialization import deserialize, serialize
+from ..layers.serialization import deserialize_named, serialize
 from ..registry import register
 from .functional import Functional
 from .training import Trainer
@@ -191,7 +191,7 @@ class Sequential(Functional):
         """A new model from get_config()'s form (`input_name`, optional, names the Input layer:
         Keras configs carry it)."""
         model = cls(name=config.get("name"))
-        for layer in [deserialize(c) for c in config["layers"]]:
+        for layer in [deserialize_named(c) for c in config["layers"]]:
             model.add(layer, rebuild=False)
         if config.get("batch_input_shape") is not None:
             inp = Input(batch_shape=config["batch_input_shape"], dtype=config.get("input_dtype"),
