@@ -236,18 +236,26 @@ def _blocked_orthonormal(gen, m, n, work_dtype):
 
     The matrix is drawn in row blocks as float64 normals (the same numbers, in the
     same order, as one standard_normal((m, n)) call) and stored in `work_dtype`.
-    Then block classical Gram-Schmidt with reorthogonalisation (BCGS2, Barlow and
-    Smoktunowicz 2013), panel by panel of _PANEL columns, twice: remove the
-    panel's components along the columns done so far (matrix products in
-    `work_dtype`, the bulk of the work: 4 m n^2), then orthonormalise the panel
-    (_panel_q, float64). The second pass starts from an orthonormal panel, so
-    what the first left behind is removed without being amplified by the
-    panel's conditioning. Each pass's R has a positive diagonal, so in exact
-    arithmetic the result is the sign-corrected Householder Q, column for
-    column; in float32 its columns are orthonormal to float32 rounding (tested
-    against the float64 QR of the same draws in tests/test_initializers.py).
-    LAPACK's QR is not used for the whole matrix: it runs in float64 whatever
-    the input, and its panel steps are memory-bound.
+    Then block classical Gram-Schmidt, panel by panel of _PANEL columns: remove
+    the panel's components along the columns done so far (C = Q^T P, P -= Q C:
+    matrix products in `work_dtype`, the bulk of the work) and orthonormalise
+    the panel (_panel_q, float64). Each R has a positive diagonal, so in exact
+    arithmetic this is the sign-corrected Householder Q, column for column.
+
+    Rounding leaves components along the done columns of the order of the
+    rounding unit times ||P|| / sigma_min(P after projection), which the
+    panel's normalisation turns into a loss of orthogonality. Where that ratio
+    exceeds _REORTH_RATIO (the later panels of a near-square matrix) the panel
+    goes through a second projection and normalisation, which starts from an
+    orthonormal panel and so removes what the first left without amplifying it
+    ("twice is enough": Kahan-Parlett, and Barlow-Smoktunowicz's BCGS2 for
+    blocks). The ratio comes from the panel's Gram matrices (P^T P before,
+    P^T P - C^T C after), so tall matrices such as an LSTM's (4H, H) need one
+    pass: 2 m n^2 work in all. The result is orthonormal to `work_dtype`
+    rounding and equals the float64 QR of the same draws to a few hundred
+    rounding units (tests/test_initializers.py). LAPACK's QR is not used for
+    the whole matrix: it runs in float64 whatever the input, and its panel
+    steps are memory-bound.
     """
     a = np.empty((m, n), dtype=work_dtype)
     rows = max(1, 2**22 // n)  # draw ~32 MB of float64 at a time
@@ -261,13 +269,22 @@ def _blocked_orthonormal(gen, m, n, work_dtype):
         for j in panels:
             p = a[:, j:j + _PANEL]
             done = a[:, :j]  # orthonormal columns
-            for _ in range(2):
-                if j:
+            if j:
+                gram = (p.T @ p).astype(np.float64)
+                c = done.T @ p
+                p = p - done @ c
+                c = c.astype(np.float64)
+                before = np.linalg.eigvalsh(gram)[-1]
+                after = np.linalg.eigvalsh(gram - c.T @ c)[0]
+                if after <= 0 or before > _REORTH_RATIO**2 * after:
+                    p = _panel_q(p).astype(work_dtype)
                     p = p - done @ (done.T @ p)
-                p = _panel_q(p).astype(work_dtype)
-            a[:, j:j + _PANEL] = p
+            a[:, j:j + _PANEL] = _panel_q(p)
             advance(1)
     return a
+
+
+_REORTH_RATIO = 4.0  # ||P|| / sigma_min(projected P) above which a panel is projected twice
 
 
 def _panel_q(p):
