@@ -319,43 +319,52 @@ def test_gil_is_released_during_kernels(rng, restore_threads):
 # fork(): the child gets a fresh pool
 # ---------------------------------------------------------------------------
 
+def run_in_child(fn, timeout=90):
+    """fn() in a forked child; True when it returned True. A hung child fails the test."""
+    rfd, wfd = os.pipe()
+    with warnings.catch_warnings():
+        # Python >= 3.12 warns on fork() in a multi-threaded process; the pool's
+        # workers are what these tests are about.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # child: report and leave without running any pytest teardown
+        ok = 0
+        try:
+            ok = 1 if fn() is True else 0
+        except BaseException as exc:  # the parent sees only the verdict: say why here
+            os.write(2, f"forked child: {exc!r}\n".encode())
+        finally:
+            os.write(wfd, bytes([ok]))
+            os._exit(0)
+    os.close(wfd)
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            os.close(rfd)
+            pytest.fail("the forked child hung (waiting for a lock or a thread of the parent?)")
+        time.sleep(0.02)
+    verdict = os.read(rfd, 1)
+    os.close(rfd)
+    return os.WIFEXITED(status) and verdict == b"\x01"
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_kernels_work_in_a_forked_child(rng, seed, restore_threads):
     """After fork() the parent's pool threads do not exist; the child must not wait on them."""
     _core.set_num_threads(2)
     job = lstm_job(rng, (33, 20, 7, 150), mask=True)
     want = job()  # the parent's pool is up and has run
-    rfd, wfd = os.pipe()
-    with warnings.catch_warnings():
-        # Python >= 3.12 warns on fork() in a multi-threaded process; the pool's
-        # workers are what this test is about.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
-    if pid == 0:  # child: report and leave without running any pytest teardown
-        ok = 0
-        try:
-            got = job()
-            assert_same_bits(got, want, "child")
-            ok = 1
-        finally:
-            os.write(wfd, bytes([ok]))
-            os._exit(0)
-    os.close(wfd)
-    deadline = time.monotonic() + 60
-    status = None
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        time.sleep(0.05)
-    else:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        pytest.fail("the forked child hung in a kernel (waiting for the parent's pool threads?)")
-    verdict = os.read(rfd, 1)
-    os.close(rfd)
-    assert os.WIFEXITED(status) and verdict == b"\x01", \
-        f"the child's kernels failed or differed (status {status}, verdict {verdict!r}, seed={seed})"
+
+    def child():
+        assert_same_bits(job(), want, "child")
+        return True
+
+    assert run_in_child(child), f"the child's kernels failed or differed (seed={seed})"
 
 
 def test_large_buffers_are_reused_and_can_be_released(rng, seed):

@@ -14,10 +14,8 @@ between threads is not deterministic (that is the only thing that is not).
 """
 
 import os
-import signal
 import threading
 import time
-import warnings
 
 import numpy as np
 import pytest
@@ -27,7 +25,7 @@ from fusedlstm.layers import LSTM, Dense, Embedding, Input, TimeDistributed
 from fusedlstm.models import Sequential
 from fusedlstm.optimizers import Adam, RMSprop
 from fusedlstm.utils import set_random_seed
-from test_threads_core import assert_same_bits, run_threads
+from test_threads_core import assert_same_bits, run_in_child, run_threads
 
 
 @pytest.fixture
@@ -203,39 +201,6 @@ def test_short_lived_threads(rng, seed, restore_threads):
 # ---------------------------------------------------------------------------
 # fork(): a child trains and predicts with the parent's model
 # ---------------------------------------------------------------------------
-
-def run_in_child(fn, timeout=90):
-    """fn() in a forked child; True when it returned True. A hung child fails the test."""
-    rfd, wfd = os.pipe()
-    with warnings.catch_warnings():
-        # Python >= 3.12 warns on fork() in a multi-threaded process; that is the case tested.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
-    if pid == 0:  # child: report and leave without running any pytest teardown
-        ok = 0
-        try:
-            ok = 1 if fn() is True else 0
-        except BaseException as exc:  # the parent sees only the verdict: say why here
-            os.write(2, f"forked child: {exc!r}\n".encode())
-        finally:
-            os.write(wfd, bytes([ok]))
-            os._exit(0)
-    os.close(wfd)
-    deadline = time.monotonic() + timeout
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            os.close(rfd)
-            pytest.fail("the forked child hung (waiting for a lock or a thread of the parent?)")
-        time.sleep(0.02)
-    verdict = os.read(rfd, 1)
-    os.close(rfd)
-    return os.WIFEXITED(status) and verdict == b"\x01"
-
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_forked_child_trains_while_parent_threads_run_kernels(rng, seed, restore_threads):
