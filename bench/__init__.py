@@ -9,7 +9,7 @@ Usage (from the repository root; fusedlstm, torch and keras importable, e.g.
     python -m bench --configs echo,large --frameworks fusedlstm,torch --threads 1
     python -m bench --e2e-only               # only the end-to-end runs
 
-Options: --frameworks (fusedlstm,torch,keras,keras_tf), --configs (echo,
+Options: --frameworks (fusedlstm,torch,onnxruntime,keras,keras_tf), --configs (echo,
 echo_batched, seq2seq, chars, chars_seq, large, xlarge), --threads N (default
 2, the same for every framework and for numpy's OpenBLAS), --out DIR (default
 bench/results), --no-e2e / --e2e, --e2e-seeds, --e2e-cap, --chars-windows,
