@@ -437,3 +437,45 @@ def test_writes_file_atomically(tmp_path, rng):
     proto = export_onnx(model, str(path))
     assert onnx.load(str(path)) == proto
     assert os.listdir(tmp_path) == ["m.onnx"]
+
+
+# --- the description adapter reads Keras 3's config dialect too ----------------------------------
+
+class _KerasDialect:
+    """A model whose get_config() is the config Keras 3 writes for it (io.model_config)."""
+
+    def __init__(self, model):
+        from fusedlstm.io.convert import describe_model
+        from fusedlstm.io.model_config import keras3_model_config
+
+        self._model = model
+        self._config = keras3_model_config(describe_model(model)[0])["config"]
+        self.name, self.built, self.inputs, self.outputs = model.name, True, model.inputs, model.outputs
+
+    def get_config(self):
+        return self._config
+
+    def get_layer(self, name):
+        return self._model.get_layer(name)
+
+
+@pytest.mark.parametrize("kind", ["sequential", "functional"])
+def test_keras_config_dialect_exports_the_same_graph(kind, rng):
+    from fusedlstm.io.onnx import export_onnx
+
+    if kind == "sequential":
+        model = M.Sequential([L.Input((None,), dtype="int32"), L.Embedding(9, 4, mask_zero=True),
+                              L.Bidirectional(L.LSTM(5, return_sequences=True), merge_mode="mul"),
+                              L.TimeDistributed(L.Dense(3, activation="softmax"))])
+        make = token_ids(rng, 9, "random")
+    else:
+        a, b = L.Input((None, 3)), L.Input((None, 2))
+        _, h, c = L.LSTM(4, return_state=True, go_backwards=True)(a)
+        y = L.LSTM(4, return_sequences=True)(b, initial_state=[h, c])
+        model = M.Model([a, b], [L.Dense(2)(y), L.Concatenate()([h, c])])
+        make = lambda B, T: [floats(rng, 3)(B, T), floats(rng, 2)(B, T + 1)]
+    _randomize(model, rng)
+    proto = export_onnx(_KerasDialect(model))
+    sess = _session(proto)
+    for B, T in ((1, 3), (4, 6)):
+        _compare(sess, model, make(B, T), f"{kind} B={B} T={T}")
