@@ -22,7 +22,10 @@ row if not: then the timings would compare different computations), then times
 a full training step (forward, backward, Adam) and an inference call, the
 frameworks interleaved in blocks of >= 200 ms. It also measures numpy's sgemm
 on 2048² float32 as the yardstick for GEMM GFLOP/s, and each framework's peak
-memory to build and train the model. The end-to-end runs (bench/e2e.py) time
+memory to build and train the model. ONNX Runtime (`onnxruntime`) runs inference
+only, on the graph fusedlstm's exporter writes for the same model (checked equal
+to predict before timing). The streaming section (bench/streaming.py) times one
+step of a stateful char model (B=1, T=1) in every way a user can run it. The end-to-end runs (bench/e2e.py) time
 the echo task to 100% accuracy and one epoch of the sonnets chars model.
 
 If OPENBLAS_CORETYPE or OPENBLAS_L2_SIZE is set, or the BLAS/OpenMP thread
