@@ -20,6 +20,9 @@ Flatten, Reshape, Concatenate, Add, Subtract, Multiply, Average.
 
 import os
 
+import onnx
+
+from ...atomic import atomic_path
 from .describe import describe
 from .errors import OnnxExportError
 from .export import DEFAULT_OPSET, MIN_OPSET, STATES_KEY, build_onnx
@@ -43,10 +46,6 @@ def export_onnx(model, path=None, *, opset=DEFAULT_OPSET, dynamic_batch=True, dy
     """
     proto = build_onnx(describe(model), opset=opset, dynamic_batch=dynamic_batch, dynamic_time=dynamic_time)
     if path is not None:
-        import onnx
-
-        from ...atomic import atomic_path
-
         with atomic_path(os.fspath(path)) as tmp:
             onnx.save_model(proto, tmp)
     return proto

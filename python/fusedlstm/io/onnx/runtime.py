@@ -18,6 +18,7 @@ __all__ = ["inference_session", "state_names", "StatefulSession"]
 def inference_session(model, threads=None):
     """An onnxruntime CPU session for an onnx.ModelProto (or its bytes / a path);
     `threads` pins the intra-op pool (inter-op runs sequentially)."""
+    # onnxruntime runs graphs; exporting needs only onnx, so it is imported on first use.
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
