@@ -9,7 +9,7 @@ Usage (from the repository root; fusedlstm, torch and keras importable, e.g.
     python -m bench --configs echo,large --frameworks fusedlstm,torch --threads 1
     python -m bench --e2e-only               # only the end-to-end runs
 
-Options: --frameworks (fusedlstm,torch,keras,keras_tf), --configs (echo,
+Options: --frameworks (fusedlstm,torch,onnxruntime,keras,keras_tf), --configs (echo,
 echo_batched, seq2seq, chars, chars_seq, large, xlarge), --threads N (default
 2, the same for every framework and for numpy's OpenBLAS), --out DIR (default
 bench/results), --no-e2e / --e2e, --e2e-seeds, --e2e-cap, --chars-windows,
@@ -22,7 +22,10 @@ row if not: then the timings would compare different computations), then times
 a full training step (forward, backward, Adam) and an inference call, the
 frameworks interleaved in blocks of >= 200 ms. It also measures numpy's sgemm
 on 2048² float32 as the yardstick for GEMM GFLOP/s, and each framework's peak
-memory to build and train the model. The end-to-end runs (bench/e2e.py) time
+memory to build and train the model. ONNX Runtime (`onnxruntime`) runs inference
+only, on the graph fusedlstm's exporter writes for the same model (checked equal
+to predict before timing). The streaming section (bench/streaming.py) times one
+step of a stateful char model (B=1, T=1) in every way a user can run it. The end-to-end runs (bench/e2e.py) time
 the echo task to 100% accuracy and one epoch of the sonnets chars model.
 
 If OPENBLAS_CORETYPE or OPENBLAS_L2_SIZE is set, or the BLAS/OpenMP thread

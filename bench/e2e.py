@@ -158,6 +158,7 @@ def _ratios(per: dict, key: str) -> dict:
 
 
 def run(fws: Dict[str, object], args) -> dict:
+    fws = {n: fw for n, fw in fws.items() if not fw.inference_only}  # e2e runs train
     errors: Dict[str, str] = {}
     echo = echo_task(fws, args.e2e_seeds, args.e2e_cap, args.seed, errors)
     chars = chars_epoch(fws, find_sonnets(args.sonnets), args.chars_windows, args.seed, errors)

@@ -14,6 +14,12 @@ from bench.configs import Config, executed_flops, nominal_flops
 OURS = "fusedlstm"
 # Targets that are not per-config train-step ratios: (name, peer, target, stretch).
 E2E_TARGETS = [("echo time to 100%", "torch", 7.0, 15.0), ("chars one epoch", "torch", 2.0, 3.0)]
+# Inference at every config (issue #23): (peer, target, stretch).
+INFER_TARGETS = [("torch", 1.2, 1.5), ("onnxruntime", 1.2, 1.5)]
+# Streaming step (issue #23): (our entry, peer, target).
+STREAM_TARGETS = [("fusedlstm predict_on_batch", "torch eager", 5.0), ("fusedlstm predict_on_batch",
+                  "onnxruntime session.run", 1.2), ("fusedlstm model(x)", "torch eager", 5.0),
+                  ("fusedlstm model(x)", "onnxruntime session.run", 1.2)]
 
 
 def sgemm_gflops(n: int = 2048, repeats: int = 5) -> dict:
@@ -67,7 +73,8 @@ def derive(cfg: Config, entry: dict, sgemm: Optional[float]) -> None:
     entry["sgemm_fraction"] = executed / sgemm if executed and sgemm else None
 
 
-def targets(configs: List[Config], entries: List[dict], e2e: Optional[dict]) -> List[dict]:
+def targets(configs: List[Config], entries: List[dict], e2e: Optional[dict],
+            streaming: Optional[List[dict]] = None) -> List[dict]:
     rows = []
     for cfg, entry in zip(configs, entries):
         if cfg.target is None:
@@ -77,9 +84,18 @@ def targets(configs: List[Config], entries: List[dict], e2e: Optional[dict]) -> 
         if cfg.sgemm_target is not None:
             frac = entry.get("sgemm_fraction")
             rows.append(_row(f"{cfg.name} executed GFLOP/s vs sgemm", frac, cfg.sgemm_target, None, unit="%"))
+    for cfg, entry in zip(configs, entries):
+        for peer, target, stretch in INFER_TARGETS:
+            if peer in entry["ratios"]:
+                rows.append(_row(f"{cfg.name} inference vs {peer}", entry["ratios"][peer].get("infer"), target,
+                                 stretch, unit="x"))
     for name, peer, target, stretch in E2E_TARGETS:
         r = (e2e or {}).get("ratios", {}).get(name, {}).get(peer)
         rows.append(_row(f"{name} vs {peer}", r, target, stretch, unit="x"))
+    for s in streaming or []:
+        for ours, peer, target in STREAM_TARGETS:
+            r = s.get("ratios", {}).get(ours, {}).get(peer)
+            rows.append(_row(f"{s['name']} {ours.split(' ', 1)[1]} vs {peer}", r, target, None, unit="x"))
     return rows
 
 

@@ -93,6 +93,28 @@ def throughput_table(result: dict) -> List[str]:
     return lines
 
 
+def streaming_table(result: dict) -> List[str]:
+    stream = result.get("streaming")
+    if not stream:
+        return []
+    lines = ["", "## Streaming (stateful char model, B=1, T=1, one step per call)", "",
+             "Embedding(27, 64) -> LSTM(H, stateful) -> TimeDistributed(Dense(27, softmax)). µs per step as "
+             "median [min–max]; ratio = peer time / ours. Kernels only: the LSTM and GEMM calls one "
+             "predict_on_batch makes, replayed; Python overhead = call - kernels.", "",
+             "| H | entry | µs per step | vs torch eager | vs onnxruntime | Python overhead µs |",
+             "|---|---|---|---|---|---|"]
+    for s in stream:
+        for n, r in s["results"].items():
+            t = r["step_us"]
+            ratio = s["ratios"].get(n, {})
+            lines.append(f"| {s['units']} | {n} | {t['median']:.1f} [{t['min']:.1f}–{t['max']:.1f}] | "
+                         f"{_ratio(ratio.get('torch eager'))} | {_ratio(ratio.get('onnxruntime session.run'))} | "
+                         f"{_f(s['python_overhead_us'].get(n), '{:.1f}')} |")
+        for n, err in s["errors"].items():
+            lines.append(f"| {s['units']} | **{n} failed** | {err} | | | |")
+    return lines
+
+
 def targets_table(result: dict) -> List[str]:
     lines = ["", "## Targets", "", "| target | value | needed | stretch | met |", "|---|---|---|---|---|"]
     for t in result["targets"]:
@@ -138,7 +160,7 @@ def e2e_tables(result: dict) -> List[str]:
 def markdown(result: dict, png_note: str) -> str:
     parts = header(result)
     if result["configs"]:
-        parts += step_table(result) + throughput_table(result)
+        parts += step_table(result) + throughput_table(result) + streaming_table(result)
     else:
         parts += ["", "## Per step", "", "not run (--e2e-only)"]
     parts += targets_table(result)

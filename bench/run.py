@@ -14,7 +14,7 @@ import bench  # noqa: E402
 from bench import env as benv  # noqa: E402  (stdlib only: safe before the re-exec)
 
 RUN_PY = os.path.abspath(__file__)
-DEFAULT_FRAMEWORKS = "fusedlstm,torch,keras,keras_tf"
+DEFAULT_FRAMEWORKS = "fusedlstm,torch,onnxruntime,keras,keras_tf"
 
 
 def parse_args(argv):

@@ -57,6 +57,8 @@ def _first_steps(fw, cfg, weights, x, y, y_ids):
     m = fw.build(cfg, weights)
     b = m.prepare(x, y, y_ids)
     probs = np.asarray(m.to_numpy(m.infer(b)), np.float32)
+    if fw.inference_only:
+        return m, b, probs, None, None
     first = float(m.train(b))
     second = float(m.train(b))
     return m, b, probs, first, second
@@ -66,8 +68,9 @@ def _memory(fw, cfg, weights, x, y, y_ids) -> Optional[float]:
     def work():
         m = fw.build(cfg, weights)
         b = m.prepare(x, y, y_ids)
-        for _ in range(MEMORY_STEPS):
-            float(m.train(b))
+        if not fw.inference_only:
+            for _ in range(MEMORY_STEPS):
+                float(m.train(b))
         m.to_numpy(m.infer(b))
 
     return benv.peak_mib(work)
@@ -90,16 +93,19 @@ def run_config(cfg: Config, fws: Dict[str, object], args) -> dict:
             traceback.print_exc()
             continue
         models[name], batches[name] = m, b
-        entry["check"]["first_loss"][name] = l1
-        entry["check"]["second_loss"][name] = l2
+        if l1 is not None:
+            entry["check"]["first_loss"][name] = l1
+            entry["check"]["second_loss"][name] = l2
         entry["check"]["probs"][name] = probs
     if models:
-        train = timing.interleaved({n: (lambda m=m, b=batches[n]: m.train(b)) for n, m in models.items()},
-                                   block_s=args.block_s, rounds=args.rounds)
+        trainable = {n: m for n, m in models.items() if not fws[n].inference_only}
+        train = timing.interleaved({n: (lambda m=m, b=batches[n]: m.train(b)) for n, m in trainable.items()},
+                                   block_s=args.block_s, rounds=args.rounds) if trainable else {}
         infer = timing.interleaved({n: (lambda m=m, b=batches[n]: m.infer(b)) for n, m in models.items()},
                                    block_s=args.block_s, rounds=args.rounds)
         for n in models:
-            entry["results"][n] = {"train_ms": timing.summary_ms(train[n]), "infer_ms": timing.summary_ms(infer[n])}
+            entry["results"][n] = {"train_ms": timing.summary_ms(train[n]) if n in train else None,
+                                   "infer_ms": timing.summary_ms(infer[n])}
         del models, batches
         for n, fw in fws.items():
             if n in entry["results"]:
@@ -111,15 +117,16 @@ def check_entry(entry: dict) -> None:
     """Compare every framework's first outputs with the reference (fusedlstm if it ran)."""
     chk = entry["check"]
     probs = chk.pop("probs")
-    names = list(chk["first_loss"])
+    names = list(dict.fromkeys(list(chk["first_loss"]) + list(probs)))
     warnings: List[str] = []
     chk["reference"] = ref = OURS if OURS in names else (names[0] if names else None)
     if ref is not None:
         for n in names:
-            d = rel_diff(chk["first_loss"][n], chk["first_loss"][ref])
-            if d > FIRST_LOSS_RTOL:
-                warnings.append(f"first-step loss {n} {chk['first_loss'][n]:.7g} vs {ref} "
-                                f"{chk['first_loss'][ref]:.7g}: rel diff {d:.2e} > {FIRST_LOSS_RTOL:g}")
+            if n in chk["first_loss"] and ref in chk["first_loss"]:
+                d = rel_diff(chk["first_loss"][n], chk["first_loss"][ref])
+                if d > FIRST_LOSS_RTOL:
+                    warnings.append(f"first-step loss {n} {chk['first_loss'][n]:.7g} vs {ref} "
+                                    f"{chk['first_loss'][ref]:.7g}: rel diff {d:.2e} > {FIRST_LOSS_RTOL:g}")
             if n in probs and ref in probs:
                 if probs[n].shape != probs[ref].shape:
                     warnings.append(f"inference output shape {n} {probs[n].shape} vs {ref} {probs[ref].shape}")
@@ -128,7 +135,7 @@ def check_entry(entry: dict) -> None:
                 chk["infer_max_abs_diff"][n] = a
                 if not a <= INFER_ATOL:
                     warnings.append(f"inference output {n} vs {ref}: max abs diff {a:.2e} > {INFER_ATOL:g}")
-        keras_like = [n for n in names if n == OURS or n.startswith("keras")]
+        keras_like = [n for n in chk["first_loss"] if n == OURS or n.startswith("keras")]
         for n in keras_like:
             if n != keras_like[0]:
                 d = rel_diff(chk["second_loss"][n], chk["second_loss"][keras_like[0]])
@@ -257,6 +264,11 @@ def run_all(args, reexec: dict, argv: List[str]) -> int:
         entries.append(entry)
         for w in entry["check"]["warnings"]:
             print(f"bench: WARNING {cfg.name}: {w}")
+    stream_result = None
+    if configs and OURS in local:
+        from bench import streaming
+
+        stream_result = streaming.run(args)
     e2e_result = None
     if args.e2e:
         from bench import e2e
@@ -269,8 +281,8 @@ def run_all(args, reexec: dict, argv: List[str]) -> int:
         "timing": {"block_ms": args.block_s * 1e3, "rounds": args.rounds},
         "system": {**system_info(args, reexec, status, fws), "load_average": {"before": load_before, "after": _load()}},
         "frameworks": status, "sgemm": sgemm,
-        "configs": entries, "e2e": e2e_result,
-        "targets": metrics.targets(configs, entries, e2e_result),
+        "configs": entries, "streaming": stream_result, "e2e": e2e_result,
+        "targets": metrics.targets(configs, entries, e2e_result, stream_result),
     }
     out_dir = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
     stem = result["system"]["cpu_slug"] + ("-quick" if args.quick else "")
@@ -278,5 +290,6 @@ def run_all(args, reexec: dict, argv: List[str]) -> int:
     print(md)
     for f in files:
         print(f"bench: wrote {f}")
-    failed = any(e["errors"] or not e["check"]["ok"] for e in entries) or bool((e2e_result or {}).get("errors"))
+    failed = (any(e["errors"] or not e["check"]["ok"] for e in entries) or bool((e2e_result or {}).get("errors"))
+              or any(s["errors"] for s in stream_result or []))
     return 1 if failed else 0

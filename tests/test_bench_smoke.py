@@ -32,6 +32,8 @@ def quick_run(tmp_path_factory):
     require("torch", "compare")
     os.environ.setdefault("KERAS_BACKEND", "torch")  # keras's own default needs tensorflow
     require("keras", "compare")
+    require("onnx", "onnx")
+    require("onnxruntime", "onnx")
     out = tmp_path_factory.mktemp("bench")
     seed = int.from_bytes(os.urandom(2), "little")
     cmd = [sys.executable, "-m", "bench", "--quick", "--out", str(out), "--seed", str(seed),
@@ -98,6 +100,45 @@ def test_quick_run_timings_and_derived_numbers_are_sane(quick_run):
         assert entry["sgemm_fraction"] == pytest.approx(g["executed_train"] / result["sgemm"]["gflops"]), ctx
     names = {t["name"] for t in result["targets"]}
     assert {"echo train step vs torch", "xlarge executed GFLOP/s vs sgemm", "echo time to 100% vs torch"} <= names
+
+
+def test_quick_run_onnxruntime_columns(quick_run):
+    """ONNX Runtime runs the graph our exporter writes, checked equal to predict before timing."""
+    result, seed = quick_run["result"], quick_run["seed"]
+    assert result["frameworks"]["onnxruntime"]["status"] == "ok", f"seed {seed}"
+    for entry in result["configs"]:
+        ctx = f"seed {seed} {entry['name']}"
+        res = entry["results"]["onnxruntime"]
+        assert res["train_ms"] is None and "onnxruntime" not in entry["check"]["first_loss"], ctx
+        t = res["infer_ms"]
+        assert t["n"] >= 2 and 0 < t["min"] <= t["median"] <= t["max"], ctx
+        assert entry["check"]["infer_max_abs_diff"]["onnxruntime"] <= 1e-5, ctx
+        assert entry["ratios"]["onnxruntime"]["infer"] == pytest.approx(
+            t["median"] / entry["results"]["fusedlstm"]["infer_ms"]["median"]), ctx
+        assert entry["ratios"]["onnxruntime"]["train"] is None, ctx
+    names = {t["name"] for t in result["targets"]}
+    assert {"echo inference vs onnxruntime", "xlarge inference vs torch"} <= names, f"seed {seed}"
+
+
+def test_quick_run_streaming_section(quick_run):
+    result, seed = quick_run["result"], quick_run["seed"]
+    entries = ("fusedlstm predict_on_batch", "fusedlstm model(x)", "fusedlstm kernels only", "torch eager",
+               "onnxruntime session.run")
+    assert [s["units"] for s in result["streaming"]] == [64, 256], f"seed {seed}"
+    for s in result["streaming"]:
+        ctx = f"seed {seed} H={s['units']}"
+        assert s["errors"] == {}, f"{ctx}: {s['errors']}"
+        assert set(s["results"]) == set(entries), ctx
+        assert all(err <= 1e-5 for err in s["check"].values()), f"{ctx}: {s['check']}"
+        assert s["kernel_calls"] == ["lstm_forward", "matmul"], ctx  # the LSTM step and the Dense GEMM
+        med = {n: r["step_us"]["median"] for n, r in s["results"].items()}
+        for ours in ("fusedlstm predict_on_batch", "fusedlstm model(x)"):
+            assert s["python_overhead_us"][ours] == pytest.approx(med[ours] - med["fusedlstm kernels only"]), ctx
+            for peer in ("torch eager", "onnxruntime session.run"):
+                assert s["ratios"][ours][peer] == pytest.approx(med[peer] / med[ours]), ctx
+    assert "stream_h256 predict_on_batch vs onnxruntime session.run" in {t["name"] for t in result["targets"]}
+    with open(quick_run["out"] / f"{quick_run['stem']}.md") as f:
+        assert "## Streaming" in f.read()
 
 
 def test_quick_run_end_to_end_section(quick_run):

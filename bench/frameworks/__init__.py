@@ -11,7 +11,8 @@ Interface (duck-typed; see `Framework`):
     m = fw.build(cfg, weights)   a compiled model holding `weights` (Keras order)
     b = m.prepare(x, y, y_ids)   the batch as this framework's user would hold it
     m.train(b)                   one training step (forward, backward, Adam);
-                                 returns the loss (maybe lazily; float() it)
+                                 returns the loss (maybe lazily; float() it);
+                                 absent where fw.inference_only (ONNX Runtime)
     m.infer(b)                   one inference call on b's x; returns probabilities
     m.to_numpy(out)              inference output as a NumPy array
     fw.fit_epoch(cfg, weights, x, y, y_ids, batch_size, seed) -> (seconds, loss)
@@ -24,6 +25,7 @@ from typing import Dict, List
 REGISTRY: Dict[str, tuple] = {
     "fusedlstm": ("bench.frameworks.fusedlstm_impl", "FusedLstm", {}),
     "torch": ("bench.frameworks.torch_impl", "Torch", {}),
+    "onnxruntime": ("bench.frameworks.onnxruntime_impl", "OnnxRuntime", {}),
     "keras": ("bench.frameworks.keras_impl", "Keras", {"backend": "torch"}),
     "keras_tf": ("bench.frameworks.keras_impl", "Keras", {"backend": "tensorflow"}),
 }
@@ -38,6 +40,8 @@ class Framework:
     # True when it cannot share a process with the others (Keras fixes its
     # backend per process): the runner then times it in a worker process.
     isolated = False
+    # True for a runtime that only runs inference: no training step, loss or e2e run.
+    inference_only = False
 
     def check_installed(self) -> None:
         """Raise Unavailable if the library is missing, without importing it."""

@@ -1,0 +1,70 @@
+"""ONNX Runtime (CPU provider), inference only, on the graph fusedlstm's exporter writes.
+
+The model is the fusedlstm model of the config (`keras_like.build`, the same
+weights every framework loads), exported with `fusedlstm.io.onnx.export_onnx`
+and run by one InferenceSession with intra_op_num_threads = the bench's thread
+count and sequential execution (inter-op 1). Before any timing, the session's
+output on the batch is checked against fusedlstm's predict (ABS_TOL): the
+columns then time the same computation.
+"""
+
+import numpy as np
+
+from bench.frameworks import Framework, Unavailable, keras_like
+
+ABS_TOL = 1e-5
+
+
+class OnnxRuntime(Framework):
+    inference_only = True
+
+    def setup(self, threads: int) -> None:
+        try:
+            import onnxruntime
+
+            import fusedlstm
+            import fusedlstm.layers  # noqa: F401
+            import fusedlstm.models  # noqa: F401
+            import fusedlstm.optimizers  # noqa: F401
+            from fusedlstm.io.onnx import export_onnx
+            from fusedlstm.io.onnx.runtime import inference_session
+        except ImportError as exc:
+            raise Unavailable(f"not installed ({exc}); pip install 'fusedlstm[onnx]'") from exc
+        self.ort, self.lib, self.threads = onnxruntime, fusedlstm, threads
+        self.export, self.session = export_onnx, inference_session
+
+    def version(self) -> str:
+        return self.ort.__version__
+
+    def build(self, cfg, weights):
+        ours = keras_like.build(self.lib, cfg, weights)
+        return _Model(ours, self.session(self.export(ours), threads=self.threads))
+
+    def fit_epoch(self, *args, **kwargs):
+        raise Unavailable("inference only")
+
+
+class _Model:
+    def __init__(self, ours, session):
+        self.ours, self.session = ours, session
+        self.input_name = session.get_inputs()[0].name
+        self.output_name = session.get_outputs()[0].name
+
+    def prepare(self, x, y, y_ids):
+        feeds = {self.input_name: x}
+        got = self.session.run([self.output_name], feeds)[0]
+        want = np.asarray(self.ours.predict_on_batch(x))
+        err = float(np.max(np.abs(got - want)))
+        if not err <= ABS_TOL:
+            raise AssertionError(f"the exported graph differs from fusedlstm's predict by {err:.3g} "
+                                 f"(> {ABS_TOL:g}); not timing a different computation")
+        return feeds
+
+    def train(self, batch):
+        raise NotImplementedError("onnxruntime runs inference only in this bench")
+
+    def infer(self, feeds):
+        return self.session.run([self.output_name], feeds)[0]
+
+    def to_numpy(self, out):
+        return out
