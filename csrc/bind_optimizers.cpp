@@ -30,10 +30,10 @@ Flat check_flat(const char* fn, const py::array& w, const py::array& g,
   check_ndim(fn, "w", w, 1, "(n,) flat parameter buffer");
   const py::ssize_t n = w.shape(0);
   check_ftype(fn, "g", g, ft, "w");
-  check_shape(fn, "g", g, {{"n", n}});
+  check_shape(fn, "g", g, {{"len(w)", n}});
   for (const auto& s : state) {
     check_ftype(fn, s.first, *s.second, ft, "w");
-    check_shape(fn, s.first, *s.second, {{"n", n}});
+    check_shape(fn, s.first, *s.second, {{"len(w)", n}});
   }
   return {ft, size_t(n)};
 }
@@ -236,7 +236,7 @@ Common parse_common(const char* fn, size_t n, FType ft, FUSEDLSTM_COMMON_PARAMS)
   if (!gradient_accumulator.is_none()) {
     c.acc = inplace_array(fn, "gradient_accumulator", gradient_accumulator);
     check_ftype(fn, "gradient_accumulator", c.acc, ft, "w");
-    check_shape(fn, "gradient_accumulator", c.acc, {{"n", py::ssize_t(n)}});
+    check_shape(fn, "gradient_accumulator", c.acc, {{"len(w)", py::ssize_t(n)}});
     FUSEDLSTM_CHECK(accumulation_steps >= 1, fn,
                     ": accumulation_steps must be >= 1 with a gradient_accumulator, got ", accumulation_steps);
     c.acc_steps = accumulation_steps;
@@ -247,7 +247,7 @@ Common parse_common(const char* fn, size_t n, FType ft, FUSEDLSTM_COMMON_PARAMS)
   if (!ema.is_none()) {
     c.ema = inplace_array(fn, "ema", ema);
     check_ftype(fn, "ema", c.ema, ft, "w");
-    check_shape(fn, "ema", c.ema, {{"n", py::ssize_t(n)}});
+    check_shape(fn, "ema", c.ema, {{"len(w)", py::ssize_t(n)}});
   } else {
     FUSEDLSTM_CHECK(!ema_overwrite, fn, ": ema_overwrite=True needs the ema buffer (got None)");
   }
@@ -272,7 +272,7 @@ py::array opt_state(const char* fn, const char* name, const py::object& o, FType
   if (o.is_none()) return null_array();
   py::array a = inplace_array(fn, name, o);
   check_ftype(fn, name, a, ft, "w");
-  check_shape(fn, name, a, {{"n", py::ssize_t(n)}});
+  check_shape(fn, name, a, {{"len(w)", py::ssize_t(n)}});
   return a;
 }
 

@@ -110,6 +110,11 @@ template <class Real> double sum_squares(const Real* x, size_t n) {
 template <class Real> Real nan_max(Real a, Real b) { return (a < b || b != b) ? b : a; }  // torch.maximum
 template <class Real> Real nan_min(Real a, Real b) { return (b < a || b != b) ? b : a; }  // torch.minimum
 
+// A Python float given to a keras.ops function: its torch backend converts it to a
+// float32 (floatx) tensor, and ops.maximum/minimum with one return float32 — the same
+// as Real for float variables, a float32-rounded constant for float64 ones.
+inline float keras_const(double x) { return float(x); }
+
 // Calls f(run) for every run, the runs split over threads in contiguous ranges.
 template <class F> void for_runs(const std::vector<Run>& runs, size_t n, int nt, F&& f) {
   const int nruns = as_int("optimizer step", "number of runs (variables and 64Ki-element blocks)", runs.size());
@@ -144,21 +149,24 @@ void drive(size_t n, Real* w, const Real* g, const StepOptions<Real>& o, int nt,
     std::vector<double> var_ss(nvars, 0.0);
     for (size_t r = 0; r < runs.size(); ++r) var_ss[runs[r].var] += run_ss[r];
     if (o.clipnorm > 0) {
-      // _clip_by_norm: values·clipnorm / max(l2norm, clipnorm)
+      // _clip_by_norm: ops.multiply(values, clipnorm) / ops.maximum(l2norm, clipnorm) (float32)
       mode = Clip::norm;
-      a = Real(o.clipnorm);
-      for (size_t v = 0; v < nvars; ++v) b[v] = nan_max(Real(std::sqrt(var_ss[v])), a);
+      const float c = keras_const(o.clipnorm);
+      a = Real(c);
+      for (size_t v = 0; v < nvars; ++v) b[v] = Real(nan_max(float(Real(std::sqrt(var_ss[v]))), c));
     } else {
-      // clip_by_global_norm: scale = c·min(1/norm, 1/c) + (norm - norm), NaN when norm is not finite
+      // clip_by_global_norm: scale = c·ops.minimum(1/norm, 1/c) + (norm - norm), the product
+      // in float32 (ops.minimum's type); NaN when the norm is not finite.
       double total = 0;
       for (double x : var_ss) total += x;
       const Real norm = Real(std::sqrt(total));
+      const float c = keras_const(o.global_clipnorm);
       mode = Clip::scale;
-      a = Real(o.global_clipnorm) * nan_min(Real(1) / norm, Real(1.0 / o.global_clipnorm)) + (norm - norm);
+      a = Real(c * nan_min(float(Real(1) / norm), keras_const(1.0 / o.global_clipnorm))) + (norm - norm);
     }
   } else if (o.clipvalue > 0) {
-    mode = Clip::value;
-    a = Real(o.clipvalue);
+    mode = Clip::value;  // ops.clip(g, -v, v)
+    a = Real(keras_const(o.clipvalue));
   }
 
   const Real ema_c = Real(1) - o.ema_momentum;  // ops.subtract(1, momentum), in the dtype
@@ -250,12 +258,13 @@ void lion_step(size_t n, Real* w, const Real* g, Real* m, const LionStep& h, con
 template <class Real>
 void ftrl_step(size_t n, Real* w, const Real* g, Real* s, Real* z, const FtrlStep& h, const StepOptions<Real>& o,
                int nt) {
-  // ftrl.py: l2_reg = l2 + β/(2.0·lr) and 2·l2_reg are tensor arithmetic (Real);
-  // 2·l2_shrinkage is Python's (double).
+  // ftrl.py: l2_reg = l2 + β/(2.0·lr) and 2·l2_reg are tensor arithmetic (Real); the
+  // shrinkage 2·l2s, the power -learning_rate_power and l1 go through keras.ops.
   const Real lr = Real(h.lr);
   const Real l2_reg = Real(h.l2_regularization_strength) + Real(h.beta) / (Real(2) * lr);
-  const FtrlArgs<Real> a{lr, Real(-h.learning_rate_power), Real(h.l1_regularization_strength), Real(2) * l2_reg,
-                         Real(2.0 * h.l2_shrinkage_regularization_strength)};
+  const FtrlArgs<Real> a{lr, Real(keras_const(-h.learning_rate_power)),
+                         Real(keras_const(h.l1_regularization_strength)), Real(2) * l2_reg,
+                         Real(keras_const(2.0 * h.l2_shrinkage_regularization_strength))};
   const KernelOps<Real>& k = ops<Real>();
   drive(n, w, g, o, nt, [&](size_t i, size_t len, const Real* gc) { k.ftrl(len, w + i, gc, s + i, z + i, a); });
 }

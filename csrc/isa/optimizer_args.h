@@ -8,6 +8,9 @@
 //     computes it in double and rounds once;
 //   * tensor arithmetic in the variable's dtype (ops.power(ops.cast(β1, dtype),
 //     t), 1 - u_product_t, ...): the caller or the driver computes it in T.
+// A third case: a Python float that Keras passes to a keras.ops function becomes a
+// float32 tensor there (its "floatx"), so for float64 variables it is a
+// float32-rounded constant ("through float32" below).
 // The comment on each field says which.
 #pragma once
 
@@ -55,10 +58,10 @@ template <class T> struct LionArgs {
 
 template <class T> struct FtrlArgs {
   T lr;
-  T power;           // -learning_rate_power (0.5 by default: then sqrt)
-  T l1;              // l1_regularization_strength
-  T two_l2;          // 2·(l2 + β/(2·lr)), the last three in T
-  T two_shrinkage;   // 2·l2_shrinkage_regularization_strength in double, rounded to T
+  T power;           // -learning_rate_power (0.5 by default: then sqrt), through float32
+  T l1;              // l1_regularization_strength, through float32
+  T two_l2;          // 2·(l2 + β/(2·lr)), all in T
+  T two_shrinkage;   // 2·l2_shrinkage_regularization_strength in double, through float32
 };
 
 template <class T> struct RmspropArgs {

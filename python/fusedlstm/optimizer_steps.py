@@ -37,8 +37,8 @@ import numpy as np
 
 from . import _core
 
-__all__ = ["RULES", "FlatStep", "adam_alpha", "nadam_scalars", "beta_power", "weight_decay_factor",
-           "ema_step_momentum"]
+__all__ = ["RULES", "DEFAULTS", "FlatStep", "adam_alpha", "nadam_scalars", "beta_power", "learning_rate_value",
+           "weight_decay_factor", "ema_step_momentum"]
 
 # Rule -> (its _core step, the state buffers in the order the step takes them).
 # Optional buffers (None unless the hyperparameters ask for them) are marked "?".
@@ -109,16 +109,23 @@ def nadam_scalars(beta_1, beta_2, local_step, u_product, dtype=np.float32):
                 beta_2_power=beta_power(beta_2, local_step, dtype))
 
 
-def weight_decay_factor(weight_decay, lr, dtype=np.float32):
-    """TorchOptimizer._apply_weight_decay multiplies the variables by 1 - wd·lr (in the dtype)."""
-    dt = np.dtype(dtype).type
-    return dt(1) - dt(weight_decay) * dt(lr)
+def learning_rate_value(lr):
+    """The learning rate as Keras holds it: a float32 Variable (floatx), whatever the
+    variables' dtype; a schedule's value is a float32 tensor too."""
+    return np.float32(lr)
+
+
+def weight_decay_factor(weight_decay, lr):
+    """TorchOptimizer._apply_weight_decay multiplies the variables by 1 - wd·lr, formed on
+    the float32 learning rate (so in float32 for float64 variables too)."""
+    return np.float32(1) - np.float32(weight_decay) * learning_rate_value(lr)
 
 
 def ema_step_momentum(ema_momentum, iterations, dtype=np.float32):
-    """_update_model_variables_moving_average: momentum = cast(iterations != 0)·ema_momentum."""
+    """_update_model_variables_moving_average: momentum = ops.multiply(cast(iterations != 0),
+    ema_momentum), where keras.ops turns the Python float into a float32 tensor."""
     dt = np.dtype(dtype).type
-    return dt(iterations != 0) * dt(ema_momentum)
+    return dt(iterations != 0) * dt(np.float32(ema_momentum))
 
 
 # ---------------------------------------------------------------------------
@@ -218,7 +225,7 @@ class FlatStep:
         if steps:
             common.update(gradient_accumulator=self.accumulator, accumulation_steps=steps)
         if self.weight_decay is not None:
-            common.update(decay=float(weight_decay_factor(self.weight_decay, learning_rate, self.dtype)),
+            common.update(decay=float(weight_decay_factor(self.weight_decay, learning_rate)),
                           decay_mask=self.decay_mask)
         fn, names = RULES[self.rule]
         state = [self.slots[n.rstrip("?")] for n in names]
@@ -230,7 +237,7 @@ class FlatStep:
 
     def _rule_kwargs(self, lr):
         h, dt, t = self.hyper, self.dtype, self.step_iterations + 1
-        lr = float(dt.type(lr))
+        lr = float(dt.type(learning_rate_value(lr)))  # ops.cast(learning_rate, variable.dtype)
         if self.rule == "adam":
             return dict(alpha=float(adam_alpha(lr, h["beta_1"], h["beta_2"], t, dt)), beta_1=h["beta_1"],
                         beta_2=h["beta_2"], epsilon=h["epsilon"])
