@@ -310,3 +310,32 @@ def test_other_isa_levels(level, seed):
                           timeout=600, cwd=str(here.parent.parent))
     assert proc.returncode == 0, f"FUSEDLSTM_ISA={level} seed={seed}:\n{proc.stdout[-6000:]}\n{proc.stderr[-2000:]}"
     assert " passed" in proc.stdout and " failed" not in proc.stdout, proc.stdout[-2000:]
+
+
+# ---- FlatStep's own checks -------------------------------------------------------------
+
+def test_flat_step_rejects_unknown_rules_and_hyperparameters():
+    with pytest.raises(ValueError, match="Unknown optimizer rule 'adamw'"):
+        FlatStep("adamw", 3)
+    with pytest.raises(TypeError, match=r"unexpected hyperparameter\(s\) \['beta_3'\]"):
+        FlatStep("adam", 3, beta_3=0.5)
+
+
+def test_a_refused_step_changes_no_state():
+    k = FlatStep("nadam", 4, segments=np.array([0, 2, 4]))
+    w = np.ones(4, np.float32)
+    k.apply(w, np.ones(4, np.float32), 0.01)
+    state = (k.iterations, k.u_product, k.slots["m"].copy(), w.copy())
+    with pytest.raises(ValueError, match="g must have shape"):
+        k.apply(w, np.ones(5, np.float32), 0.01)
+    assert (k.iterations, k.u_product) == state[:2]
+    np.testing.assert_array_equal(k.slots["m"], state[2])
+    np.testing.assert_array_equal(w, state[3])
+
+
+def test_zero_or_negative_clip_values_mean_no_clipping_as_in_keras(rng):
+    g = (rng.standard_normal(9) * 10).astype(np.float32)
+    plain, zero = (np.zeros(9, np.float32) for _ in range(2))
+    FlatStep("sgd", 9).apply(plain, g, 0.1)
+    FlatStep("sgd", 9, clipnorm=0.0, clipvalue=-1.0).apply(zero, g, 0.1)
+    np.testing.assert_array_equal(plain, zero)
