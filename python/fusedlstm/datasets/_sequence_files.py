@@ -9,6 +9,7 @@ does).
 """
 
 import io
+import numbers
 import pickle
 import zipfile
 
@@ -103,7 +104,6 @@ def ragged(lists):
 
 
 def check_int(name, value, allow_none=True, minimum=None):
-    import numbers
     if value is None and allow_none:
         return None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
