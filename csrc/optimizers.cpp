@@ -284,7 +284,10 @@ void sgd_step(size_t n, Real* w, const Real* g, Real* u, const SgdStep& h, const
   const KernelOps<Real>& k = ops<Real>();
   const Real lr = Real(h.lr), mu = Real(h.momentum);
   drive(n, w, g, o, nt, [&](size_t i, size_t len, const Real* gc) {
-    k.sgd(len, w + i, gc, u ? u + i : nullptr, lr, mu, h.nesterov);
+    if (u && h.nesterov)
+      k.sgd_nesterov_keras(len, w + i, gc, u + i, lr, mu);
+    else
+      k.sgd(len, w + i, gc, u ? u + i : nullptr, lr, mu, false);
   });
 }
 

@@ -102,8 +102,7 @@ struct KernelOps {
   //   where alpha = lr·sqrt(1-β2^t)/(1-β1^t) is computed by the caller.
   void (*adam)(size_t n, T* w, const T* g, T* m, T* v, T alpha, T beta1, T beta2, T eps,
                T one_minus_beta1, T one_minus_beta2);
-  // SGD: u = μ·u - lr·g; w += u  (nesterov: w = (w - lr·g) + μ·u, torch_sgd.py's two
-  // adds); μ = 0: w -= lr·g (u untouched).
+  // SGD: u = μ·u - lr·g; w += u  (nesterov: w += μ·u - lr·g); μ = 0: w -= lr·g (u untouched).
   void (*sgd)(size_t n, T* w, const T* g, T* u, T lr, T momentum, bool nesterov);
   // RMSprop: s = ρ·s + (1-ρ)·g²; w -= lr·g / sqrt(s + ε).
   void (*rmsprop)(size_t n, T* w, const T* g, T* s, T lr, T rho, T eps, T one_minus_rho);
@@ -143,6 +142,9 @@ struct KernelOps {
   //   s = ρ·s + (1-ρ)·g²;  d = s + ε;  [mg = ρ·mg + (1-ρ)·g;  d = d - mg²];  d = sqrt(d);
   //   inc = (g·lr)/d;  [mom = μ·mom + inc;  w -= mom]  else  w -= inc.
   void (*rmsprop_full)(size_t n, T* w, const T* g, T* s, T* mom, T* mg, const RmspropArgs<T>& a);
+  // Nesterov SGD in torch_sgd.py's order: u = μ·u - lr·g; w = (w - lr·g) + μ·u (the older
+  // sgd above adds μ·u - lr·g in one go, one rounding apart; files written with it keep their bits).
+  void (*sgd_nesterov_keras)(size_t n, T* w, const T* g, T* u, T lr, T momentum);
 };
 
 // Tables, one per ISA file. Null when the file was not built (non-x86).

@@ -71,7 +71,8 @@ constexpr KernelOps<typename V::T> make_table(const char* name) {
                       &adadelta<T>,
                       &lion<T>,
                       &ftrl<T>,
-                      &rmsprop_full<T>};
+                      &rmsprop_full<T>,
+                      &sgd_nesterov_keras<T>};
 }
 
 }  // namespace FUSEDLSTM_ISA_NS

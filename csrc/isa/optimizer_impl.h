@@ -42,7 +42,7 @@ void sgd(size_t n, T* __restrict w, const T* __restrict g, T* __restrict u, T lr
     for (size_t i = 0; i < n; ++i) {
       const T ui = momentum * u[i] - lr * g[i];
       u[i] = ui;
-      w[i] = (w[i] - lr * g[i]) + momentum * ui;
+      w[i] += momentum * ui - lr * g[i];
     }
   } else {
     for (size_t i = 0; i < n; ++i) {
@@ -107,6 +107,16 @@ void opt_clip(size_t n, const T* __restrict g, T* __restrict out, Clip mode, T a
       break;
     default:
       for (size_t i = 0; i < n; ++i) out[i] = g[i];
+  }
+}
+
+// Keras's Nesterov SGD (torch_sgd.py: two _foreach_add_ on w, the gradient's first).
+template <class T>
+void sgd_nesterov_keras(size_t n, T* __restrict w, const T* __restrict g, T* __restrict u, T lr, T momentum) {
+  for (size_t i = 0; i < n; ++i) {
+    const T ui = momentum * u[i] - lr * g[i];
+    u[i] = ui;
+    w[i] = (w[i] - lr * g[i]) + momentum * ui;
   }
 }
 
