@@ -273,6 +273,68 @@ def call_optimizer(g):
         _core.rmsprop_update(w, grad, s1, lr=scalar(g, 1e-3), rho=scalar(g, 0.9), epsilon=scalar(g, 1e-7))
 
 
+STEP_STATE = {  # Keras 3 optimizer steps (issue 25): required state buffers, optional ones
+    "adam_step": (("m", "v"), ("vhat",)), "nadam_step": (("m", "v"), ()), "adamax_step": (("m", "u"), ()),
+    "adagrad_step": (("accumulator",), ()), "adadelta_step": (("accumulated_grad", "accumulated_delta_var"), ()),
+    "lion_step": (("m",), ()), "ftrl_step": (("accumulator", "linear"), ()),
+    "rmsprop_step": (("velocity",), ("momentum_buf", "average_grad")), "sgd_step": ((), ("u",)),
+}
+STEP_SCALARS = {
+    "adam_step": dict(alpha=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7),
+    "nadam_step": dict(lr=1e-3, u_t=0.45, u_t_1=0.46, u_product_t=0.45, u_product_t_1=0.2, beta_2_power=0.999),
+    "adamax_step": dict(lr=1e-3, beta_1_power=0.9, beta_2=0.999),
+    "adagrad_step": dict(lr=1e-3, epsilon=1e-7), "adadelta_step": dict(lr=1.0, rho=0.95),
+    "lion_step": dict(lr=1e-4, beta_1=0.9, beta_2=0.99),
+    "ftrl_step": dict(lr=1e-3, learning_rate_power=-0.5, l1_regularization_strength=0.01, beta=0.1),
+    "rmsprop_step": dict(lr=1e-3, rho=0.9, momentum=0.9), "sgd_step": dict(lr=0.01, momentum=0.9, nesterov=True),
+}
+
+
+def call_optimizer_step(g):
+    """One Keras 3 optimizer step with its common options (segments, decay, clipping,
+    accumulation, EMA), any of them mutated."""
+    n = g.int(0, 40)
+    dt = g.pick([np.float32, np.float32, np.float64])
+    name = g.pick(sorted(STEP_STATE))
+    required, optional = STEP_STATE[name]
+    w, grad = g.array((n,), dt), g.array((n,), dt)
+    state = [g.array((n,), dt) for _ in required]
+    state += [None if g.bool() else g.array((n,), dt) for _ in optional]
+    if state and g.chance(8):
+        state[0] = w  # aliasing buffers: allowed, must not crash
+    kw = {k: scalar(g, v) for k, v in STEP_SCALARS[name].items()}
+    if g.bool():
+        cuts = sorted(g.int(0, n) for _ in range(g.int(0, 4)))
+        seg = np.array([0] + cuts + [n], np.int64)
+        if g.chance(4):
+            seg[g.int(0, seg.size - 1)] += g.pick([-1, 1, 2 ** 40])
+        kw["segments"] = g.array(seg.shape, g.pick(INT_DTYPES), seg)
+        nvars = seg.size - 1
+    else:
+        nvars = 1
+    if g.bool():
+        kw["decay"] = scalar(g, 0.999)
+        if g.bool():
+            kw["decay_mask"] = g.array((nvars,), g.pick([np.bool_, np.bool_, np.int32, np.float32]))
+    clip = g.int(0, 4)
+    if clip:
+        kw[["clipnorm", "global_clipnorm", "clipvalue", "clipnorm"][clip - 1]] = scalar(g, 0.5)
+        if g.chance(6):
+            kw["clipvalue"] = 1.0
+    if g.chance(3):
+        kw["gradient_accumulator"] = g.array((n,), dt)
+        kw["accumulation_steps"] = scalar(g, g.int(-1, 4))
+    if g.chance(3):
+        kw["ema"] = g.array((n,), dt)
+        kw["ema_momentum"] = scalar(g, 0.99)
+        kw["ema_overwrite"] = g.bool()
+    getattr(_core, name)(w, grad, *state, **kw)
+    if g.chance(4):
+        ema = g.array((n,), dt) if g.bool() else None
+        _core.accumulate_step(w, grad, g.array((n,), dt), ema=ema, ema_momentum=scalar(g, 0.9),
+                              ema_overwrite=g.bool())
+
+
 def call_onehot(g):
     B, T, V = g.int(1, 4), g.int(1, 4), g.int(0, 6)
     dt = g.pick([np.float32, np.float64])
@@ -297,7 +359,8 @@ def call_misc(g):
         assert info["isa"] in info["isa_available"], info
 
 
-CALLS = [call_lstm, call_lstm, call_lstm, call_dense, call_matmul, call_optimizer, call_onehot, call_misc]
+CALLS = [call_lstm, call_lstm, call_lstm, call_dense, call_matmul, call_optimizer, call_optimizer_step,
+         call_optimizer_step, call_onehot, call_misc]
 
 
 def TestOneInput(data):

@@ -19,6 +19,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "isa/optimizer_args.h"
+
 namespace fusedlstm {
 
 // Activation functions the LSTM supports, for `activation` and
@@ -104,6 +106,45 @@ struct KernelOps {
   void (*sgd)(size_t n, T* w, const T* g, T* u, T lr, T momentum, bool nesterov);
   // RMSprop: s = ρ·s + (1-ρ)·g²; w -= lr·g / sqrt(s + ε).
   void (*rmsprop)(size_t n, T* w, const T* g, T* s, T lr, T rho, T eps, T one_minus_rho);
+
+  // ---- optimizers (issue 25) ------------------------------------------------
+  // Keras 3.15.1's BaseOptimizer around the rules, over a run of n elements that
+  // lies inside one variable (optimizers.cpp cuts the flat buffer so), and the
+  // rules its PyTorch backend runs (keras/src/backend/torch/optimizers/*.py;
+  // Ftrl: keras/src/optimizers/ftrl.py). Scalars: isa/optimizer_args.h.
+  // Gradient accumulation: acc += g; and on an update step acc = (g + acc)/steps.
+  void (*opt_accumulate)(size_t n, T* acc, const T* g);
+  void (*opt_average)(size_t n, T* acc, const T* g, T steps);
+  // out = the clipped g (see Clip); out may not alias g.
+  void (*opt_clip)(size_t n, const T* g, T* out, Clip mode, T a, T b);
+  // Weight decay as TorchOptimizer._apply_weight_decay: w *= f, f = 1 - wd·lr.
+  void (*opt_scale)(size_t n, T* w, T f);
+  // EMA of the weights: avg = m·avg + c·w (c = 1 - m).
+  void (*opt_ema)(size_t n, T* avg, const T* w, T m, T c);
+  // Adam with amsgrad: m, v as adam; v̂ = max(v̂, v); w -= (m·alpha)/(sqrt(v̂) + ε).
+  void (*adam_amsgrad)(size_t n, T* w, const T* g, T* m, T* v, T* vhat, const AdamArgs<T>& a);
+  // Nadam: m, v as adam; m̂ = (m·u_{t+1})/(1 - Π_{t+1}) + (g·(1 - u_t))/(1 - Π_t);
+  //        v̂ = v/(1 - β2^t); w -= (m̂·lr)/(sqrt(v̂) + ε).
+  void (*nadam)(size_t n, T* w, const T* g, T* m, T* v, const NadamArgs<T>& a);
+  // Adamax: m = β1·m + (1-β1)·g; u = max(β2·u, |g|); w -= (m·lr)/((u + ε)·(1 - β1^t)).
+  void (*adamax)(size_t n, T* w, const T* g, T* m, T* u, const AdamaxArgs<T>& a);
+  // Adagrad: s += g²; w -= (g·lr)/sqrt(s + ε).
+  void (*adagrad)(size_t n, T* w, const T* g, T* s, const AdagradArgs<T>& a);
+  // Adadelta: s = ρ·s + (1-ρ)·g²; δ = -(sqrt(d + ε)·g)/sqrt(s + ε);
+  //           d = ρ·d + (1-ρ)·δ²; w += lr·δ.
+  void (*adadelta)(size_t n, T* w, const T* g, T* s, T* d, const AdadeltaArgs<T>& a);
+  // Lion: c = β1·m + (1-β1)·g; w -= sign(c)·lr (sign(NaN) = 0 as torch.sign); m = β2·m + (1-β2)·g.
+  void (*lion)(size_t n, T* w, const T* g, T* m, const LionArgs<T>& a);
+  // Ftrl (p = -learning_rate_power): ĝ = g + 2·l2s·w;  s' = s + g²;
+  //   z += ĝ - ((s'^p - s^p)/lr)·w;  q = s'^p/lr + 2·l2;  w = (clip(z, -l1, l1) - z)/q;  s = s'.
+  void (*ftrl)(size_t n, T* w, const T* g, T* s, T* z, const FtrlArgs<T>& a);
+  // RMSprop with momentum and/or centred (mom, mg may be null):
+  //   s = ρ·s + (1-ρ)·g²;  d = s + ε;  [mg = ρ·mg + (1-ρ)·g;  d = d - mg²];  d = sqrt(d);
+  //   inc = (g·lr)/d;  [mom = μ·mom + inc;  w -= mom]  else  w -= inc.
+  void (*rmsprop_full)(size_t n, T* w, const T* g, T* s, T* mom, T* mg, const RmspropArgs<T>& a);
+  // Nesterov SGD in torch_sgd.py's order: u = μ·u - lr·g; w = (w - lr·g) + μ·u (the older
+  // sgd above adds μ·u - lr·g in one go, one rounding apart; files written with it keep their bits).
+  void (*sgd_nesterov_keras)(size_t n, T* w, const T* g, T* u, T lr, T momentum);
 };
 
 // Tables, one per ISA file. Null when the file was not built (non-x86).

@@ -21,7 +21,7 @@
 //   gemm_impl.h       GEMM (Goto/BLIS blocking, packed operands)
 //   lstm_cell_impl.h  the fused LSTM cell, forward and backward
 //   rows_impl.h       softmax rows, column sums, row scatters, one-hot/finite scans
-//   optimizer_impl.h  Adam, SGD, RMSprop over a flat buffer
+//   optimizer_impl.h  the optimizer rules and BaseOptimizer's steps over a flat buffer
 // and make_table below collects them into the ISA's KernelOps table.
 #ifndef FUSEDLSTM_ISA_NS
 #error "define FUSEDLSTM_ISA_NS and include the simd_<isa>.h header, then isa/ops_impl.h"
@@ -57,7 +57,22 @@ constexpr KernelOps<typename V::T> make_table(const char* name) {
                       &first_nonfinite<T>,
                       &adam<T>,
                       &sgd<T>,
-                      &rmsprop<T>};
+                      &rmsprop<T>,
+                      // optimizers (issue 25)
+                      &opt_accumulate<T>,
+                      &opt_average<T>,
+                      &opt_clip<T>,
+                      &opt_scale<T>,
+                      &opt_ema<T>,
+                      &adam_amsgrad<T>,
+                      &nadam<T>,
+                      &adamax<T>,
+                      &adagrad<T>,
+                      &adadelta<T>,
+                      &lion<T>,
+                      &ftrl<T>,
+                      &rmsprop_full<T>,
+                      &sgd_nesterov_keras<T>};
 }
 
 }  // namespace FUSEDLSTM_ISA_NS

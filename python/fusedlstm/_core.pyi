@@ -180,3 +180,81 @@ def rmsprop_update(
     epsilon: float = 1e-7,
 ) -> None:
     """s = ρs + (1-ρ)g²; w -= lr·g/sqrt(s + ε)."""
+
+# ---- optimizers (issue 25): Keras 3.15.1 steps --------------------------------
+# One call = one Keras `Optimizer.apply` on the PyTorch backend, in place over flat
+# 1-D buffers of one float dtype (float32 or float64) and equal length n (w, g and
+# every state buffer; g is only read). python/fusedlstm/optimizer_steps.py computes
+# the per-step scalars and makes these calls (FlatStep).
+#
+# Every *_step takes these keyword arguments besides its own:
+#   segments: None | int array (nvars + 1,) of variable offsets, 0 = segments[0] <= ...
+#       <= segments[-1] = n: variable k is w[segments[k]:segments[k+1]]. clipnorm and
+#       decay_mask are per variable; None: one variable.
+#   decay: None | the weight-decay factor 1 - weight_decay·lr formed in float32 (Keras's
+#       learning rate is a float32 variable); w *= decay before the rule.
+#   decay_mask: None | bool (nvars,): the variables that decay (Keras's
+#       exclude_from_weight_decay leaves False); needs decay.
+#   clipnorm, global_clipnorm, clipvalue: None | a positive float; at most one.
+#   gradient_accumulator: None | buffer (n,): this is a gradient-accumulation update
+#       step: g ← (g + acc)/accumulation_steps, and acc = 0 after.
+#   accumulation_steps: int >= 1 with gradient_accumulator (else 0).
+#   ema: None | buffer (n,) of the moving average, updated after the rule:
+#       ema = m·ema + (1-m)·w with m = ema_momentum, which the caller gives as Keras
+#       forms it for the step: float32(ema_momentum)·(iterations != 0) in the dtype.
+#   ema_overwrite: then w = ema (Keras: (iterations + 1) % ema_overwrite_frequency == 0).
+# "t" below is Keras's local_step = optimizer.iterations + 1 (with gradient
+# accumulation, optimizer.iterations = raw apply count // accumulation_steps), and
+# "in the dtype" means computed with NumPy scalars of the buffers' dtype.
+
+def adam_step(w: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, vhat: Optional[np.ndarray] = None, *,
+              alpha: float, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,
+              **common) -> None:
+    """Adam / AdamW (AdamW: pass decay); amsgrad when vhat is given.
+    alpha = lr·sqrt(1 - β2^t)/(1 - β1^t) in the dtype (optimizer_steps.adam_alpha)."""
+
+def nadam_step(w: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, *, lr: float, u_t: float,
+               u_t_1: float, u_product_t: float, u_product_t_1: float, beta_2_power: float, beta_1: float = 0.9,
+               beta_2: float = 0.999, epsilon: float = 1e-7, **common) -> None:
+    """Nadam. In the dtype (optimizer_steps.nadam_scalars): u_t = β1·(1 - 0.5·0.96^t),
+    u_t_1 the same at t+1, u_product_t = Π·u_t (Π: the product stored from the previous
+    step, 1 at first; the caller stores u_product_t after the call), u_product_t_1 =
+    u_product_t·u_t_1, beta_2_power = β2^t."""
+
+def adamax_step(w: np.ndarray, g: np.ndarray, m: np.ndarray, u: np.ndarray, *, lr: float, beta_1_power: float,
+                beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7, **common) -> None:
+    """Adamax; beta_1_power = β1^t in the dtype."""
+
+def adagrad_step(w: np.ndarray, g: np.ndarray, accumulator: np.ndarray, *, lr: float, epsilon: float = 1e-7,
+                 **common) -> None:
+    """Adagrad (the accumulator starts at initial_accumulator_value, 0.1 in Keras)."""
+
+def adadelta_step(w: np.ndarray, g: np.ndarray, accumulated_grad: np.ndarray, accumulated_delta_var: np.ndarray,
+                  *, lr: float, rho: float = 0.95, epsilon: float = 1e-7, **common) -> None:
+    """Adadelta."""
+
+def lion_step(w: np.ndarray, g: np.ndarray, m: np.ndarray, *, lr: float, beta_1: float = 0.9, beta_2: float = 0.99,
+              **common) -> None:
+    """Lion (beta_1 in (0, 1])."""
+
+def ftrl_step(w: np.ndarray, g: np.ndarray, accumulator: np.ndarray, linear: np.ndarray, *, lr: float,
+              learning_rate_power: float = -0.5, l1_regularization_strength: float = 0.0,
+              l2_regularization_strength: float = 0.0, l2_shrinkage_regularization_strength: float = 0.0,
+              beta: float = 0.0, **common) -> None:
+    """Ftrl (the accumulator starts at initial_accumulator_value, 0.1 in Keras); the
+    hyperparameters are the user's; l2 + β/(2·lr) is formed inside, as Keras does."""
+
+def rmsprop_step(w: np.ndarray, g: np.ndarray, velocity: np.ndarray, momentum_buf: Optional[np.ndarray] = None,
+                 average_grad: Optional[np.ndarray] = None, *, lr: float, rho: float = 0.9, momentum: float = 0.0,
+                 epsilon: float = 1e-7, **common) -> None:
+    """RMSprop; momentum_buf is required exactly when momentum > 0; centered when
+    average_grad is given."""
+
+def sgd_step(w: np.ndarray, g: np.ndarray, u: Optional[np.ndarray] = None, *, lr: float, momentum: float = 0.0,
+             nesterov: bool = False, **common) -> None:
+    """SGD (weight_decay through decay); u is required when momentum != 0."""
+
+def accumulate_step(w: np.ndarray, g: np.ndarray, gradient_accumulator: np.ndarray, *,
+                    ema: Optional[np.ndarray] = None, ema_momentum: float = 0.0, ema_overwrite: bool = False) -> None:
+    """A gradient-accumulation step that does not update: acc += g; then the EMA part
+    (Keras updates the average on these steps too)."""

@@ -47,6 +47,10 @@ __all__ = [
     "adam_update",
     "sgd_update",
     "rmsprop_update",
+    "OPTIMIZER_RULES",
+    "optimizer_rule",
+    "optimizer_slots",
+    "KerasOptimizer",
 ]
 
 ACTIVATIONS = ("tanh", "sigmoid", "hard_sigmoid", "hard_sigmoid_k2", "relu", "linear")
@@ -398,3 +402,243 @@ def rmsprop_update(w, g, s, lr, rho=0.9, epsilon=1e-7):
     s = rho * s + (1.0 - rho) * g * g
     w = w - lr * g / np.sqrt(s + epsilon)
     return w.astype(dt), s.astype(dt)
+
+
+# ---------------------------------------------------------------------------
+# Keras 3.15.1 optimizers (issue 25): BaseOptimizer.apply and the rules of its
+# PyTorch backend (keras/src/optimizers/base_optimizer.py,
+# keras/src/backend/torch/optimizers/torch_<rule>.py; Ftrl has no torch
+# version and runs keras/src/optimizers/ftrl.py).
+#
+# KerasOptimizer works as Keras does, on a list of variables, each its own
+# array; the kernels work on one flat buffer cut by offsets, so comparing the
+# two also checks the flat-buffer bookkeeping. Elementwise arithmetic is in
+# float64. Scalars are formed where Keras forms them: Python arithmetic on the
+# user's floats in double (1 - β1), tensor arithmetic (β^t, Nadam's products,
+# 1 - wd·lr, the EMA momentum) in the variables' dtype. State (variables,
+# slots, accumulators, averages) is stored in the variables' dtype after each
+# step, as both Keras and the kernels store it.
+# ---------------------------------------------------------------------------
+
+OPTIMIZER_RULES = ("adam", "nadam", "adamax", "adagrad", "adadelta", "lion", "ftrl", "rmsprop", "sgd")
+
+
+def _sign_torch(x):
+    """torch.sign: -1, 0 or 1, and 0 for NaN."""
+    return np.where(x > 0, 1.0, np.where(x < 0, -1.0, 0.0))
+
+
+def optimizer_rule(rule, w, g, s, lr, local_step, hyper, dtype, nadam_u_product=None):
+    """One update of one variable by `rule` (w, g, slots s: float64 arrays, s updated in place).
+
+    `lr` is the learning rate, `local_step` Keras's iterations + 1. Returns the new w,
+    and for Nadam also the new stored product of the momentum schedule.
+    """
+    dt = np.dtype(dtype).type
+    one = dt(1)
+    lr_t = float(dt(lr))
+    h = hyper
+    if rule == "adam":  # torch_adam.py; amsgrad when s has "vhat"
+        t = dt(local_step)
+        alpha = float(dt(lr) * np.sqrt(one - dt(h["beta_2"]) ** t) / (one - dt(h["beta_1"]) ** t))
+        s["m"] = h["beta_1"] * s["m"] + (1.0 - h["beta_1"]) * g
+        s["v"] = h["beta_2"] * s["v"] + (1.0 - h["beta_2"]) * g * g
+        v = s["v"]
+        if "vhat" in s:
+            s["vhat"] = np.maximum(s["vhat"], s["v"])
+            v = s["vhat"]
+        return w - s["m"] * alpha / (np.sqrt(v) + h["epsilon"])
+    if rule == "nadam":  # torch_nadam.py: the u's in the dtype, the stored product Π carried between steps
+        t, t1, decay, b1 = dt(local_step), dt(local_step + 1), dt(0.96), dt(h["beta_1"])
+        u_t = b1 * (dt(1.0) - dt(0.5) * decay ** t)
+        u_t_1 = b1 * (dt(1.0) - dt(0.5) * decay ** t1)
+        u_product_t = dt(nadam_u_product) * u_t
+        u_product_t_1 = u_product_t * u_t_1
+        beta_2_power = dt(h["beta_2"]) ** t
+        s["m"] = h["beta_1"] * s["m"] + (1.0 - h["beta_1"]) * g
+        s["v"] = h["beta_2"] * s["v"] + (1.0 - h["beta_2"]) * g * g
+        m_hat = s["m"] * float(u_t_1) / float(one - u_product_t_1) + g * float(one - u_t) / float(one - u_product_t)
+        v_hat = s["v"] / float(one - beta_2_power)
+        return w - m_hat * lr_t / (np.sqrt(v_hat) + h["epsilon"]), u_product_t
+    if rule == "adamax":  # torch_adamax.py
+        beta_1_power = dt(h["beta_1"]) ** dt(local_step)
+        s["m"] = h["beta_1"] * s["m"] + (1.0 - h["beta_1"]) * g
+        s["u"] = np.maximum(h["beta_2"] * s["u"], np.abs(g))
+        return w - s["m"] * lr_t / ((s["u"] + h["epsilon"]) * float(one - beta_1_power))
+    if rule == "adagrad":  # torch_adagrad.py
+        s["accumulator"] = s["accumulator"] + g * g
+        return w - g * lr_t / np.sqrt(s["accumulator"] + h["epsilon"])
+    if rule == "adadelta":  # torch_adadelta.py
+        rho, eps = h["rho"], h["epsilon"]
+        s["accumulated_grad"] = rho * s["accumulated_grad"] + (1.0 - rho) * g * g
+        delta = -np.sqrt(s["accumulated_delta_var"] + eps) * g / np.sqrt(s["accumulated_grad"] + eps)
+        s["accumulated_delta_var"] = rho * s["accumulated_delta_var"] + (1.0 - rho) * delta * delta
+        return w + lr_t * delta
+    if rule == "lion":  # torch_lion.py
+        c = h["beta_1"] * s["m"] + (1.0 - h["beta_1"]) * g
+        s["m"] = h["beta_2"] * s["m"] + (1.0 - h["beta_2"]) * g
+        return w - _sign_torch(c) * lr_t
+    if rule == "ftrl":  # ftrl.py (generic ops); l2_reg = l2 + β/(2·lr) is tensor arithmetic, and
+        # the Python floats given to keras.ops (the power, l1, 2·l2 shrinkage) become float32 tensors
+        p = float(np.float32(-h["learning_rate_power"]))
+        l2_reg = float(dt(h["l2_regularization_strength"]) + dt(h["beta"]) / (dt(2.0) * dt(lr)))
+        l1 = float(np.float32(h["l1_regularization_strength"]))
+        g_use = g + float(np.float32(2 * h["l2_shrinkage_regularization_strength"])) * w
+        new_acc = s["accumulator"] + g * g
+        s["linear"] = s["linear"] + g_use - (new_acc ** p - s["accumulator"] ** p) / lr_t * w
+        quadratic = new_acc ** p / lr_t + 2 * l2_reg
+        s["accumulator"] = new_acc
+        return (np.clip(s["linear"], -l1, l1) - s["linear"]) / quadratic
+    if rule == "rmsprop":  # torch_rmsprop.py; centred when s has "average_grad", momentum when "momentum_buf"
+        rho = h["rho"]
+        s["velocity"] = rho * s["velocity"] + (1.0 - rho) * g * g
+        den = s["velocity"] + h["epsilon"]
+        if "average_grad" in s:
+            s["average_grad"] = rho * s["average_grad"] + (1.0 - rho) * g
+            den = den - s["average_grad"] ** 2
+        increment = g * lr_t / np.sqrt(den)
+        if "momentum_buf" in s:
+            s["momentum_buf"] = h["momentum"] * s["momentum_buf"] + increment
+            return w - s["momentum_buf"]
+        return w - increment
+    if rule == "sgd":  # torch_sgd.py
+        if h["momentum"] == 0:
+            return w - lr_t * g
+        s["u"] = h["momentum"] * s["u"] - lr_t * g
+        if h["nesterov"]:
+            return w - lr_t * g + h["momentum"] * s["u"]
+        return w + s["u"]
+    raise ValueError(f"unknown rule {rule!r}; expected one of {OPTIMIZER_RULES}")
+
+
+def optimizer_slots(rule, shape, hyper, dtype):
+    """The state Keras's build() creates for one variable of `shape`, by name."""
+    zeros = lambda: np.zeros(shape, dtype)  # noqa: E731
+    if rule == "adam":
+        return {"m": zeros(), "v": zeros(), **({"vhat": zeros()} if hyper.get("amsgrad") else {})}
+    if rule == "nadam":
+        return {"m": zeros(), "v": zeros()}
+    if rule == "adamax":
+        return {"m": zeros(), "u": zeros()}
+    if rule == "adagrad":
+        return {"accumulator": np.full(shape, hyper["initial_accumulator_value"], dtype)}
+    if rule == "adadelta":
+        return {"accumulated_grad": zeros(), "accumulated_delta_var": zeros()}
+    if rule == "lion":
+        return {"m": zeros()}
+    if rule == "ftrl":
+        return {"accumulator": np.full(shape, hyper["initial_accumulator_value"], dtype), "linear": zeros()}
+    if rule == "rmsprop":
+        s = {"velocity": zeros()}
+        if hyper.get("momentum", 0) > 0:
+            s["momentum_buf"] = zeros()
+        if hyper.get("centered"):
+            s["average_grad"] = zeros()
+        return s
+    if rule == "sgd":
+        return {"u": zeros()} if hyper.get("momentum", 0) != 0 else {}
+    raise ValueError(f"unknown rule {rule!r}; expected one of {OPTIMIZER_RULES}")
+
+
+class KerasOptimizer:
+    """Keras 3.15.1's `Optimizer.apply` (PyTorch backend) on a list of variables.
+
+    Args:
+        rule: one of OPTIMIZER_RULES (AdamW is "adam" with a weight_decay).
+        shapes: the variables' shapes.
+        dtype: the variables' dtype.
+        learning_rate: a float, or a callable of the raw iteration count (a schedule).
+        weight_decay, clipnorm, global_clipnorm, clipvalue, use_ema, ema_momentum,
+        ema_overwrite_frequency, gradient_accumulation_steps: Keras's arguments.
+        exclude_from_weight_decay: indices of variables Keras would exclude.
+        **hyper: the rule's hyperparameters, all given (no defaults here).
+
+    `apply(grads, variables)` returns the new variables; `slots`, `accumulators`,
+    `averages`, `iterations` and `u_product` hold the state, as Keras's do.
+
+    >>> opt = KerasOptimizer("sgd", [(2,)], momentum=0.0, nesterov=False, learning_rate=0.5)
+    >>> [w.tolist() for w in opt.apply([np.ones(2)], [np.zeros(2, np.float32)])]
+    [[-0.5, -0.5]]
+    """
+
+    def __init__(self, rule, shapes, dtype=np.float32, learning_rate=0.001, weight_decay=None, clipnorm=None,
+                 global_clipnorm=None, clipvalue=None, use_ema=False, ema_momentum=0.99,
+                 ema_overwrite_frequency=None, gradient_accumulation_steps=None, exclude_from_weight_decay=(),
+                 **hyper):
+        self.rule, self.dtype, self.hyper = rule, np.dtype(dtype), hyper
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.clipnorm, self.global_clipnorm, self.clipvalue = clipnorm, global_clipnorm, clipvalue
+        self.use_ema, self.ema_momentum, self.ema_overwrite_frequency = use_ema, ema_momentum, ema_overwrite_frequency
+        self.steps = gradient_accumulation_steps
+        self.exclude = set(exclude_from_weight_decay)
+        self.slots = [optimizer_slots(rule, s, hyper, self.dtype) for s in shapes]
+        self.accumulators = [np.zeros(s, self.dtype) for s in shapes] if self.steps else None
+        self.averages = [np.zeros(s, self.dtype) for s in shapes] if use_ema else None
+        self.iterations = 0  # Keras's _iterations: every apply() call
+        self.u_product = self.dtype.type(1.0)
+
+    @property
+    def step_iterations(self):
+        """optimizer.iterations: _iterations // gradient_accumulation_steps when accumulating."""
+        return self.iterations // self.steps if self.steps else self.iterations
+
+    def _lr(self):
+        """The learning rate: a float32 Variable in Keras (floatx) whatever the variables' dtype."""
+        lr = self.learning_rate
+        return float(np.float32(lr(self.iterations) if callable(lr) else lr))
+
+    def _clip(self, grads):
+        """BaseOptimizer._clip_gradients (norms in float64). Python floats given to keras.ops
+        become float32 tensors, and ops.maximum/minimum with them return float32: f32() below."""
+        f32 = np.float32
+        if self.clipnorm and self.clipnorm > 0:
+            c = f32(self.clipnorm)
+            return [g * float(c) / float(np.maximum(f32(np.sqrt(np.sum(g * g))), c)) for g in grads]
+        if self.global_clipnorm and self.global_clipnorm > 0:
+            c = self.global_clipnorm
+            norm = np.sqrt(sum(np.sum(g * g) for g in grads))
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                scale = float(f32(c) * np.minimum(f32(1.0 / norm), f32(1.0 / c))) + (norm - norm)
+            return [g * scale for g in grads]
+        if self.clipvalue and self.clipvalue > 0:
+            v = float(f32(self.clipvalue))
+            return [np.clip(g, -v, v) for g in grads]
+        return grads
+
+    def apply(self, grads, variables):
+        dt = self.dtype.type
+        w = [np.asarray(v, np.float64) for v in variables]
+        g = [np.asarray(x, np.float64) for x in grads]
+        lr = self._lr()
+        if self.steps and (self.iterations + 1) % self.steps != 0:
+            self.accumulators = [(a + x).astype(self.dtype) for a, x in zip(self.accumulators, g)]
+        else:
+            if self.steps:
+                g = [(x + a) / self.steps for x, a in zip(g, self.accumulators)]
+            g = self._clip(g)
+            if self.weight_decay is not None:  # TorchOptimizer._apply_weight_decay
+                factor = float(np.float32(1) - np.float32(self.weight_decay) * np.float32(lr))
+                w = [x if k in self.exclude else x * factor for k, x in enumerate(w)]
+            t = self.step_iterations + 1
+            new_product = None
+            for k in range(len(w)):
+                s = {name: a.astype(np.float64) for name, a in self.slots[k].items()}
+                out = optimizer_rule(self.rule, w[k], g[k], s, lr, t, self.hyper, self.dtype, self.u_product)
+                if self.rule == "nadam":
+                    out, new_product = out
+                w[k] = out
+                self.slots[k] = {name: a.astype(self.dtype) for name, a in s.items()}
+            if new_product is not None:
+                self.u_product = new_product
+            if self.steps:
+                self.accumulators = [np.zeros_like(a) for a in self.accumulators]
+        if self.use_ema:
+            it = self.step_iterations
+            m = dt(it != 0) * dt(np.float32(self.ema_momentum))  # ops.multiply(cast(...), float)
+            self.averages = [(float(m) * a + float(dt(1) - m) * x).astype(self.dtype)
+                             for a, x in zip(self.averages, w)]
+            if self.ema_overwrite_frequency and (it + 1) % self.ema_overwrite_frequency == 0:
+                w = [a.astype(np.float64) for a in self.averages]
+        self.iterations += 1
+        return [x.astype(self.dtype) for x in w]

@@ -1,7 +1,8 @@
 """Keras-compatible helpers: one-hot targets, padding, and the library's random stream.
 
 `to_categorical` and `pad_sequences` follow `keras.utils` (Keras 3) so a notebook's
-data preparation ports unchanged. `set_random_seed` seeds one module-level numpy
+data preparation ports unchanged; so do `get_file`, `PyDataset`/`Sequence`,
+`timeseries_dataset_from_array` and `split_dataset`, re-exported from their modules. `set_random_seed` seeds one module-level numpy
 Generator that weight initializers, dropout masks and `fit`'s shuffling all draw
 from (through `_global_rng()`), so one call makes a whole run reproducible; it also
 seeds numpy's legacy global state and Python's `random`, as Keras does, because
@@ -15,7 +16,14 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["to_categorical", "pad_sequences", "set_random_seed"]
+# keras.utils names that live in their own modules (issue 25); they import nothing from here.
+from .dataset_split import split_dataset
+from .download import get_file
+from .py_dataset import PyDataset, Sequence
+from .timeseries import timeseries_dataset_from_array
+
+__all__ = ["to_categorical", "pad_sequences", "set_random_seed", "get_file", "PyDataset", "Sequence",
+           "timeseries_dataset_from_array", "split_dataset"]
 
 # Created lazily from OS entropy: an unseeded run differs from the next one, as in Keras.
 _rng: Optional[np.random.Generator] = None
