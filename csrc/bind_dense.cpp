@@ -1,18 +1,30 @@
-// bind_dense.cpp — dense_softmax_xent and matmul.
+// bind_dense.cpp — dense_softmax_xent and matmul (each at float32 or bfloat16
+// precision), and gemm_bf16, the raw bfloat16 GEMM levels for tests and benchmarks.
 #include <string>
 
 #include "bind_util.h"
 #include "dense.h"
+#include "dispatch.h"
+#include "precision.h"
 
 namespace fusedlstm {
 namespace {
 
 constexpr const char* kXent = "dense_softmax_xent";
 constexpr const char* kMatmul = "matmul";
+constexpr const char* kGemmBf16 = "gemm_bf16";
+
+// bfloat16 products take float32 arrays only: a float64 caller asked for exact
+// arithmetic, and silently rounding its operands to 8 bits would betray that.
+void check_precision_dtype(const char* fn, Precision p, FType ft) {
+  if (p == Precision::bfloat16 && ft != FType::f32)
+    throw TypeError(str(fn, ": precision='bfloat16' needs float32 arrays, got ", ftype_name(ft)));
+}
 
 struct XentArgs {
   py::array x, W, b, labels, weights;
   bool sparse = false, from_logits = false, backward = true;
+  Precision precision = Precision::float32;
   double eps = 1e-7;
   int N = 0, D = 0, C = 0;
 };
@@ -35,7 +47,7 @@ template <class Real> py::tuple xent_impl(const XentArgs& a) {
     targets = as_c<Real>(a.labels);
     in.targets = targets.data();
   }
-  in.from_logits = a.from_logits, in.clip_eps = a.eps;
+  in.from_logits = a.from_logits, in.clip_eps = a.eps, in.precision = a.precision;
 
   py::array_t<Real> probs({N, C});
   XentOutputs<Real> out;
@@ -63,7 +75,8 @@ template <class Real> py::tuple xent_impl(const XentArgs& a) {
 
 py::tuple xent_py(const py::object& x_obj, const py::object& W_obj, const py::object& b_obj,
                   const py::object& labels_obj,
-                  const py::object& weights_obj, bool from_logits, double clip_eps, bool backward) {
+                  const py::object& weights_obj, bool from_logits, double clip_eps, bool backward,
+                  const std::string& precision) {
   const py::array x = req_array(kXent, "x", x_obj), W = req_array(kXent, "W", W_obj),
                   labels = req_array(kXent, "labels", labels_obj);
   XentArgs a;
@@ -72,7 +85,9 @@ py::tuple xent_py(const py::object& x_obj, const py::object& W_obj, const py::ob
   a.weights = opt_array(kXent, "weights", weights_obj);
   FUSEDLSTM_CHECK(clip_eps >= 0 && clip_eps < 0.5, kXent, ": clip_eps must be in [0, 0.5), got ", clip_eps);
 
+  a.precision = parse_precision(kXent, precision);
   const FType ft = float_type(kXent, "x", x);
+  check_precision_dtype(kXent, a.precision, ft);
   check_ftype(kXent, "W", W, ft, "x");
   if (given(a.b)) check_ftype(kXent, "b", a.b, ft, "x");
   if (given(a.weights)) check_ftype(kXent, "weights", a.weights, ft, "x");
@@ -102,48 +117,111 @@ py::tuple xent_py(const py::object& x_obj, const py::object& W_obj, const py::ob
   return ft == FType::f32 ? xent_impl<float>(a) : xent_impl<double>(a);
 }
 
+// The checked operands of a matmul-like call: op(a) (M,K), op(b) (K,N).
+struct MatmulArgs {
+  py::array a, b;
+  bool ta = false, tb = false;
+  FType ft = FType::f32;
+  int M = 0, N = 0, K = 0;
+};
+
+MatmulArgs matmul_args(const char* fn, const py::object& a_obj, const py::object& b_obj, bool ta, bool tb) {
+  MatmulArgs r;
+  r.a = req_array(fn, "a", a_obj), r.b = req_array(fn, "b", b_obj), r.ta = ta, r.tb = tb;
+  const py::array &a = r.a, &b = r.b;
+  r.ft = float_type(fn, "a", a);
+  check_ftype(fn, "b", b, r.ft, "a");
+  check_ndim(fn, "a", a, 2, ta ? "(K, M) (trans_a)" : "(M, K)");
+  check_ndim(fn, "b", b, 2, tb ? "(N, K) (trans_b)" : "(K, N)");
+  const py::ssize_t M = ta ? a.shape(1) : a.shape(0), K = ta ? a.shape(0) : a.shape(1);
+  const py::ssize_t Kb = tb ? b.shape(1) : b.shape(0), N = tb ? b.shape(0) : b.shape(1);
+  FUSEDLSTM_CHECK(K == Kb, fn, ": op(a) is (M, K) = (", M, ", ", K, ") but op(b) is (K, N) = (", Kb, ", ", N,
+                  "): the inner dimensions differ (a ", shape_str(a), ", trans_a=", ta ? "True" : "False", "; b ",
+                  shape_str(b), ", trans_b=", tb ? "True" : "False", ")");
+  r.M = as_int(fn, "M", size_t(M)), r.N = as_int(fn, "N", size_t(N)), r.K = as_int(fn, "K", size_t(K));
+  return r;
+}
+
+// The (M,N) result array: out (checked, written in place) or a new one.
 template <class Real>
-py::array matmul_impl(const py::array& a, const py::array& b, bool ta, bool tb, const py::object& out_obj,
-                      bool accumulate, int M, int N, int K) {
-  py::array out;
+py::array matmul_out(const char* fn, const MatmulArgs& m, const py::object& out_obj, bool accumulate) {
   if (!out_obj.is_none()) {
-    out = inplace_array(kMatmul, "out", out_obj);
-    check_ftype(kMatmul, "out", out, ftype_of<Real>(), "a");
-    check_shape(kMatmul, "out", out, {{"M", M}, {"N", N}});
-    inplace<Real>(kMatmul, "out", out);
-  } else {
-    FUSEDLSTM_CHECK(!accumulate, kMatmul, ": accumulate=True needs out (the array to add to)");
-    check_memory(kMatmul, mul_size(size_t(M), size_t(N), sizeof(Real)));
-    out = py::array_t<Real>({M, N});
+    py::array out = inplace_array(fn, "out", out_obj);
+    check_ftype(fn, "out", out, ftype_of<Real>(), "a");
+    check_shape(fn, "out", out, {{"M", m.M}, {"N", m.N}});
+    inplace<Real>(fn, "out", out);
+    return out;
   }
-  CArray<Real> ac = as_c<Real>(a), bc = as_c<Real>(b);
+  FUSEDLSTM_CHECK(!accumulate, fn, ": accumulate=True needs out (the array to add to)");
+  check_memory(fn, mul_size(size_t(m.M), size_t(m.N), sizeof(Real)));
+  return py::array_t<Real>({m.M, m.N});
+}
+
+template <class Real>
+py::array matmul_impl(const MatmulArgs& m, const py::object& out_obj, bool accumulate, Precision p) {
+  py::array out = matmul_out<Real>(kMatmul, m, out_obj, accumulate);
+  CArray<Real> ac = as_c<Real>(m.a), bc = as_c<Real>(m.b);
   Real* C = static_cast<Real*>(out.mutable_data());
   const int nt = num_threads();
   {
     // Safe without the GIL: a and b (or their C-order copies) and out are kept
     // alive by this frame; no Python object is used.
     py::gil_scoped_release nogil;
-    matmul(ta, tb, M, N, K, ac.data(), bc.data(), C, accumulate, nt);
+    matmul(m.ta, m.tb, m.M, m.N, m.K, ac.data(), bc.data(), C, accumulate, nt, p);
   }
   return out;
 }
 
 py::array matmul_py(const py::object& a_obj, const py::object& b_obj, bool ta, bool tb, const py::object& out,
-                    bool accumulate) {
-  const py::array a = req_array(kMatmul, "a", a_obj), b = req_array(kMatmul, "b", b_obj);
-  const FType ft = float_type(kMatmul, "a", a);
-  check_ftype(kMatmul, "b", b, ft, "a");
-  check_ndim(kMatmul, "a", a, 2, ta ? "(K, M) (trans_a)" : "(M, K)");
-  check_ndim(kMatmul, "b", b, 2, tb ? "(N, K) (trans_b)" : "(K, N)");
-  const py::ssize_t M = ta ? a.shape(1) : a.shape(0), K = ta ? a.shape(0) : a.shape(1);
-  const py::ssize_t Kb = tb ? b.shape(1) : b.shape(0), N = tb ? b.shape(0) : b.shape(1);
-  FUSEDLSTM_CHECK(K == Kb, kMatmul, ": op(a) is (M, K) = (", M, ", ", K, ") but op(b) is (K, N) = (", Kb, ", ", N,
-                  "): the inner dimensions differ (a ", shape_str(a), ", trans_a=", ta ? "True" : "False", "; b ",
-                  shape_str(b), ", trans_b=", tb ? "True" : "False", ")");
-  const int m = as_int(kMatmul, "M", size_t(M)), n = as_int(kMatmul, "N", size_t(N)),
-            k = as_int(kMatmul, "K", size_t(K));
-  return ft == FType::f32 ? matmul_impl<float>(a, b, ta, tb, out, accumulate, m, n, k)
-                          : matmul_impl<double>(a, b, ta, tb, out, accumulate, m, n, k);
+                    bool accumulate, const std::string& precision) {
+  const Precision p = parse_precision(kMatmul, precision);
+  const MatmulArgs m = matmul_args(kMatmul, a_obj, b_obj, ta, tb);
+  check_precision_dtype(kMatmul, p, m.ft);
+  return m.ft == FType::f32 ? matmul_impl<float>(m, out, accumulate, p)
+                            : matmul_impl<double>(m, out, accumulate, p);
+}
+
+// One bfloat16 level, named or the one in use, with no size rule: every
+// product goes through that level's kernel (matmul's precision='bfloat16'
+// stays float32 below bf16_pays).
+py::array gemm_bf16_py(const py::object& a_obj, const py::object& b_obj, bool ta, bool tb, const py::object& out_obj,
+                       bool accumulate, const py::object& level_obj, bool packed) {
+  const GemmOps* ops = &gemm_ops_bf16();
+  if (!level_obj.is_none()) {
+    if (!py::isinstance<py::str>(level_obj))
+      throw TypeError(str(kGemmBf16, ": level must be a str or None, got ", type_name(level_obj)));
+    const std::string level = level_obj.cast<std::string>();
+    ops = gemm_ops_bf16_level(level);
+    if (!ops) {
+      std::string avail;
+      for (const auto& l : available_bf16_levels()) avail += (avail.empty() ? "" : ", ") + l;
+      throw std::invalid_argument(str(kGemmBf16, ": level must be one of the bfloat16 levels available here (",
+                                      avail, "), got '", level, "'"));
+    }
+  }
+  const MatmulArgs m = matmul_args(kGemmBf16, a_obj, b_obj, ta, tb);
+  if (m.ft != FType::f32) throw TypeError(str(kGemmBf16, ": a and b must be float32, got ", ftype_name(m.ft)));
+  py::array out = matmul_out<float>(kGemmBf16, m, out_obj, accumulate);
+  CArray<float> ac = as_c<float>(m.a), bc = as_c<float>(m.b);
+  const size_t packed_floats = packed ? ops->packed_b_size(m.K, m.N) : 0;
+  if (packed) check_memory(kGemmBf16, mul_size(packed_floats, sizeof(float)));
+  float* C = static_cast<float*>(out.mutable_data());
+  const int nt = num_threads(), lda = m.ta ? m.M : m.K, ldb = m.tb ? m.K : m.N;
+  const float beta = accumulate ? 1.0f : 0.0f;
+  {
+    // Safe without the GIL: the operands (or their copies) and out are kept
+    // alive by this frame; the packed copy of b is owned here.
+    py::gil_scoped_release nogil;
+    FpModeGuard fp_guard;
+    if (packed) {
+      Buffer<float> bp(packed_floats);
+      ops->pack_b(m.tb, m.K, m.N, bc.data(), ldb, bp.data());
+      ops->gemm_packed(m.ta, m.M, m.N, m.K, ac.data(), lda, bp.data(), beta, C, m.N, nt);
+    } else {
+      ops->gemm(m.ta, m.tb, m.M, m.N, m.K, ac.data(), lda, bc.data(), ldb, beta, C, m.N, nt);
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -151,11 +229,16 @@ py::array matmul_py(const py::object& a_obj, const py::object& b_obj, bool ta, b
 void register_dense(py::module_& m) {
   m.def("dense_softmax_xent", &xent_py, py::arg("x"), py::arg("W"), py::arg("b").none(true), py::arg("labels"),
         py::arg("weights") = py::none(), py::kw_only(), py::arg("from_logits") = false, py::arg("clip_eps") = 1e-7,
-        py::arg("backward") = true,
+        py::arg("backward") = true, py::arg("precision") = "float32",
         "Dense + softmax + cross-entropy, forward and backward: (loss, probs, dx, dW, db). See _core.pyi.");
   m.def("matmul", &matmul_py, py::arg("a"), py::arg("b"), py::kw_only(), py::arg("trans_a") = false,
         py::arg("trans_b") = false, py::arg("out") = py::none(), py::arg("accumulate") = false,
-        "op(a)·op(b) with the library's GEMM; writes into out (adding when accumulate) if given.");
+        py::arg("precision") = "float32",
+        "op(a)·op(b) with the library's GEMM; writes into out (adding when accumulate) if given. See _core.pyi.");
+  m.def("gemm_bf16", &gemm_bf16_py, py::arg("a"), py::arg("b"), py::kw_only(), py::arg("trans_a") = false,
+        py::arg("trans_b") = false, py::arg("out") = py::none(), py::arg("accumulate") = false,
+        py::arg("level") = py::none(), py::arg("packed") = false,
+        "op(a)·op(b) on one bfloat16 GEMM level, without the size rule (tests, benchmarks). See _core.pyi.");
 }
 
 }  // namespace fusedlstm

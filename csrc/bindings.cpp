@@ -8,6 +8,7 @@
 #include "block_cache.h"
 #include "common.h"
 #include "dispatch.h"
+#include "precision.h"
 #include "threads.h"
 
 #ifndef FUSEDLSTM_VERSION
@@ -29,7 +30,8 @@ void register_checks(py::module_& m);
 PYBIND11_MODULE(_core, m) {
   using namespace fusedlstm;
   // Chosen once here, with the GIL held, never lazily from a kernel thread. A bad
-  // FUSEDLSTM_ISA throws std::invalid_argument, which fails the import with its message.
+  // FUSEDLSTM_ISA or FUSEDLSTM_BF16 throws std::invalid_argument, which fails the
+  // import with its message.
   init_dispatch();
 
   py::register_exception_translator([](std::exception_ptr p) {
@@ -57,10 +59,13 @@ PYBIND11_MODULE(_core, m) {
         d["compiler"] = FUSEDLSTM_COMPILER;
         d["cpu"] = cpu_model();
         d["buffer_cache_bytes"] = block_cache_bytes();
+        d["bf16_level"] = active_bf16_level();
+        d["bf16_levels"] = available_bf16_levels();
+        d["bf16_rule"] = bf16_rule();
         return d;
       },
       "{'version', 'isa' (in use), 'isa_available' (best last), 'threads', 'default_threads', 'compiler', 'cpu', "
-      "'buffer_cache_bytes'}.");
+      "'buffer_cache_bytes', 'bf16_level' (in use), 'bf16_levels' (best last), 'bf16_rule'}.");
   m.def("clear_buffer_cache", &block_cache_clear,
         "Frees the large buffers kept for reuse between kernel calls; returns the bytes freed.");
   m.def("set_num_threads", &set_num_threads, py::arg("n"),

@@ -126,7 +126,8 @@ double dense_softmax_xent(const XentInputs<Real>& in, const XentOutputs<Real>& o
   Real* logits = in.from_logits ? work.data() : out.probs;
   if (in.b)
     for (int n = 0; n < N; ++n) std::memcpy(logits + size_t(n) * C, in.b, sizeof(Real) * C);
-  k.gemm(false, false, N, C, D, in.x, D, in.W, C, in.b ? Real(1) : Real(0), logits, C, nt);
+  const Precision pr = in.precision;
+  gemm_at(pr, false, false, N, C, D, in.x, D, in.W, C, in.b ? Real(1) : Real(0), logits, C, nt);
   k.softmax_rows(N, C, logits, C, out.probs, C);
 
   const Real lo = Real(in.clip_eps), hi = Real(1.0 - in.clip_eps);
@@ -150,10 +151,11 @@ double dense_softmax_xent(const XentInputs<Real>& in, const XentOutputs<Real>& o
   for (int n = 0; n < N; ++n) loss += row_loss[n];
   if (!backward) return loss;
 
-  // dx = dlogits·W^T   dW = x^T·dlogits   db = Σ_n dlogits
+  // dx = dlogits·W^T   dW = x^T·dlogits   db = Σ_n dlogits (the sum in float32
+  // whatever the GEMMs' precision)
   const Real* dl = work.data();
-  k.gemm(false, true, N, D, C, dl, C, in.W, C, Real(0), out.dx, D, nt);
-  k.gemm(true, false, D, C, N, in.x, D, dl, C, Real(0), out.dW, C, nt);
+  gemm_at(pr, false, true, N, D, C, dl, C, in.W, C, Real(0), out.dx, D, nt);
+  gemm_at(pr, true, false, D, C, N, in.x, D, dl, C, Real(0), out.dW, C, nt);
   if (out.db)
     parallel_rows(C, size_t(N) * C, nt, [&](int j0, int j1) {
       k.sum_rows(size_t(N), j1 - j0, dl + j0, C, out.db + j0, false);
@@ -163,14 +165,15 @@ double dense_softmax_xent(const XentInputs<Real>& in, const XentOutputs<Real>& o
 
 template <class Real>
 void matmul(bool ta, bool tb, int M, int N, int K, const Real* A, const Real* B, Real* C, bool accumulate,
-            int nt) {
+            int nt, Precision p) {
   FpModeGuard fp_guard;
-  ops<Real>().gemm(ta, tb, M, N, K, A, ta ? M : K, B, tb ? K : N, accumulate ? Real(1) : Real(0), C, N, nt);
+  gemm_at(p, ta, tb, M, N, K, A, ta ? M : K, B, tb ? K : N, accumulate ? Real(1) : Real(0), C, N, nt);
 }
 
 template double dense_softmax_xent<float>(const XentInputs<float>&, const XentOutputs<float>&, int);
 template double dense_softmax_xent<double>(const XentInputs<double>&, const XentOutputs<double>&, int);
-template void matmul<float>(bool, bool, int, int, int, const float*, const float*, float*, bool, int);
-template void matmul<double>(bool, bool, int, int, int, const double*, const double*, double*, bool, int);
+template void matmul<float>(bool, bool, int, int, int, const float*, const float*, float*, bool, int, Precision);
+template void matmul<double>(bool, bool, int, int, int, const double*, const double*, double*, bool, int,
+                             Precision);
 
 }  // namespace fusedlstm

@@ -6,6 +6,7 @@
 
 #include "common.h"
 #include "isa/ops.h"
+#include "precision.h"
 
 namespace fusedlstm {
 
@@ -20,6 +21,7 @@ template <class Real> struct XentInputs {
   const Real* weights = nullptr;    // (N) or null (all 1)
   bool from_logits = false;
   double clip_eps = 1e-7;
+  Precision precision = Precision::float32;  // of the three GEMMs only (float only)
 };
 
 // Outputs, allocated by the caller; dx, dW, db null when no backward (db also when b is).
@@ -37,9 +39,10 @@ size_t dense_softmax_xent_bytes(size_t elem, int N, int D, int C, bool backward)
 template <class Real>
 double dense_softmax_xent(const XentInputs<Real>& in, const XentOutputs<Real>& out, int nthreads);
 
-// C(M,N) = [C +] op(A)·op(B) on C-contiguous A, B, C (ld = their column counts).
+// C(M,N) = [C +] op(A)·op(B) on C-contiguous A, B, C (ld = their column counts),
+// at precision p (bfloat16 for float only).
 template <class Real>
 void matmul(bool ta, bool tb, int M, int N, int K, const Real* A, const Real* B, Real* C, bool accumulate,
-            int nthreads);
+            int nthreads, Precision p = Precision::float32);
 
 }  // namespace fusedlstm

@@ -1,9 +1,13 @@
-// dispatch.cpp — picks the float kernel table once, at module import.
+// dispatch.cpp — picks the float kernel table and the bfloat16 GEMM level once,
+// at module import.
 //
 // A level is usable when cpuid reports its instructions AND xgetbv says the OS
 // saves the matching register state (a VM or kernel may hide AVX-512 state even
-// when the CPU has it). The choice is cached in one atomic pointer, so worker
+// when the CPU has it). Each choice is cached in one atomic pointer, so worker
 // threads running without the GIL only ever read it.
+//
+// The bfloat16 level is chosen independently of the float ISA level (a user may
+// force FUSEDLSTM_ISA=avx2 and still get avx512bf16 products, or the reverse).
 #include "dispatch.h"
 
 #include <atomic>
@@ -12,6 +16,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "isa/gemm_ops.h"
 #include "isa/ops.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -24,6 +29,9 @@
 #ifndef FUSEDLSTM_HAVE_X86
 #define FUSEDLSTM_HAVE_X86 0
 #endif
+#ifndef FUSEDLSTM_HAVE_AVX512BF16
+#define FUSEDLSTM_HAVE_AVX512BF16 0
+#endif
 
 namespace fusedlstm {
 
@@ -32,12 +40,16 @@ namespace fusedlstm {
 const KernelOps<float>* ops_avx2_f32() { return nullptr; }
 const KernelOps<float>* ops_avx512_f32() { return nullptr; }
 #endif
+#if !FUSEDLSTM_HAVE_AVX512BF16
+const GemmOps* gemm_ops_avx512bf16() { return nullptr; }
+#endif
 
 namespace {
 
 struct CpuFeatures {
   bool avx2 = false;    // AVX2 + FMA + F16C, YMM state saved by the OS
   bool avx512 = false;  // AVX-512 F/DQ/BW/VL, ZMM and opmask state saved
+  bool avx512bf16 = false;  // and AVX512_BF16 (VDPBF16PS, VCVTNE2PS2BF16)
 };
 
 #if FUSEDLSTM_CPUID
@@ -65,6 +77,10 @@ CpuFeatures detect() {
              avx512bw = b & (1u << 30), avx512vl = b & (1u << 31);
   f.avx2 = FUSEDLSTM_HAVE_X86 && ymm_state && avx2 && fma && f16c;
   f.avx512 = f.avx2 && zmm_state && avx512f && avx512dq && avx512bw && avx512vl;
+  // CPUID.(EAX=7, ECX=1):EAX bit 5; sub-leaf 1 exists when leaf 7's EAX >= 1.
+  unsigned max7, b1, c1, d1, a1 = 0;
+  if (__get_cpuid_count(7, 0, &max7, &b1, &c1, &d1) && max7 >= 1) __get_cpuid_count(7, 1, &a1, &b1, &c1, &d1);
+  f.avx512bf16 = f.avx512 && (a1 & (1u << 5));
 #endif
   return f;
 }
@@ -82,6 +98,36 @@ std::string join(const std::vector<std::string>& v) {
 }
 
 std::atomic<const KernelOps<float>*> g_f32{nullptr};
+
+// The GEMM entries of the chosen float table, as the float32 and portable
+// bfloat16 levels; written once by init_dispatch before the pointers below are
+// published.
+GemmOps g_f32_gemm{}, g_portable_gemm{};
+std::atomic<const GemmOps*> g_f32_gemm_ptr{nullptr}, g_bf16_gemm{nullptr};
+
+const GemmOps* bf16_table_for(const std::string& level) {
+  if (level == "avx512bf16") return gemm_ops_avx512bf16();
+  return &g_portable_gemm;
+}
+
+void init_bf16_dispatch(const KernelOps<float>& f32) {
+  g_f32_gemm = GemmOps{"float32", f32.gemm, f32.packed_b_size, f32.pack_b, f32.gemm_packed};
+  g_portable_gemm = GemmOps{"portable", f32.gemm_bf16, f32.packed_b_size_bf16, f32.pack_b_bf16, f32.gemm_packed_bf16};
+  const std::vector<std::string> avail = available_bf16_levels();
+  std::string want = avail.back();
+  const char* env = std::getenv("FUSEDLSTM_BF16");
+  if (env && *env) {
+    bool ok = false;
+    for (const auto& a : avail) ok = ok || a == env;
+    if (!ok)
+      throw std::invalid_argument(std::string("FUSEDLSTM_BF16=") + env +
+                                  ": expected one of portable, avx512bf16 available on this CPU (" +
+                                  join(avail) + "), got '" + env + "'");
+    want = env;
+  }
+  g_f32_gemm_ptr.store(&g_f32_gemm, std::memory_order_release);
+  g_bf16_gemm.store(bf16_table_for(want), std::memory_order_release);
+}
 
 }  // namespace
 
@@ -107,6 +153,7 @@ void init_dispatch() {
     want = env;
   }
   g_f32.store(table_for(want), std::memory_order_release);
+  init_bf16_dispatch(*table_for(want));
 }
 
 const KernelOps<float>& ops_f32() {
@@ -123,6 +170,35 @@ const KernelOps<float>& ops_f32() {
 const KernelOps<double>& ops_f64() { return *ops_generic_f64(); }
 
 std::string active_isa() { return ops_f32().isa; }
+
+std::vector<std::string> available_bf16_levels() {
+  std::vector<std::string> v{"portable"};
+  if (detect().avx512bf16 && gemm_ops_avx512bf16()) v.push_back("avx512bf16");
+  return v;
+}
+
+const GemmOps& gemm_ops_f32() {
+  const GemmOps* t = g_f32_gemm_ptr.load(std::memory_order_acquire);
+  if (!t) {
+    (void)ops_f32();  // runs init_dispatch when a C++ caller skipped it
+    t = g_f32_gemm_ptr.load(std::memory_order_acquire);
+  }
+  return *t;
+}
+
+const GemmOps& gemm_ops_bf16() {
+  (void)gemm_ops_f32();
+  return *g_bf16_gemm.load(std::memory_order_acquire);
+}
+
+const GemmOps* gemm_ops_bf16_level(const std::string& level) {
+  (void)gemm_ops_f32();
+  for (const auto& a : available_bf16_levels())
+    if (a == level) return bf16_table_for(level);
+  return nullptr;
+}
+
+std::string active_bf16_level() { return gemm_ops_bf16().name; }
 
 std::string cpu_model() {
 #if FUSEDLSTM_CPUID

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstring>
 
+#include "isa/bf16_impl.h"
 #include "isa/impl_common.h"
 #include "threads.h"
 
@@ -44,9 +45,14 @@ namespace FUSEDLSTM_ISA_NS {
 // Threads: chunks of whole NR panels of N, or of MR panels of M (whichever
 // operand is cheaper to pack twice), one per thread; each chunk packs its own
 // operands into its own scratch.
+//
+// kBf16 = true is the portable bfloat16 level (isa/gemm_ops.h): both operands
+// are rounded to bfloat16 as they are packed (A is then always packed), and the
+// float kernel sums the products, which are exact in float. The float GEMM
+// (kBf16 = false) compiles exactly as before.
 // ============================================================================
 
-template <class V, class S>
+template <class V, class S, bool kBf16 = false>
 struct Gemm {
   using T = typename V::T;
   static constexpr int L = V::L;
@@ -160,6 +166,12 @@ struct Gemm {
           }
         }
       }
+      if constexpr (kBf16) {
+        if (r == MR)
+          bf16_round_n(o, (size_t)MR * kc);
+        else  // only the r rows written: the rest of a short panel is never read
+          for (int k = 0; k < kc; ++k) bf16_round_n(o + (size_t)k * MR, r);
+      }
     }
   }
 
@@ -199,6 +211,7 @@ struct Gemm {
         }
       }
     }
+    if constexpr (kBf16) bf16_round_n(out, (size_t)round_up(nc, NR) * kc);
   }
 
   struct Job {
@@ -220,7 +233,7 @@ struct Gemm {
   static void run_range(const Job& j, int m0, int m1, int n0, int n1) {
     if (m0 >= m1 || n0 >= n1) return;
     const int kcmax = imin(KC, j.K);
-    const bool apack = j.ta || (size_t)(m1 - m0) * kcmax > kDirectA;
+    const bool apack = kBf16 || j.ta || (size_t)(m1 - m0) * kcmax > kDirectA;
     Scratch<T, 1024> abuf(apack ? (size_t)round_up(imin(MC, m1 - m0), MR) * kcmax : 0);
     // B in the pre-packed layout: the caller's (gemm_packed), or packed here
     // once for all row blocks when there are several (each B block would

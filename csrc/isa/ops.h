@@ -145,6 +145,18 @@ struct KernelOps {
   // Nesterov SGD in torch_sgd.py's order: u = μ·u - lr·g; w = (w - lr·g) + μ·u (the older
   // sgd above adds μ·u - lr·g in one go, one rounding apart; files written with it keep their bits).
   void (*sgd_nesterov_keras)(size_t n, T* w, const T* g, T* u, T lr, T momentum);
+
+  // ---- bfloat16 GEMM, portable level (mixed precision, issue #22) ----------
+  // gemm / packed_b_size / pack_b / gemm_packed with both operands rounded to
+  // bfloat16 (isa/bf16_impl.h) as they are packed, products summed in float:
+  // the oracle of the bfloat16 levels and their fallback (isa/gemm_ops.h).
+  // Null in the double table.
+  void (*gemm_bf16)(bool ta, bool tb, int M, int N, int K, const T* A, int lda, const T* B, int ldb,
+                    T beta, T* C, int ldc, int nthreads);
+  size_t (*packed_b_size_bf16)(int K, int N);
+  void (*pack_b_bf16)(bool tb, int K, int N, const T* B, int ldb, T* packed);
+  void (*gemm_packed_bf16)(bool ta, int M, int N, int K, const T* A, int lda, const T* packed, T beta,
+                           T* C, int ldc, int nthreads);
 };
 
 // Tables, one per ISA file. Null when the file was not built (non-x86).

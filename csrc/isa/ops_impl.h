@@ -18,7 +18,8 @@
 // The kernels live in one file per job, each included here:
 //   impl_common.h     scratch buffers, partial loads/stores
 //   math_impl.h       exp, sigmoid, tanh, activations and their derivatives
-//   gemm_impl.h       GEMM (Goto/BLIS blocking, packed operands)
+//   bf16_impl.h       rounding float to bfloat16
+//   gemm_impl.h       GEMM (Goto/BLIS blocking, packed operands; the portable bfloat16 GEMM)
 //   lstm_cell_impl.h  the fused LSTM cell, forward and backward
 //   rows_impl.h       softmax rows, column sums, row scatters, one-hot/finite scans
 //   optimizer_impl.h  the optimizer rules and BaseOptimizer's steps over a flat buffer
@@ -36,6 +37,26 @@
 
 namespace fusedlstm {
 namespace FUSEDLSTM_ISA_NS {
+
+// The portable bfloat16 GEMM of a float table; the double table has none.
+template <class V, class S>
+struct PortableBf16 {
+  using T = typename V::T;
+  using G = Gemm<V, S, true>;
+  static constexpr bool kOn = sizeof(T) == sizeof(float);
+  static constexpr decltype(&G::gemm) gemm() {
+    if constexpr (kOn) return &G::gemm; else return nullptr;
+  }
+  static constexpr decltype(&G::packed_b_size) packed_b_size() {
+    if constexpr (kOn) return &G::packed_b_size; else return nullptr;
+  }
+  static constexpr decltype(&G::pack_b) pack_b() {
+    if constexpr (kOn) return &G::pack_b; else return nullptr;
+  }
+  static constexpr decltype(&G::gemm_packed) gemm_packed() {
+    if constexpr (kOn) return &G::gemm_packed; else return nullptr;
+  }
+};
 
 // The table of one (vector type, GEMM shape) pair. constexpr: the tables are
 // constant-initialised, so no static-initialisation order question arises.
@@ -72,7 +93,12 @@ constexpr KernelOps<typename V::T> make_table(const char* name) {
                       &lion<T>,
                       &ftrl<T>,
                       &rmsprop_full<T>,
-                      &sgd_nesterov_keras<T>};
+                      &sgd_nesterov_keras<T>,
+                      // bfloat16 GEMM, portable level (issue 22)
+                      PortableBf16<V, S>::gemm(),
+                      PortableBf16<V, S>::packed_b_size(),
+                      PortableBf16<V, S>::pack_b(),
+                      PortableBf16<V, S>::gemm_packed()};
 }
 
 }  // namespace FUSEDLSTM_ISA_NS
