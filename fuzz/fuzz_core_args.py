@@ -37,6 +37,7 @@ DTYPES = [np.float32, np.float32, np.float32, np.float64, np.float16, np.longdou
           np.int64, np.uint8, np.uint16, np.uint32, np.uint64, np.bool_, np.complex64, object, "<U3", ">f4", ">f8",
           ">i8", "V4"]
 INT_DTYPES = [np.int32, np.int64, np.int8, np.int16, np.uint8, np.uint16, np.uint32, np.uint64, ">i4", np.bool_]
+PRECISIONS = ["float32", "bfloat16", "bfloat16", "float16", "", None, 16]
 ACTS = ["tanh", "sigmoid", "hard_sigmoid", "hard_sigmoid_k2", "relu", "linear"]
 HUGE = [2 ** 31 - 1, 2 ** 31, 2 ** 32 + 1, 2 ** 40, 2 ** 47]
 SPECIAL = [0.0, -0.0, 1.0, -1.0, np.nan, np.inf, -np.inf, 1e38, -3e38, 1e-45, 1e-310, 65504.0]
@@ -230,6 +231,8 @@ def call_dense(g):
     else:
         labels = g.array((N, C), dt)
     kw = {"from_logits": g.bool(), "backward": g.bool()}
+    if g.chance(3):
+        kw["precision"] = g.pick(PRECISIONS)
     if g.chance(4):
         kw["clip_eps"] = g.pick([0.0, 1e-7, 0.49, 0.5, -1e-7, float("nan"), float("inf"), 1e-300])
     _core.dense_softmax_xent(g.array((N, D), dt), g.array((D, C), dt), None if g.chance(3) else g.array((C,), dt),
@@ -246,7 +249,23 @@ def call_matmul(g):
         kw["accumulate"] = g.bool()
     elif g.chance(5):
         kw["accumulate"] = True
+    if g.chance(3):
+        kw["precision"] = g.pick(PRECISIONS)
     _core.matmul(g.array((K, M) if ta else (M, K), dt), g.array((N, K) if tb else (K, N), dt), **kw)
+
+
+def call_gemm_bf16(g):
+    # Sizes up to 40: past the 12x32 register tile and a 32-k pack chunk, odd K included.
+    M, N, K = g.int(0, 40), g.int(0, 40), g.int(0, 40)
+    ta, tb = g.bool(), g.bool()
+    dt = g.pick([np.float32, np.float32, np.float64])
+    kw = {"trans_a": ta, "trans_b": tb, "packed": g.bool()}
+    if g.bool():
+        kw["out"] = g.array((M, N), dt)
+        kw["accumulate"] = g.bool()
+    if g.chance(3):
+        kw["level"] = g.pick([None, "portable", "avx512bf16", "amx", "", 3])
+    _core.gemm_bf16(g.array((K, M) if ta else (M, K), dt), g.array((N, K) if tb else (K, N), dt), **kw)
 
 
 def scalar(g, normal):
@@ -357,10 +376,11 @@ def call_misc(g):
     else:
         info = _core.build_info()
         assert info["isa"] in info["isa_available"], info
+        assert info["bf16_level"] in info["bf16_levels"], info
 
 
-CALLS = [call_lstm, call_lstm, call_lstm, call_dense, call_matmul, call_optimizer, call_optimizer_step,
-         call_optimizer_step, call_onehot, call_misc]
+CALLS = [call_lstm, call_lstm, call_lstm, call_dense, call_matmul, call_gemm_bf16, call_optimizer,
+         call_optimizer_step, call_optimizer_step, call_onehot, call_misc]
 
 
 def TestOneInput(data):

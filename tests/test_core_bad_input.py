@@ -51,6 +51,10 @@ def matmul_call():
     return dict(a=_r(3, 4), b=_r(4, 2)), {}
 
 
+def gemm_bf16_call():
+    return dict(a=_r(3, 4), b=_r(4, 2)), {}
+
+
 def adam_call():
     return dict(w=_r(10), g=_r(10), m=np.zeros(10, F32), v=np.zeros(10, F32)), dict(step=1, lr=0.01)
 
@@ -77,6 +81,7 @@ CALLS = {
     "lstm_backward": (_core.lstm_backward, lstm_backward_call),
     "dense_softmax_xent": (_core.dense_softmax_xent, dense_call),
     "matmul": (_core.matmul, matmul_call),
+    "gemm_bf16": (_core.gemm_bf16, gemm_bf16_call),
     "adam_update": (_core.adam_update, adam_call),
     "sgd_update": (_core.sgd_update, sgd_call),
     "rmsprop_update": (_core.rmsprop_update, rmsprop_call),
@@ -87,7 +92,7 @@ CALLS = {
 KW_ONLY = {"mask", "rec_mask", "go_backwards", "zero_output_for_mask", "activation",
            "recurrent_activation", "return_sequences", "training", "onehot", "need_dx",
            "from_logits", "clip_eps", "backward", "trans_a", "trans_b", "out", "accumulate",
-           "dW_out", "dU_out", "db_out",
+           "dW_out", "dU_out", "db_out", "precision", "level", "packed",
            "step", "lr", "beta_1", "beta_2", "epsilon", "momentum", "nesterov", "rho"}
 
 
@@ -275,6 +280,24 @@ CASES = [
     bad("matmul", "out", shp(3, 2, dtype=np.float64), TYPE, "float64"),
     bad("matmul", "out", lambda _: _r(2, 3).T, VAL, "not-C-contiguous"),
     bad("matmul", "out", lambda _: _r(3, 4)[:, ::2], VAL, "strided"),
+    bad("matmul", "precision", "bfloat", VAL, "unknown"),
+    bad("matmul", "precision", "float64", VAL, "float64"),
+    bad("dense_softmax_xent", "precision", "mixed_bfloat16", VAL, "unknown"),
+    # ---- gemm_bf16 ----
+    bad("gemm_bf16", "a", shp(3), VAL, "rank1"),
+    bad("gemm_bf16", "a", F64, TYPE, "float64-mixed", name="a|b"),
+    bad("gemm_bf16", "a", OBJ, TYPE, "object"),
+    bad("gemm_bf16", "a", None, TYPE, "None"),
+    bad("gemm_bf16", "b", shp(5, 2), VAL, "K-mismatch", pattern=r"\bop\(a\).*\bop\(b\)"),
+    bad("gemm_bf16", "b", I32, TYPE, "int"),
+    bad("gemm_bf16", "b", F16, TYPE, "float16"),
+    bad("gemm_bf16", "out", shp(2, 3), VAL, "shape"),
+    bad("gemm_bf16", "out", shp(3, 2, dtype=np.float64), TYPE, "float64"),
+    bad("gemm_bf16", "out", lambda _: _r(2, 3).T, VAL, "not-C-contiguous"),
+    bad("gemm_bf16", "out", [[1.0, 2.0]] * 3, TYPE, "list"),
+    bad("gemm_bf16", "accumulate", True, VAL, "accumulate-without-out", pattern=r"\baccumulate=True needs out\b"),
+    bad("gemm_bf16", "level", "amx", VAL, "unknown", pattern=r"\blevel must be one of .*portable.*'amx'"),
+    bad("gemm_bf16", "level", 3, TYPE, "int"),
     # ---- optimizers ----
     bad("adam_update", "w", shp(10, 1), VAL, "rank2"),
     bad("adam_update", "w", F64, TYPE, "float64"),
@@ -327,7 +350,8 @@ def test_bad_argument_is_named(fn_key, arg, change, exc, pattern):
 # A read-only in-place buffer needs its own case: setflags returns None.
 @pytest.mark.parametrize("fn_key, arg", [("adam_update", "w"), ("adam_update", "m"),
                                          ("sgd_update", "u"), ("rmsprop_update", "s"),
-                                         ("matmul", "out"), ("lstm_backward", "dU_out")])
+                                         ("matmul", "out"), ("gemm_bf16", "out"),
+                                         ("lstm_backward", "dU_out")])
 def test_read_only_in_place_buffer_is_refused(fn_key, arg):
     default = {"out": (3, 2), "dU_out": (H, G)}
 
@@ -396,7 +420,7 @@ def _same(got, want, what):
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize("fn_key", ["lstm_forward", "lstm_forward[ids]", "dense_softmax_xent",
-                                    "matmul", "onehot_ids"])
+                                    "matmul", "gemm_bf16", "onehot_ids"])
 def test_non_contiguous_inputs_give_the_same_results(fn_key, layout):
     fn, make = CALLS[fn_key]
     args, kwargs = make()
@@ -442,8 +466,12 @@ def _huge_matmul():
     return _core.matmul(np.zeros((2 ** 20, 1), F32), np.zeros((1, 2 ** 15), F32))
 
 
-@pytest.mark.parametrize("request_fn", [_huge_lstm, _huge_dense, _huge_matmul],
-                         ids=["lstm_forward", "dense_softmax_xent", "matmul"])
+def _huge_gemm_bf16():
+    return _core.gemm_bf16(np.zeros((2 ** 20, 1), F32), np.zeros((1, 2 ** 15), F32), packed=True)
+
+
+@pytest.mark.parametrize("request_fn", [_huge_lstm, _huge_dense, _huge_matmul, _huge_gemm_bf16],
+                         ids=["lstm_forward", "dense_softmax_xent", "matmul", "gemm_bf16"])
 def test_huge_request_raises_memory_error_with_bytes(request_fn):
     with pytest.raises(MemoryError, match=r"bytes"):
         request_fn()

@@ -55,6 +55,7 @@ except ImportError:
 from hypothesis import HealthCheck, given, reject, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from conftest import require  # noqa: E402
 from fusedlstm import _core  # noqa: E402
 from fusedlstm import reference as ref  # noqa: E402
 from gradcheck import (FD_STEP, GRAD_NAMES, differentiable, fd_gradient, kernel_forward, kernel_run,  # noqa: E402
@@ -69,7 +70,7 @@ PACKAGE_PARENT = Path(_core.__file__).resolve().parent.parent
 # SUBPROCESS_EXAMPLES (passed as FUSEDLSTM_HYPOTHESIS_EXAMPLES, a JSON object that
 # overrides entries). FUSEDLSTM_HYPOTHESIS_SCALE multiplies every budget.
 EXAMPLES = {"lstm_f32": 800, "lstm_fd": 250, "dense_f32": 500, "dense_fd": 250, "matmul_f32": 400,
-            "optimizers_f32": 250, "layouts": 150, "layouts_in_place": 150}
+            "gemm_bf16": 300, "optimizers_f32": 250, "layouts": 150, "layouts_in_place": 150}
 EXAMPLES.update(json.loads(os.environ.get("FUSEDLSTM_HYPOTHESIS_EXAMPLES", "{}")))
 SUBPROCESS_EXAMPLES = {"lstm_f32": 400, "dense_f32": 250, "matmul_f32": 200, "optimizers_f32": 120}
 COUNTS = {}
@@ -432,6 +433,41 @@ def matmul_float32_matches_float64(M, N, K, ta, tb, out_mode, offset, seed):
 
 def test_matmul_float32_matches_float64():
     run_property("matmul_f32", matmul_float32_matches_float64)
+
+
+# Every bfloat16 level this CPU has, called by name (no subprocess needed), on
+# operands rounded by the reference (ml_dtypes): same error bound as matmul.
+@prop_settings("gemm_bf16")
+@given(M=st.integers(0, 70), N=st.integers(0, 70), K=st.integers(0, 100), ta=st.booleans(), tb=st.booleans(),
+       out_mode=st.sampled_from(["new", "out", "accumulate"]), packed=st.booleans(),
+       offset=st.sampled_from([0, 1, 3]), level=st.sampled_from(_core.build_info()["bf16_levels"]),
+       seed=st.integers(0, 2 ** 32 - 1))
+@counted("gemm_bf16")
+def gemm_bf16_matches_rounded_float64(M, N, K, ta, tb, out_mode, packed, offset, level, seed):
+    rng = np.random.default_rng(seed)
+    a = misaligned(rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32), offset)
+    b = misaligned(rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32), offset)
+    A, Bm = ref.bf16_round(a.T if ta else a), ref.bf16_round(b.T if tb else b)
+    start = rng.standard_normal((M, N)).astype(np.float32)
+    want = A @ Bm + (start if out_mode == "accumulate" else 0.0)
+    magnitude = np.abs(A) @ np.abs(Bm) + (np.abs(start) if out_mode == "accumulate" else 0.0)
+    scale = max(float(np.max(magnitude, initial=0.0)), 1e-30)
+    kw = dict(trans_a=ta, trans_b=tb, level=level, packed=packed)
+    if out_mode == "new":
+        got = _core.gemm_bf16(a, b, **kw)
+    else:
+        got = misaligned(start.copy(), offset)
+        res = _core.gemm_bf16(a, b, out=got, accumulate=out_mode == "accumulate", **kw)
+        assert res is got or np.shares_memory(res, got), "out= must be written in place"
+    context = f"gemm_bf16 {level} M={M} N={N} K={K} ta={ta} tb={tb} {out_mode} packed={packed} seed={seed}"
+    assert got.shape == (M, N) and got.dtype == np.float32, context
+    err = float(np.max(np.abs(got - want), initial=0.0)) / scale
+    assert err <= MATMUL_TOL, f"{context}: error {err:.3g}"
+
+
+def test_gemm_bf16_matches_rounded_float64():
+    require("ml_dtypes")
+    run_property("gemm_bf16", gemm_bf16_matches_rounded_float64)
 
 
 # ---------------------------------------------------------------------------

@@ -22,7 +22,12 @@ __version__: str
 
 def build_info() -> dict:
     """{'version', 'isa' (in use), 'isa_available' (list, best last), 'threads',
-    'default_threads', 'compiler', 'cpu', 'buffer_cache_bytes'}."""
+    'default_threads', 'compiler', 'cpu', 'buffer_cache_bytes', 'bf16_level' (the
+    bfloat16 GEMM level in use), 'bf16_levels' (list, best last: 'portable',
+    'avx512bf16'), 'bf16_rule' (which products precision='bfloat16' computes in
+    bfloat16)}. FUSEDLSTM_ISA=generic|avx2|avx512 and
+    FUSEDLSTM_BF16=portable|avx512bf16 force a level (read at import; an unknown
+    or unavailable one fails the import)."""
 
 def clear_buffer_cache() -> int:
     """Free the large buffers (>= 256 KiB) the kernels keep for reuse between calls
@@ -134,6 +139,7 @@ def dense_softmax_xent(
     from_logits: bool = False,
     clip_eps: float = 1e-7,
     backward: bool = True,
+    precision: str = "float32",
 ) -> Tuple[float, np.ndarray, Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]:
     """Dense + softmax + cross-entropy, forward and backward in one call.
 
@@ -148,6 +154,8 @@ def dense_softmax_xent(
     Returns (loss, probs, dx, dW, db): loss = Σ_n w_n·loss_n (a Python float,
     accumulated in double); probs (N,C); gradients of that loss (None when
     backward=False; db None when b is None).
+    precision="bfloat16" (float32 arrays only) computes the three products
+    x·W, dz·Wᵀ, xᵀ·dz as matmul does under it; softmax, loss and db stay float32.
     """
 
 def matmul(
@@ -158,9 +166,33 @@ def matmul(
     trans_b: bool = False,
     out: Optional[np.ndarray] = None,
     accumulate: bool = False,
+    precision: str = "float32",
 ) -> np.ndarray:
     """op(a)·op(b) on 2-D arrays with the library's GEMM; with out (C-contiguous,
-    right shape and dtype) writes there, adding to it when accumulate."""
+    right shape and dtype) writes there, adding to it when accumulate.
+
+    precision="bfloat16" (float32 arrays only; Keras's mixed_bfloat16): both
+    operands rounded to bfloat16 (nearest-even, NaN kept, subnormals read as 0),
+    products summed in float32, on the bfloat16 level in use -- for products
+    with K >= 16 and M·N·K >= 32768 (build_info()['bf16_rule']); smaller ones,
+    where bfloat16 is not faster, are computed exactly as with "float32"."""
+
+def gemm_bf16(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    trans_a: bool = False,
+    trans_b: bool = False,
+    out: Optional[np.ndarray] = None,
+    accumulate: bool = False,
+    level: Optional[str] = None,
+    packed: bool = False,
+) -> np.ndarray:
+    """op(a)·op(b) of float32 arrays on one bfloat16 GEMM level (tests, benchmarks):
+    `level` names one of build_info()['bf16_levels'] (None: the one in use), and
+    every product goes through it whatever its size (no size rule). packed=True
+    packs op(b) first (pack_b) and multiplies with gemm_packed, the route the
+    recurrent kernels take. out/accumulate as for matmul."""
 
 def adam_update(
     w: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, *, step: int, lr: float,

@@ -51,6 +51,9 @@ __all__ = [
     "optimizer_rule",
     "optimizer_slots",
     "KerasOptimizer",
+    "bf16_round",
+    "bf16_pays",
+    "matmul_bf16",
 ]
 
 ACTIVATIONS = ("tanh", "sigmoid", "hard_sigmoid", "hard_sigmoid_k2", "relu", "linear")
@@ -303,7 +306,8 @@ def _softmax(z):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def dense_softmax_xent(x, W, b, labels, weights=None, from_logits=False, clip_eps=1e-7):
+def dense_softmax_xent(x, W, b, labels, weights=None, from_logits=False, clip_eps=1e-7,
+                       precision="float32"):
     """Loss and gradients of Σ_n w_n · CE(t_n, softmax(x_n·W + b)).
 
     Args:
@@ -312,6 +316,9 @@ def dense_softmax_xent(x, W, b, labels, weights=None, from_logits=False, clip_ep
       weights: (N,) per-row weights, or None (all 1).
       from_logits: log_softmax of the logits (no clipping) instead of the
          Keras probability path.
+      precision: "bfloat16" rounds the operands of the three products
+         (x·W, dz·Wᵀ, xᵀ·dz) as matmul_bf16 does, where bf16_pays; the
+         gradient dz is rounded from float32, as the kernel stores it.
 
     Returns:
       loss (float), probs (N, C), dx (N, D), dW (D, C), db (C,) or None.
@@ -323,7 +330,15 @@ def dense_softmax_xent(x, W, b, labels, weights=None, from_logits=False, clip_ep
     x = np.asarray(x, dtype=np.float64)
     W = np.asarray(W, dtype=np.float64)
     N, C = x.shape[0], W.shape[1]
-    z = x @ W
+
+    def mm(a, b_, ta, tb):
+        M_, K_ = (a.shape[1], a.shape[0]) if ta else a.shape
+        N_ = b_.shape[0] if tb else b_.shape[1]
+        if precision == "bfloat16" and bf16_pays(M_, N_, K_):
+            return matmul_bf16(a, b_, ta, tb)
+        return (a.T if ta else a) @ (b_.T if tb else b_)
+
+    z = mm(x, W, False, False)
     if b is not None:
         z = z + np.asarray(b, dtype=np.float64)
     labels = np.asarray(labels)
@@ -351,8 +366,8 @@ def dense_softmax_xent(x, W, b, labels, weights=None, from_logits=False, clip_ep
         dz = p * (dp - (p * dp).sum(axis=1, keepdims=True))  # through softmax
     dz = dz * w[:, None]
     loss = float((w * loss_n).sum())
-    dx = dz @ W.T
-    dW = x.T @ dz
+    dx = mm(dz, W, False, True)
+    dW = mm(x, dz, True, False)
     db = dz.sum(axis=0) if b is not None else None
     return loss, p, dx, dW, db
 
@@ -642,3 +657,44 @@ class KerasOptimizer:
                 w = [a.astype(np.float64) for a in self.averages]
         self.iterations += 1
         return [x.astype(self.dtype) for x in w]
+
+
+# ---------------------------------------------------------------------------
+# bfloat16 products (mixed precision)
+#
+# Under precision "bfloat16" the kernels round both operands of a matrix
+# product to bfloat16 and sum the products (exact in float32) in float32; here
+# the sums are in float64. The rounding is VCVTNEPS2BF16's: nearest-even, NaN
+# stays NaN, float32 subnormals read as zero. A product too small to gain from
+# bfloat16 stays float32 (bf16_pays, the rule of csrc/precision.cpp).
+# ---------------------------------------------------------------------------
+
+BF16_MIN_K = 16
+BF16_MIN_MNK = 32768
+
+
+def bf16_pays(M, N, K):
+    """Whether the kernels take bfloat16 operands for op(A)(M,K)·op(B)(K,N)."""
+    return K >= BF16_MIN_K and M * N * K >= BF16_MIN_MNK
+
+
+def bf16_round(x):
+    """x (as float32) rounded to bfloat16, returned as float64.
+
+    >>> [float(v) for v in bf16_round(np.array([1.0 + 2.0 ** -8, 1.0 + 3 * 2.0 ** -8, 1e-40]))]
+    [1.0, 1.015625, 0.0]
+    """
+    # ml_dtypes (the 'test' extra, the library Keras and JAX use for bfloat16)
+    # is imported here only: the rest of this module needs numpy alone.
+    import ml_dtypes
+
+    x = np.asarray(x, dtype=np.float32)
+    x = np.where(np.abs(x) < np.finfo(np.float32).tiny, np.copysign(np.float32(0), x), x)
+    with np.errstate(invalid="ignore"):  # NaN -> bfloat16 NaN warns in the cast
+        return x.astype(ml_dtypes.bfloat16).astype(np.float64)
+
+
+def matmul_bf16(a, b, trans_a=False, trans_b=False):
+    """op(a)·op(b) on bfloat16-rounded operands, summed in float64 (no size rule)."""
+    A, B = bf16_round(a), bf16_round(b)
+    return (A.T if trans_a else A) @ (B.T if trans_b else B)
