@@ -11,20 +11,19 @@
 // and of b holding two bfloat16 values:
 //   c[i] += a.bf16[2i]·b.bf16[2i] + a.bf16[2i+1]·b.bf16[2i+1]
 // 32 multiply-adds per instruction against an FMA's 16: twice the float rate
-// (Zen 4 issues one 512-bit VDPBF16PS or FMA per cycle).
+// (Zen 4 issues either at the same rate: measured 2.0x in a register-only loop).
 //
 // So the operands are packed in k-pairs (a word = rows k, k+1 of a column of
 // op(B), or columns k, k+1 of a row of op(A); an odd K's last pair has a zero
-// high half), rounded to bfloat16 as they are packed (VCVTNE2PS2BF16 /
-// VCVTNEPS2BF16, which give the bits of bf16_impl.h: checked for all 2^32
-// floats on Zen 4):
+// high half), rounded to bfloat16 as they are packed (VCVTNE2PS2BF16, which
+// gives the bits of bf16_impl.h: checked for all 2^32 floats on Zen 4):
 //   A -> panels of MR rows, word kk of row r at [kk*MR + r]; the kernel
 //        broadcasts it to all lanes;
 //   B -> panels of NR columns, word kk of column j at [kk*NR + j] (zero past N).
 // The rest is gemm_impl.h's structure (loops ic > pc > jc > ir > jr, B packed
 // once per call when M spans several blocks, gemm_packed on a caller's packed
-// B), with depth counted in words: a KC of 768 k fills the L1/L2 bytes of the
-// float GEMM's 384.
+// B) and its threading (gemm_run, shared), with depth counted in words: a KC
+// of 768 k fills the L1/L2 bytes of the float GEMM's 384.
 #define FUSEDLSTM_ISA_NS avx512bf16
 #include "isa/simd_avx512.h"
 
@@ -32,9 +31,9 @@
 #include <cstdint>
 #include <cstring>
 
+#include "isa/gemm_impl.h"  // GemmJob, gemm_run: the threading of the float GEMM
 #include "isa/gemm_ops.h"
 #include "isa/impl_common.h"
-#include "threads.h"
 
 namespace fusedlstm {
 namespace avx512bf16 {
@@ -212,20 +211,7 @@ struct Gemm16 {
     }
   }
 
-  struct Job {
-    bool ta, tb;
-    int M, N, K;
-    const float* A;
-    int lda;
-    const float* B;  // unpacked B, or null when Bp is given
-    int ldb;
-    const Word* Bp;  // pre-packed B (gemm_packed)
-    bool beta1;
-    float* C;
-    int ldc;
-    bool split_n;
-    int chunks;
-  };
+  using Job = GemmJob<float, Word>;
 
   // C[m0:m1, n0:n1] (n0 a multiple of NR).
   static void run_range(const Job& j, int m0, int m1, int n0, int n1) {
@@ -275,46 +261,10 @@ struct Gemm16 {
     }
   }
 
-  static void run_chunk(void* ctx, int i) {
-    const Job& j = *static_cast<const Job*>(ctx);
-    if (j.split_n) {
-      const int panels = (j.N + NR - 1) / NR;
-      const int p0 = (int)((long long)panels * i / j.chunks), p1 = (int)((long long)panels * (i + 1) / j.chunks);
-      run_range(j, 0, j.M, p0 * NR, imin(j.N, p1 * NR));
-    } else {
-      const int panels = (j.M + MR - 1) / MR;
-      const int p0 = (int)((long long)panels * i / j.chunks), p1 = (int)((long long)panels * (i + 1) / j.chunks);
-      run_range(j, p0 * MR, imin(j.M, p1 * MR), 0, j.N);
-    }
-  }
-
-  // The split rule of gemm_impl.h: the dimension whose operand is cheaper to
-  // pack twice, as long as it yields enough chunks.
-  static void run(Job& j, int nthreads) {
-    if (j.M <= 0 || j.N <= 0) return;
-    if (j.K <= 0) {
-      if (!j.beta1)
-        for (int i = 0; i < j.M; ++i) std::memset(j.C + (size_t)i * j.ldc, 0, sizeof(float) * j.N);
-      return;
-    }
-    const double flops = 2.0 * j.M * j.N * j.K;
-    const int nt = flops < kThreadFlops ? 1 : nthreads;
-    const int pn = (j.N + NR - 1) / NR, pm = (j.M + MR - 1) / MR;
-    j.split_n = pn >= 2 * nt ? (j.N >= j.M || pm < 2 * nt) : pn >= pm;
-    const int units = j.split_n ? pn : pm;
-    j.chunks = nt < units ? nt : units;
-    if (j.chunks <= 1) {
-      j.chunks = 1;
-      run_range(j, 0, j.M, 0, j.N);
-      return;
-    }
-    parallel_for(j.chunks, run_chunk, &j, j.chunks);
-  }
-
   static void gemm(bool ta, bool tb, int M, int N, int K, const float* A, int lda, const float* B, int ldb,
                    float beta, float* C, int ldc, int nthreads) {
     Job j{ta, tb, M, N, K, A, lda, B, ldb, nullptr, beta != 0.0f, C, ldc, false, 1};
-    run(j, nthreads);
+    gemm_run<Gemm16>(j, nthreads);
   }
 
   // Floats (= words) of the packed B: ceil(K/2) rows of round_up(N, NR) words.
@@ -335,7 +285,7 @@ struct Gemm16 {
                           float* C, int ldc, int nthreads) {
     Job j{ta, false, M, N, K, A, lda, nullptr, 0, reinterpret_cast<const Word*>(packed), beta != 0.0f, C, ldc,
           false, 1};
-    run(j, nthreads);
+    gemm_run<Gemm16>(j, nthreads);
   }
 };
 

@@ -52,6 +52,66 @@ namespace FUSEDLSTM_ISA_NS {
 // (kBf16 = false) compiles exactly as before.
 // ============================================================================
 
+// One GEMM call: T the element type of A, B and C, P that of the packed B.
+template <class T, class P>
+struct GemmJob {
+  bool ta, tb;
+  int M, N, K;
+  const T* A;
+  int lda;
+  const T* B;  // unpacked B, or null when Bp is given
+  int ldb;
+  const P* Bp;  // pre-packed B (gemm_packed)
+  bool beta1;
+  T* C;
+  int ldc;
+  bool split_n;  // thread chunks split N (in NR panels) or M (in MR panels)
+  int chunks;
+};
+
+// The threading of a GEMM, for any implementation G with MR, NR, kThreadFlops,
+// a Job (GemmJob) and run_range(job, m0, m1, n0, n1): one chunk per thread of
+// whole NR panels of N or MR panels of M, never of K.
+template <class G>
+void gemm_run_chunk(void* ctx, int i) {
+  const typename G::Job& j = *static_cast<const typename G::Job*>(ctx);
+  constexpr int MR = G::MR, NR = G::NR;
+  if (j.split_n) {
+    const int panels = (j.N + NR - 1) / NR;
+    const int p0 = (int)((long long)panels * i / j.chunks), p1 = (int)((long long)panels * (i + 1) / j.chunks);
+    G::run_range(j, 0, j.M, p0 * NR, imin(j.N, p1 * NR));
+  } else {
+    const int panels = (j.M + MR - 1) / MR;
+    const int p0 = (int)((long long)panels * i / j.chunks), p1 = (int)((long long)panels * (i + 1) / j.chunks);
+    G::run_range(j, p0 * MR, imin(j.M, p1 * MR), 0, j.N);
+  }
+}
+
+template <class G>
+void gemm_run(typename G::Job& j, int nthreads) {
+  constexpr int MR = G::MR, NR = G::NR;
+  if (j.M <= 0 || j.N <= 0) return;
+  if (j.K <= 0) {
+    if (!j.beta1)
+      for (int i = 0; i < j.M; ++i) std::memset(j.C + (size_t)i * j.ldc, 0, sizeof(*j.C) * j.N);
+    return;
+  }
+  const double flops = 2.0 * j.M * j.N * j.K;
+  int nt = flops < G::kThreadFlops ? 1 : nthreads;
+  const int pn = (j.N + NR - 1) / NR, pm = (j.M + MR - 1) / MR;
+  // Split the dimension whose operand is cheaper to pack twice (each chunk
+  // packs all of the other operand), as long as it yields enough chunks.
+  j.split_n = pn >= 2 * nt ? (j.N >= j.M || pm < 2 * nt) : pn >= pm;
+  const int units = j.split_n ? pn : pm;
+  j.chunks = nt < units ? nt : units;
+  if (j.chunks <= 1) {
+    j.chunks = 1;
+    G::run_range(j, 0, j.M, 0, j.N);
+    return;
+  }
+  parallel_for(j.chunks, gemm_run_chunk<G>, &j, j.chunks);
+}
+
 template <class V, class S, bool kBf16 = false>
 struct Gemm {
   using T = typename V::T;
@@ -214,20 +274,7 @@ struct Gemm {
     if constexpr (kBf16) bf16_round_n(out, (size_t)round_up(nc, NR) * kc);
   }
 
-  struct Job {
-    bool ta, tb;
-    int M, N, K;
-    const T* A;
-    int lda;
-    const T* B;  // unpacked B, or null when Bp is given
-    int ldb;
-    const T* Bp;  // pre-packed B (gemm_packed)
-    bool beta1;
-    T* C;
-    int ldc;
-    bool split_n;  // thread chunks split N (in NR panels) or M (in MR panels)
-    int chunks;
-  };
+  using Job = GemmJob<T, T>;
 
   // C[m0:m1, n0:n1] (n0 a multiple of NR).
   static void run_range(const Job& j, int m0, int m1, int n0, int n1) {
@@ -287,46 +334,10 @@ struct Gemm {
     }
   }
 
-  static void run_chunk(void* ctx, int i) {
-    const Job& j = *static_cast<const Job*>(ctx);
-    if (j.split_n) {
-      const int panels = (j.N + NR - 1) / NR;
-      const int p0 = (int)((long long)panels * i / j.chunks), p1 = (int)((long long)panels * (i + 1) / j.chunks);
-      run_range(j, 0, j.M, p0 * NR, imin(j.N, p1 * NR));
-    } else {
-      const int panels = (j.M + MR - 1) / MR;
-      const int p0 = (int)((long long)panels * i / j.chunks), p1 = (int)((long long)panels * (i + 1) / j.chunks);
-      run_range(j, p0 * MR, imin(j.M, p1 * MR), 0, j.N);
-    }
-  }
-
-  static void run(Job& j, int nthreads) {
-    if (j.M <= 0 || j.N <= 0) return;
-    if (j.K <= 0) {
-      if (!j.beta1)
-        for (int i = 0; i < j.M; ++i) std::memset(j.C + (size_t)i * j.ldc, 0, sizeof(T) * j.N);
-      return;
-    }
-    const double flops = 2.0 * j.M * j.N * j.K;
-    int nt = flops < kThreadFlops ? 1 : nthreads;
-    const int pn = (j.N + NR - 1) / NR, pm = (j.M + MR - 1) / MR;
-    // Split the dimension whose operand is cheaper to pack twice (each chunk
-    // packs all of the other operand), as long as it yields enough chunks.
-    j.split_n = pn >= 2 * nt ? (j.N >= j.M || pm < 2 * nt) : pn >= pm;
-    const int units = j.split_n ? pn : pm;
-    j.chunks = nt < units ? nt : units;
-    if (j.chunks <= 1) {
-      j.chunks = 1;
-      run_range(j, 0, j.M, 0, j.N);
-      return;
-    }
-    parallel_for(j.chunks, run_chunk, &j, j.chunks);
-  }
-
   static void gemm(bool ta, bool tb, int M, int N, int K, const T* A, int lda, const T* B, int ldb,
                    T beta, T* C, int ldc, int nthreads) {
     Job j{ta, tb, M, N, K, A, lda, B, ldb, nullptr, beta != T(0), C, ldc, false, 1};
-    run(j, nthreads);
+    gemm_run<Gemm>(j, nthreads);
   }
 
   static size_t packed_b_size(int K, int N) {
@@ -344,7 +355,7 @@ struct Gemm {
   static void gemm_packed(bool ta, int M, int N, int K, const T* A, int lda, const T* packed, T beta,
                           T* C, int ldc, int nthreads) {
     Job j{ta, false, M, N, K, A, lda, nullptr, 0, packed, beta != T(0), C, ldc, false, 1};
-    run(j, nthreads);
+    gemm_run<Gemm>(j, nthreads);
   }
 };
 
