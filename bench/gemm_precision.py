@@ -9,9 +9,10 @@ makes (see executed_flops there): the input projection X·W, the per-step
 h·U (U packed once per call, as the LSTM does) and the backward's dh = dZ·Uᵀ
 (packed), dU = Hᵀ·dZ, dW = Xᵀ·dZ, dX = dZ·Wᵀ, each timed in one interleaved
 run (bench/timing.py) as
-    f32        fusedlstm's float32 GEMM (_core.matmul)
-    bf16       fusedlstm's bfloat16 level in use (_core.gemm_bf16, no size rule;
-               packed=True where the LSTM packs)
+    f32        fusedlstm's float32 GEMM (_core.matmul; where the LSTM packs B once
+               per sequence, _core.gemm_packed on a B packed before the timing)
+    bf16       fusedlstm's bfloat16 level in use, no size rule (_core.gemm_bf16, or
+               gemm_packed on a B packed before the timing, as for f32)
     torch_f32  torch.matmul on float32 tensors
     autocast   torch.matmul on float32 tensors under torch.autocast("cpu", bfloat16)
                (the operands are cast on every call, as ours are rounded as packed)
@@ -84,10 +85,13 @@ def check_answers(name, calls):
 def bench_product(torch, rng, M, N, K, ta, tb, packed, args, name):
     a, b = operands(rng, M, N, K, ta, tb)
     out = np.empty((M, N), np.float32)
-    calls = {
-        "f32": lambda: _core.matmul(a, b, trans_a=ta, trans_b=tb, out=out),
-        "bf16": lambda: _core.gemm_bf16(a, b, trans_a=ta, trans_b=tb, out=out, packed=packed),
-    }
+    if packed:  # the per-step products: U packed once per sequence, outside the timing
+        p32, p16 = _core.pack_b(b, trans_b=tb, level="float32"), _core.pack_b(b, trans_b=tb)
+        calls = {"f32": lambda: _core.gemm_packed(a, p32, trans_a=ta, out=out),
+                 "bf16": lambda: _core.gemm_packed(a, p16, trans_a=ta, out=out)}
+    else:
+        calls = {"f32": lambda: _core.matmul(a, b, trans_a=ta, trans_b=tb, out=out),
+                 "bf16": lambda: _core.gemm_bf16(a, b, trans_a=ta, trans_b=tb, out=out)}
     if torch is not None:
         ta_, tb_ = torch.from_numpy(a), torch.from_numpy(b)
         opa = (lambda x: x.t()) if ta else (lambda x: x)

@@ -1,10 +1,8 @@
-// bind_dense.cpp — dense_softmax_xent and matmul (each at float32 or bfloat16
-// precision), and gemm_bf16, the raw bfloat16 GEMM levels for tests and benchmarks.
+// bind_dense.cpp — dense_softmax_xent and matmul, each at float32 or bfloat16 precision.
 #include <string>
 
 #include "bind_util.h"
 #include "dense.h"
-#include "dispatch.h"
 #include "precision.h"
 
 namespace fusedlstm {
@@ -12,7 +10,6 @@ namespace {
 
 constexpr const char* kXent = "dense_softmax_xent";
 constexpr const char* kMatmul = "matmul";
-constexpr const char* kGemmBf16 = "gemm_bf16";
 
 // bfloat16 products take float32 arrays only: a float64 caller asked for exact
 // arithmetic, and silently rounding its operands to 8 bits would betray that.
@@ -117,46 +114,6 @@ py::tuple xent_py(const py::object& x_obj, const py::object& W_obj, const py::ob
   return ft == FType::f32 ? xent_impl<float>(a) : xent_impl<double>(a);
 }
 
-// The checked operands of a matmul-like call: op(a) (M,K), op(b) (K,N).
-struct MatmulArgs {
-  py::array a, b;
-  bool ta = false, tb = false;
-  FType ft = FType::f32;
-  int M = 0, N = 0, K = 0;
-};
-
-MatmulArgs matmul_args(const char* fn, const py::object& a_obj, const py::object& b_obj, bool ta, bool tb) {
-  MatmulArgs r;
-  r.a = req_array(fn, "a", a_obj), r.b = req_array(fn, "b", b_obj), r.ta = ta, r.tb = tb;
-  const py::array &a = r.a, &b = r.b;
-  r.ft = float_type(fn, "a", a);
-  check_ftype(fn, "b", b, r.ft, "a");
-  check_ndim(fn, "a", a, 2, ta ? "(K, M) (trans_a)" : "(M, K)");
-  check_ndim(fn, "b", b, 2, tb ? "(N, K) (trans_b)" : "(K, N)");
-  const py::ssize_t M = ta ? a.shape(1) : a.shape(0), K = ta ? a.shape(0) : a.shape(1);
-  const py::ssize_t Kb = tb ? b.shape(1) : b.shape(0), N = tb ? b.shape(0) : b.shape(1);
-  FUSEDLSTM_CHECK(K == Kb, fn, ": op(a) is (M, K) = (", M, ", ", K, ") but op(b) is (K, N) = (", Kb, ", ", N,
-                  "): the inner dimensions differ (a ", shape_str(a), ", trans_a=", ta ? "True" : "False", "; b ",
-                  shape_str(b), ", trans_b=", tb ? "True" : "False", ")");
-  r.M = as_int(fn, "M", size_t(M)), r.N = as_int(fn, "N", size_t(N)), r.K = as_int(fn, "K", size_t(K));
-  return r;
-}
-
-// The (M,N) result array: out (checked, written in place) or a new one.
-template <class Real>
-py::array matmul_out(const char* fn, const MatmulArgs& m, const py::object& out_obj, bool accumulate) {
-  if (!out_obj.is_none()) {
-    py::array out = inplace_array(fn, "out", out_obj);
-    check_ftype(fn, "out", out, ftype_of<Real>(), "a");
-    check_shape(fn, "out", out, {{"M", m.M}, {"N", m.N}});
-    inplace<Real>(fn, "out", out);
-    return out;
-  }
-  FUSEDLSTM_CHECK(!accumulate, fn, ": accumulate=True needs out (the array to add to)");
-  check_memory(fn, mul_size(size_t(m.M), size_t(m.N), sizeof(Real)));
-  return py::array_t<Real>({m.M, m.N});
-}
-
 template <class Real>
 py::array matmul_impl(const MatmulArgs& m, const py::object& out_obj, bool accumulate, Precision p) {
   py::array out = matmul_out<Real>(kMatmul, m, out_obj, accumulate);
@@ -181,49 +138,6 @@ py::array matmul_py(const py::object& a_obj, const py::object& b_obj, bool ta, b
                             : matmul_impl<double>(m, out, accumulate, p);
 }
 
-// One bfloat16 level, named or the one in use, with no size rule: every
-// product goes through that level's kernel (matmul's precision='bfloat16'
-// stays float32 below bf16_pays).
-py::array gemm_bf16_py(const py::object& a_obj, const py::object& b_obj, bool ta, bool tb, const py::object& out_obj,
-                       bool accumulate, const py::object& level_obj, bool packed) {
-  const GemmOps* ops = &gemm_ops_bf16();
-  if (!level_obj.is_none()) {
-    if (!py::isinstance<py::str>(level_obj))
-      throw TypeError(str(kGemmBf16, ": level must be a str or None, got ", type_name(level_obj)));
-    const std::string level = level_obj.cast<std::string>();
-    ops = gemm_ops_bf16_level(level);
-    if (!ops) {
-      std::string avail;
-      for (const auto& l : available_bf16_levels()) avail += (avail.empty() ? "" : ", ") + l;
-      throw std::invalid_argument(str(kGemmBf16, ": level must be one of the bfloat16 levels available here (",
-                                      avail, "), got '", level, "'"));
-    }
-  }
-  const MatmulArgs m = matmul_args(kGemmBf16, a_obj, b_obj, ta, tb);
-  if (m.ft != FType::f32) throw TypeError(str(kGemmBf16, ": a and b must be float32, got ", ftype_name(m.ft)));
-  py::array out = matmul_out<float>(kGemmBf16, m, out_obj, accumulate);
-  CArray<float> ac = as_c<float>(m.a), bc = as_c<float>(m.b);
-  const size_t packed_floats = packed ? ops->packed_b_size(m.K, m.N) : 0;
-  if (packed) check_memory(kGemmBf16, mul_size(packed_floats, sizeof(float)));
-  float* C = static_cast<float*>(out.mutable_data());
-  const int nt = num_threads(), lda = m.ta ? m.M : m.K, ldb = m.tb ? m.K : m.N;
-  const float beta = accumulate ? 1.0f : 0.0f;
-  {
-    // Safe without the GIL: the operands (or their copies) and out are kept
-    // alive by this frame; the packed copy of b is owned here.
-    py::gil_scoped_release nogil;
-    FpModeGuard fp_guard;
-    if (packed) {
-      Buffer<float> bp(packed_floats);
-      ops->pack_b(m.tb, m.K, m.N, bc.data(), ldb, bp.data());
-      ops->gemm_packed(m.ta, m.M, m.N, m.K, ac.data(), lda, bp.data(), beta, C, m.N, nt);
-    } else {
-      ops->gemm(m.ta, m.tb, m.M, m.N, m.K, ac.data(), lda, bc.data(), ldb, beta, C, m.N, nt);
-    }
-  }
-  return out;
-}
-
 }  // namespace
 
 void register_dense(py::module_& m) {
@@ -235,10 +149,6 @@ void register_dense(py::module_& m) {
         py::arg("trans_b") = false, py::arg("out") = py::none(), py::arg("accumulate") = false,
         py::arg("precision") = "float32",
         "op(a)·op(b) with the library's GEMM; writes into out (adding when accumulate) if given. See _core.pyi.");
-  m.def("gemm_bf16", &gemm_bf16_py, py::arg("a"), py::arg("b"), py::kw_only(), py::arg("trans_a") = false,
-        py::arg("trans_b") = false, py::arg("out") = py::none(), py::arg("accumulate") = false,
-        py::arg("level") = py::none(), py::arg("packed") = false,
-        "op(a)·op(b) on one bfloat16 GEMM level, without the size rule (tests, benchmarks). See _core.pyi.");
 }
 
 }  // namespace fusedlstm

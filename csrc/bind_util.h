@@ -162,4 +162,46 @@ inline std::vector<uint8_t> mask_bytes(const char* fn, const char* name, const p
   return m;
 }
 
+// ---- matrix products (bind_dense.cpp, bind_gemm.cpp) ----------------------
+
+// The checked operands of a matmul-like call: op(a) (M,K), op(b) (K,N).
+struct MatmulArgs {
+  py::array a, b;
+  bool ta = false, tb = false;
+  FType ft = FType::f32;
+  int M = 0, N = 0, K = 0;
+};
+
+inline MatmulArgs matmul_args(const char* fn, const py::object& a_obj, const py::object& b_obj, bool ta, bool tb) {
+  MatmulArgs r;
+  r.a = req_array(fn, "a", a_obj), r.b = req_array(fn, "b", b_obj), r.ta = ta, r.tb = tb;
+  const py::array &a = r.a, &b = r.b;
+  r.ft = float_type(fn, "a", a);
+  check_ftype(fn, "b", b, r.ft, "a");
+  check_ndim(fn, "a", a, 2, ta ? "(K, M) (trans_a)" : "(M, K)");
+  check_ndim(fn, "b", b, 2, tb ? "(N, K) (trans_b)" : "(K, N)");
+  const py::ssize_t M = ta ? a.shape(1) : a.shape(0), K = ta ? a.shape(0) : a.shape(1);
+  const py::ssize_t Kb = tb ? b.shape(1) : b.shape(0), N = tb ? b.shape(0) : b.shape(1);
+  FUSEDLSTM_CHECK(K == Kb, fn, ": op(a) is (M, K) = (", M, ", ", K, ") but op(b) is (K, N) = (", Kb, ", ", N,
+                  "): the inner dimensions differ (a ", shape_str(a), ", trans_a=", ta ? "True" : "False", "; b ",
+                  shape_str(b), ", trans_b=", tb ? "True" : "False", ")");
+  r.M = as_int(fn, "M", size_t(M)), r.N = as_int(fn, "N", size_t(N)), r.K = as_int(fn, "K", size_t(K));
+  return r;
+}
+
+// The (M,N) result array: out (checked, written in place) or a new one.
+template <class Real>
+py::array matmul_out(const char* fn, const MatmulArgs& m, const py::object& out_obj, bool accumulate) {
+  if (!out_obj.is_none()) {
+    py::array out = inplace_array(fn, "out", out_obj);
+    check_ftype(fn, "out", out, ftype_of<Real>(), "a");
+    check_shape(fn, "out", out, {{"M", m.M}, {"N", m.N}});
+    inplace<Real>(fn, "out", out);
+    return out;
+  }
+  FUSEDLSTM_CHECK(!accumulate, fn, ": accumulate=True needs out (the array to add to)");
+  check_memory(fn, mul_size(size_t(m.M), size_t(m.N), sizeof(Real)));
+  return py::array_t<Real>({m.M, m.N});
+}
+
 }  // namespace fusedlstm

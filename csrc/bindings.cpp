@@ -1,6 +1,7 @@
 // bindings.cpp — the fusedlstm._core module: picks the kernels' instruction set
 // at import, maps the C++ error types to Python exceptions, and registers each
-// area's functions (bind_lstm.cpp, bind_dense.cpp, bind_optimizers.cpp, bind_checks.cpp).
+// area's functions (bind_lstm.cpp, bind_dense.cpp, bind_gemm.cpp, bind_optimizers.cpp,
+// bind_checks.cpp).
 // The Python-visible API is documented in python/fusedlstm/_core.pyi.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -23,6 +24,7 @@ namespace py = pybind11;
 namespace fusedlstm {
 void register_lstm(py::module_& m);
 void register_dense(py::module_& m);
+void register_gemm(py::module_& m);
 void register_optimizers(py::module_& m);
 void register_checks(py::module_& m);
 }  // namespace fusedlstm
@@ -74,6 +76,7 @@ PYBIND11_MODULE(_core, m) {
 
   register_lstm(m);
   register_dense(m);
+  register_gemm(m);
   register_optimizers(m);
   register_checks(m);
 }

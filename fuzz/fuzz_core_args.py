@@ -265,7 +265,14 @@ def call_gemm_bf16(g):
         kw["accumulate"] = g.bool()
     if g.chance(3):
         kw["level"] = g.pick([None, "portable", "avx512bf16", "amx", "", 3])
-    _core.gemm_bf16(g.array((K, M) if ta else (M, K), dt), g.array((N, K) if tb else (K, N), dt), **kw)
+    a, b = g.array((K, M) if ta else (M, K), dt), g.array((N, K) if tb else (K, N), dt)
+    if g.chance(3):  # the pack-once route: pack_b, then gemm_packed (a PackedB or anything else)
+        level = g.pick([None, "float32", "portable", "avx512bf16", "amx", 3])
+        pb = _core.pack_b(b, trans_b=tb, level=level) if not g.chance(8) else g.pick([b, None, "b"])
+        kw = {k: v for k, v in kw.items() if k in ("out", "accumulate")}
+        _core.gemm_packed(a, pb, trans_a=ta, **kw)
+        return
+    _core.gemm_bf16(a, b, **kw)
 
 
 def scalar(g, normal):

@@ -147,6 +147,35 @@ def test_packed_and_unpacked_agree(level, rng):
                                       err_msg=f"{level} M={M} N={N} K={K} tb={tb}")
 
 
+def test_pack_once_multiply_many(level, rng):
+    """pack_b / gemm_packed: the recurrent kernels' route, one packed B for many products."""
+    K, N = 77, 130
+    for tb in (False, True):
+        b = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
+        pb = _core.pack_b(b, trans_b=tb, level=level)
+        assert (pb.K, pb.N, pb.level) == (K, N, level) and pb.nbytes > 0, repr(pb)
+        for M, ta in [(1, False), (20, True), (64, False), (13, True)]:
+            a = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
+            got = _core.gemm_packed(a, pb, trans_a=ta)
+            np.testing.assert_array_equal(got, _core.gemm_bf16(a, b, trans_a=ta, trans_b=tb, level=level,
+                                                               packed=True))
+            assert scaled_error(got, ref.matmul_bf16(a, b, ta, tb)) <= TOL
+            out = rng.standard_normal((M, N)).astype(np.float32)
+            want = out + ref.matmul_bf16(a, b, ta, tb)
+            _core.gemm_packed(a, pb, trans_a=ta, out=out, accumulate=True)
+            assert scaled_error(out, want) <= TOL
+
+
+def test_pack_once_multiply_many_float32(rng):
+    b = rng.standard_normal((300, 70)).astype(np.float32)
+    pb = _core.pack_b(b, trans_b=True, level="float32")
+    assert pb.level == "float32"
+    a = rng.standard_normal((33, 70)).astype(np.float32)
+    got = _core.gemm_packed(a, pb)
+    assert scaled_error(got, a.astype(np.float64) @ b.T.astype(np.float64)) <= TOL
+    assert scaled_error(got, ref.matmul_bf16(a, b, False, True)) > 10 * TOL, "float32 must not round"
+
+
 def test_rounding_is_nearest_even_bit_for_bit(level, rng):
     """K = 1 against 1.0: C is the rounded A itself, every bit (ties, carries, overflow, NaN)."""
     bits = np.concatenate([

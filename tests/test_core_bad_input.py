@@ -55,6 +55,14 @@ def gemm_bf16_call():
     return dict(a=_r(3, 4), b=_r(4, 2)), {}
 
 
+def pack_b_call():
+    return dict(b=_r(4, 2)), {}
+
+
+def gemm_packed_call():
+    return dict(a=_r(3, 4), b=_core.pack_b(_r(4, 2))), {}
+
+
 def adam_call():
     return dict(w=_r(10), g=_r(10), m=np.zeros(10, F32), v=np.zeros(10, F32)), dict(step=1, lr=0.01)
 
@@ -82,6 +90,8 @@ CALLS = {
     "dense_softmax_xent": (_core.dense_softmax_xent, dense_call),
     "matmul": (_core.matmul, matmul_call),
     "gemm_bf16": (_core.gemm_bf16, gemm_bf16_call),
+    "pack_b": (_core.pack_b, pack_b_call),
+    "gemm_packed": (_core.gemm_packed, gemm_packed_call),
     "adam_update": (_core.adam_update, adam_call),
     "sgd_update": (_core.sgd_update, sgd_call),
     "rmsprop_update": (_core.rmsprop_update, rmsprop_call),
@@ -298,6 +308,22 @@ CASES = [
     bad("gemm_bf16", "accumulate", True, VAL, "accumulate-without-out", pattern=r"\baccumulate=True needs out\b"),
     bad("gemm_bf16", "level", "amx", VAL, "unknown", pattern=r"\blevel must be one of .*portable.*'amx'"),
     bad("gemm_bf16", "level", 3, TYPE, "int"),
+    bad("gemm_bf16", "level", "float32", VAL, "float32", pattern=r"\blevel must be one of .*'float32'"),
+    # ---- pack_b / gemm_packed ----
+    bad("pack_b", "b", F64, TYPE, "float64"),
+    bad("pack_b", "b", shp(4), VAL, "rank1"),
+    bad("pack_b", "b", OBJ, TYPE, "object"),
+    bad("pack_b", "b", None, TYPE, "None"),
+    bad("pack_b", "level", "amx", VAL, "unknown", pattern=r"\blevel must be one of .*float32.*portable.*'amx'"),
+    bad("pack_b", "level", b"portable", TYPE, "bytes"),
+    bad("gemm_packed", "a", F64, TYPE, "float64"),
+    bad("gemm_packed", "a", shp(3, 5), VAL, "K-mismatch", pattern=r"\bop\(a\).*\bpacked b\b"),
+    bad("gemm_packed", "a", shp(4), VAL, "rank1"),
+    bad("gemm_packed", "b", lambda _: _r(4, 2), TYPE, "array", pattern=r"\bb must be a PackedB\b"),
+    bad("gemm_packed", "b", None, TYPE, "None", pattern=r"\bb must be a PackedB\b"),
+    bad("gemm_packed", "out", shp(3, 3), VAL, "shape"),
+    bad("gemm_packed", "out", shp(3, 2, dtype=np.float64), TYPE, "float64"),
+    bad("gemm_packed", "accumulate", True, VAL, "accumulate-without-out", pattern=r"\baccumulate=True needs out\b"),
     # ---- optimizers ----
     bad("adam_update", "w", shp(10, 1), VAL, "rank2"),
     bad("adam_update", "w", F64, TYPE, "float64"),
@@ -350,7 +376,7 @@ def test_bad_argument_is_named(fn_key, arg, change, exc, pattern):
 # A read-only in-place buffer needs its own case: setflags returns None.
 @pytest.mark.parametrize("fn_key, arg", [("adam_update", "w"), ("adam_update", "m"),
                                          ("sgd_update", "u"), ("rmsprop_update", "s"),
-                                         ("matmul", "out"), ("gemm_bf16", "out"),
+                                         ("matmul", "out"), ("gemm_bf16", "out"), ("gemm_packed", "out"),
                                          ("lstm_backward", "dU_out")])
 def test_read_only_in_place_buffer_is_refused(fn_key, arg):
     default = {"out": (3, 2), "dU_out": (H, G)}
@@ -420,7 +446,7 @@ def _same(got, want, what):
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize("fn_key", ["lstm_forward", "lstm_forward[ids]", "dense_softmax_xent",
-                                    "matmul", "gemm_bf16", "onehot_ids"])
+                                    "matmul", "gemm_bf16", "gemm_packed", "onehot_ids"])
 def test_non_contiguous_inputs_give_the_same_results(fn_key, layout):
     fn, make = CALLS[fn_key]
     args, kwargs = make()
@@ -470,8 +496,13 @@ def _huge_gemm_bf16():
     return _core.gemm_bf16(np.zeros((2 ** 20, 1), F32), np.zeros((1, 2 ** 15), F32), packed=True)
 
 
-@pytest.mark.parametrize("request_fn", [_huge_lstm, _huge_dense, _huge_matmul, _huge_gemm_bf16],
-                         ids=["lstm_forward", "dense_softmax_xent", "matmul", "gemm_bf16"])
+def _huge_pack_b():
+    # a zero-stride view: the packed copy (64 GiB) is refused before any copy is made
+    return _core.pack_b(np.broadcast_to(np.zeros((), F32), (2 ** 20, 2 ** 15)), level="float32")
+
+
+@pytest.mark.parametrize("request_fn", [_huge_lstm, _huge_dense, _huge_matmul, _huge_gemm_bf16, _huge_pack_b],
+                         ids=["lstm_forward", "dense_softmax_xent", "matmul", "gemm_bf16", "pack_b"])
 def test_huge_request_raises_memory_error_with_bytes(request_fn):
     with pytest.raises(MemoryError, match=r"bytes"):
         request_fn()

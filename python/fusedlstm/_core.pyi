@@ -191,8 +191,34 @@ def gemm_bf16(
     """op(a)·op(b) of float32 arrays on one bfloat16 GEMM level (tests, benchmarks):
     `level` names one of build_info()['bf16_levels'] (None: the one in use), and
     every product goes through it whatever its size (no size rule). packed=True
-    packs op(b) first (pack_b) and multiplies with gemm_packed, the route the
-    recurrent kernels take. out/accumulate as for matmul."""
+    packs op(b) first and multiplies the packed copy (pack_b + gemm_packed in one
+    call). out/accumulate as for matmul."""
+
+class PackedB:
+    """op(b) packed by pack_b for one level's gemm_packed (immutable; may be shared
+    by concurrent products)."""
+
+    K: int
+    N: int
+    level: str
+    nbytes: int
+
+def pack_b(b: np.ndarray, *, trans_b: bool = False, level: Optional[str] = None) -> PackedB:
+    """op(b) (float32, (K,N), or (N,K) with trans_b) packed once for gemm_packed, in the
+    layout of `level`: "float32" or one of build_info()['bf16_levels'] (None: the
+    bfloat16 level in use; a bfloat16 level rounds b to bfloat16 as it packs). The
+    route of a recurrent kernel's U, packed once per sequence (tests, benchmarks)."""
+
+def gemm_packed(
+    a: np.ndarray,
+    b: PackedB,
+    *,
+    trans_a: bool = False,
+    out: Optional[np.ndarray] = None,
+    accumulate: bool = False,
+) -> np.ndarray:
+    """op(a)·B (a float32 (M,K), or (K,M) with trans_a) for a PackedB on the level it was
+    packed for; out/accumulate as for matmul."""
 
 def adam_update(
     w: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, *, step: int, lr: float,
