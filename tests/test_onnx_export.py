@@ -479,3 +479,35 @@ def test_keras_config_dialect_exports_the_same_graph(kind, rng):
     sess = _session(proto)
     for B, T in ((1, 3), (4, 6)):
         _compare(sess, model, make(B, T), f"{kind} B={B} T={T}")
+
+
+# --- model.export: Keras's entry point --------------------------------------------------------------
+
+def test_model_export_writes_the_same_graph(tmp_path, rng, capsys):
+    import onnx
+
+    model = M.Sequential([L.Input((None,), dtype="int32"), L.Embedding(7, 4, mask_zero=True), L.LSTM(5),
+                          L.Dense(3, activation="softmax")])
+    _randomize(model, rng)
+    path = tmp_path / "m.onnx"
+    model.export(path, format="onnx", opset_version=15)
+    assert capsys.readouterr().out.strip() == f"Saved artifact at '{path}'."
+    proto = onnx.load(str(path))
+    assert proto.opset_import[0].version == 15
+    assert proto.SerializeToString() == _export(model, opset=15).SerializeToString()
+    _compare(_session(proto), model, token_ids(rng, 7, "post")(3, 6), "model.export")
+    model.export(tmp_path / "quiet.onnx", format="onnx", verbose=False)
+    assert capsys.readouterr().out == ""
+
+
+def test_model_export_refusals(tmp_path):
+    model = M.Sequential([L.Input((4, 2)), L.LSTM(3)])
+    with pytest.raises(ValueError, match=r"format='tf_saved_model' is not supported.*format='onnx'"):
+        model.export(tmp_path / "m")
+    with pytest.raises(ValueError, match=r"format='torchscript' is not supported \(supported: 'onnx'\)"):
+        model.export(tmp_path / "m", format="torchscript")
+    with pytest.raises(NotImplementedError, match="input_signature"):
+        model.export(tmp_path / "m.onnx", format="onnx", input_signature=[(None, 4, 2)])
+    with pytest.raises(ValueError, match="opset=13 and opset_version=17 disagree"):
+        model.export(tmp_path / "m.onnx", format="onnx", opset=13, opset_version=17)
+    assert not any(tmp_path.iterdir())

@@ -65,7 +65,7 @@ OWN_KINDS = ("model", "weights")
 KERAS_KINDS = ("keras3_weights", "keras3_archive", "legacy_h5")
 
 __all__ = ["save_model", "load_model", "save_weights", "load_weights", "MODEL_SUFFIX", "WEIGHTS_SUFFIX",
-           "SUFFIXES", "file_kind", "register_format", "register_keras_serializable", "get_registered_object",
+           "SUFFIXES", "file_kind", "register_format", "register_exporter", "export_model", "register_keras_serializable", "get_registered_object",
            "get_registered_name", "serialize_keras_object", "deserialize_keras_object"]
 
 
@@ -96,6 +96,24 @@ def register_format(kinds, save, load):
     `load(path, model=None, compile=True, skip_mismatch=False)` (fusedlstm.io does, for Keras's)."""
     for kind in kinds:
         _FORMATS[kind] = (save, load)
+
+
+_EXPORTERS = {}  # format name -> export(model, path, **kwargs)
+
+
+def register_exporter(fmt, export):
+    """Make model.export(path, format=fmt) call `export(model, path, **kwargs)`
+    (fusedlstm.io registers "onnx"; this module never imports it)."""
+    _EXPORTERS[fmt] = export
+
+
+def export_model(model, filepath, format, **kwargs):
+    """model.export: hand the model to the exporter registered for `format`."""
+    if format not in _EXPORTERS:
+        known = ", ".join(repr(f) for f in sorted(_EXPORTERS)) or "none"
+        hint = " fusedlstm has no TensorFlow: export to ONNX with format='onnx'." if format == "tf_saved_model" else ""
+        raise ValueError(f"model.export: format={format!r} is not supported (supported: {known}).{hint}")
+    return _EXPORTERS[format](model, filepath, **kwargs)
 
 
 def _handler(kind, path):

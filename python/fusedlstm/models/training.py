@@ -16,7 +16,7 @@ resume (checkpoint files) and distributed training use only the public interface
 
 from .. import metrics as _metrics
 from ..layers.base import assign_weights
-from ..saving import load_weights, save_model, save_weights
+from ..saving import export_model, load_weights, save_model, save_weights
 from .compiling import CompileMixin
 from .loops import LoopMixin
 from .step import StepMixin
@@ -77,6 +77,23 @@ class Trainer(LoopMixin, StepMixin, CompileMixin, StateMixin):
         if not self._strategy().allows_save():
             return
         save_weights(self, filepath, overwrite=overwrite, **kwargs)
+
+    def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs):
+        """Write the model as an inference artifact (Keras's signature). fusedlstm writes
+        ONNX: `model.export("m.onnx", format="onnx")`, keyword arguments of
+        fusedlstm.io.onnx.export_onnx (opset=, or Keras's opset_version=; dynamic_batch=,
+        dynamic_time=). The batch and time axes are free by default, which is what an
+        input_signature would otherwise be for."""
+        if input_signature is not None:
+            raise NotImplementedError(
+                "model.export: input_signature is not supported; the exported graph's batch and time axes "
+                "are free by default (dynamic_batch=False / dynamic_time=False fix them to the built shape).")
+        if not self._strategy().allows_save():
+            return None
+        result = export_model(self, filepath, format, **kwargs)
+        if verbose is None or verbose:
+            print(f"Saved artifact at '{filepath}'.")
+        return result
 
     def load_weights(self, filepath, skip_mismatch=False, **kwargs):
         load_weights(self, filepath, skip_mismatch=skip_mismatch, **kwargs)
