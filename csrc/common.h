@@ -22,12 +22,8 @@
 #include <type_traits>
 #include <utility>
 
-#include <unistd.h>
-#if defined(__x86_64__) || defined(__i386__)
-#include <xmmintrin.h>
-#endif
-
 #include "block_cache.h"
+#include "fp_mode.h"
 #include "threads.h"
 
 namespace fusedlstm {
@@ -80,23 +76,8 @@ inline int as_int(const char* fn, const char* what, size_t v) {
 }
 
 // Memory the machine can plausibly give one call: physical RAM, or the cgroup
-// (v2 memory.max / v1 limit_in_bytes) limit when lower. Read once.
-inline size_t memory_limit_bytes() {
-  static const size_t limit = [] {
-    size_t lim = std::numeric_limits<size_t>::max();
-    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-    if (pages > 0 && page > 0) lim = size_t(pages) * size_t(page);
-    for (const char* path : {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
-      if (FILE* f = std::fopen(path, "r")) {
-        unsigned long long v = 0;
-        if (std::fscanf(f, "%llu", &v) == 1 && v > 0 && v < lim) lim = size_t(v);
-        std::fclose(f);
-      }
-    }
-    return lim;
-  }();
-  return limit;
-}
+// limit when lower (Linux). Read once; host_memory.cpp has the OS calls.
+size_t memory_limit_bytes();
 
 // Raise MemoryError before allocating when a call would need more than the machine has.
 inline void check_memory(const char* fn, size_t bytes) {
@@ -142,23 +123,18 @@ template <class X> class Buffer {
 
 // ---- floating-point mode ---------------------------------------------------
 // Subnormal numbers (tiny gradients late in BPTT) run ~100x slower on x86; the
-// kernels flush them to zero (FTZ) and read them as zero (DAZ) while a call
-// runs, then restore the caller's mode so NumPy code around us is unaffected.
+// kernels flush them to zero (x86 FTZ+DAZ, AArch64 FPCR.FZ; see fp_mode.h)
+// while a call runs, then restore the caller's mode so NumPy code around us is
+// unaffected.
 class FpModeGuard {
  public:
-#if defined(__x86_64__) || defined(__i386__)
-  FpModeGuard() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | 0x8040u); }  // FTZ (bit 15) | DAZ (bit 6)
-  ~FpModeGuard() { _mm_setcsr(saved_); }
-#else
-  FpModeGuard() = default;
-#endif
+  FpModeGuard() : saved_(fp_mode_get()) { fp_mode_set(fp_mode_flush_subnormals(saved_)); }
+  ~FpModeGuard() { fp_mode_set(saved_); }
   FpModeGuard(const FpModeGuard&) = delete;
   FpModeGuard& operator=(const FpModeGuard&) = delete;
 
  private:
-#if defined(__x86_64__) || defined(__i386__)
-  unsigned saved_;
-#endif
+  FpMode saved_;
 };
 
 // ---- parallel loops -----------------------------------------------------------

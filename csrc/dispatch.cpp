@@ -1,10 +1,13 @@
 // dispatch.cpp — picks the float kernel table and the bfloat16 GEMM level once,
 // at module import.
 //
-// A level is usable when cpuid reports its instructions AND xgetbv says the OS
-// saves the matching register state (a VM or kernel may hide AVX-512 state even
-// when the CPU has it). Each choice is cached in one atomic pointer, so worker
-// threads running without the GIL only ever read it.
+// x86: a level is usable when cpuid reports its instructions AND xgetbv says
+// the OS saves the matching register state (a VM or kernel may hide AVX-512
+// state even when the CPU has it). AArch64: Advanced SIMD is architecturally
+// mandatory, but the level is still enabled only when the OS reports it
+// (Linux: HWCAP_ASIMD in the auxiliary vector; macOS: the hw.optional sysctl).
+// Each choice is cached in one atomic pointer, so worker threads running
+// without the GIL only ever read it.
 //
 // The bfloat16 level is chosen independently of the float ISA level (a user may
 // force FUSEDLSTM_ISA=avx2 and still get avx512bf16 products, or the reverse).
@@ -12,8 +15,10 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <stdexcept>
 
 #include "isa/gemm_ops.h"
@@ -26,22 +31,34 @@
 #define FUSEDLSTM_CPUID 0
 #endif
 
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#elif defined(__aarch64__) && defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
+
 #ifndef FUSEDLSTM_HAVE_X86
 #define FUSEDLSTM_HAVE_X86 0
 #endif
 #ifndef FUSEDLSTM_HAVE_AVX512BF16
 #define FUSEDLSTM_HAVE_AVX512BF16 0
 #endif
+#ifndef FUSEDLSTM_HAVE_NEON
+#define FUSEDLSTM_HAVE_NEON 0
+#endif
 
 namespace fusedlstm {
 
+// The ISA files of other architectures are not compiled: their tables are absent.
 #if !FUSEDLSTM_HAVE_X86
-// The AVX files are not compiled off x86: their tables are absent.
 const KernelOps<float>* ops_avx2_f32() { return nullptr; }
 const KernelOps<float>* ops_avx512_f32() { return nullptr; }
 #endif
 #if !FUSEDLSTM_HAVE_AVX512BF16
 const GemmOps* gemm_ops_avx512bf16() { return nullptr; }
+#endif
+#if !FUSEDLSTM_HAVE_NEON
+const KernelOps<float>* ops_neon_f32() { return nullptr; }
 #endif
 
 namespace {
@@ -50,7 +67,19 @@ struct CpuFeatures {
   bool avx2 = false;    // AVX2 + FMA + F16C, YMM state saved by the OS
   bool avx512 = false;  // AVX-512 F/DQ/BW/VL, ZMM and opmask state saved
   bool avx512bf16 = false;  // and AVX512_BF16 (VDPBF16PS, VCVTNE2PS2BF16)
+  bool neon = false;    // AArch64 Advanced SIMD (and FP), as the OS reports it
 };
+
+// Every level name FUSEDLSTM_ISA accepts on some build, for its error message.
+constexpr const char* kAllLevels = "generic, neon, avx2, avx512";
+
+#if defined(__aarch64__) && defined(__APPLE__)
+bool sysctl_flag(const char* name) {
+  int v = 0;
+  size_t n = sizeof(v);
+  return sysctlbyname(name, &v, &n, nullptr, 0) == 0 && v != 0;
+}
+#endif
 
 #if FUSEDLSTM_CPUID
 uint64_t xgetbv0() {
@@ -81,6 +110,16 @@ CpuFeatures detect() {
   unsigned max7, b1, c1, d1, a1 = 0;
   if (__get_cpuid_count(7, 0, &max7, &b1, &c1, &d1) && max7 >= 1) __get_cpuid_count(7, 1, &a1, &b1, &c1, &d1);
   f.avx512bf16 = f.avx512 && (a1 & (1u << 5));
+#elif defined(__aarch64__) && defined(__linux__)
+  // <asm/hwcap.h> bits, spelled out so that the header is not needed.
+  constexpr unsigned long kHwcapFp = 1ul << 0, kHwcapAsimd = 1ul << 1;
+  const unsigned long hw = getauxval(AT_HWCAP);
+  f.neon = (hw & kHwcapFp) && (hw & kHwcapAsimd);
+#elif defined(__aarch64__) && defined(__APPLE__)
+  f.neon = sysctl_flag("hw.optional.AdvSIMD") || sysctl_flag("hw.optional.neon");  // newer, older name
+#elif defined(__aarch64__)
+  // No OS query wired up here: the compiler's AArch64 baseline includes ASIMD.
+  f.neon = true;
 #endif
   return f;
 }
@@ -88,6 +127,7 @@ CpuFeatures detect() {
 const KernelOps<float>* table_for(const std::string& isa) {
   if (isa == "avx512") return ops_avx512_f32();
   if (isa == "avx2") return ops_avx2_f32();
+  if (isa == "neon") return ops_neon_f32();
   return ops_generic_f32();
 }
 
@@ -136,6 +176,7 @@ std::vector<std::string> available_isas() {
   std::vector<std::string> v{"generic"};
   if (f.avx2 && ops_avx2_f32()) v.push_back("avx2");
   if (f.avx512 && ops_avx512_f32()) v.push_back("avx512");
+  if (f.neon && ops_neon_f32()) v.push_back("neon");
   return v;
 }
 
@@ -148,8 +189,8 @@ void init_dispatch() {
     for (const auto& a : avail) ok = ok || a == env;
     if (!ok)
       throw std::invalid_argument(std::string("FUSEDLSTM_ISA=") + env +
-                                  ": expected one of generic, avx2, avx512 available on this CPU (" +
-                                  join(avail) + "), got '" + env + "'");
+                                  ": expected one of the levels available on this CPU and build (" +
+                                  join(avail) + "; all levels: " + kAllLevels + "), got '" + env + "'");
     want = env;
   }
   g_f32.store(table_for(want), std::memory_order_release);
@@ -200,6 +241,36 @@ const GemmOps* gemm_ops_bf16_level(const std::string& level) {
 
 std::string active_bf16_level() { return gemm_ops_bf16().name; }
 
+#if defined(__aarch64__) && defined(__linux__)
+// /proc/cpuinfo names an ARM core only by its MIDR fields: the first core's
+// implementer and part, with a name for the server cores of the usual clouds.
+// Under qemu-user /proc/cpuinfo is the host's (no such fields): "unknown".
+static std::string arm_linux_cpu_model() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  long impl = -1, part = -1;
+  while (std::getline(f, line) && (impl < 0 || part < 0)) {
+    const size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    long* field = line.rfind("CPU implementer", 0) == 0 ? &impl : line.rfind("CPU part", 0) == 0 ? &part : nullptr;
+    if (field && *field < 0) *field = std::strtol(line.c_str() + colon + 1, nullptr, 0);
+  }
+  if (impl < 0 || part < 0) return "unknown";
+  struct Known {
+    long impl, part;
+    const char* name;
+  };
+  static const Known known[] = {{0x41, 0xd0c, "Arm Neoverse-N1"}, {0x41, 0xd40, "Arm Neoverse-V1"},
+                                {0x41, 0xd49, "Arm Neoverse-N2"}, {0x41, 0xd4f, "Arm Neoverse-V2"},
+                                {0x41, 0xd08, "Arm Cortex-A72"},  {0x41, 0xd0b, "Arm Cortex-A76"}};
+  for (const Known& k : known)
+    if (k.impl == impl && k.part == part) return k.name;
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "AArch64 implementer 0x%02lx part 0x%03lx", impl, part);
+  return buf;
+}
+#endif
+
 std::string cpu_model() {
 #if FUSEDLSTM_CPUID
   unsigned r[12];
@@ -212,6 +283,13 @@ std::string cpu_model() {
   const size_t b = s.find_first_not_of(' '), e = s.find_last_not_of(' ');
   if (b == std::string::npos) return "unknown";
   return s.substr(b, e - b + 1);
+#elif defined(__aarch64__) && defined(__APPLE__)
+  char brand[128] = {0};
+  size_t n = sizeof(brand) - 1;
+  if (sysctlbyname("machdep.cpu.brand_string", brand, &n, nullptr, 0) == 0 && brand[0]) return brand;  // "Apple M2"
+  return "unknown";
+#elif defined(__aarch64__) && defined(__linux__)
+  return arm_linux_cpu_model();
 #else
   return "unknown";
 #endif

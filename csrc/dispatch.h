@@ -8,11 +8,12 @@
 
 namespace fusedlstm {
 
-// Levels this CPU *and* OS support (cpuid for the features, xgetbv for the OS
-// saving the wide registers), best last: {"generic", "avx2", "avx512"}.
+// Levels this CPU *and* OS support (x86: cpuid for the features, xgetbv for the
+// OS saving the wide registers; AArch64: the OS's hwcaps), best last:
+// {"generic", "avx2", "avx512"} on x86-64, {"generic", "neon"} on AArch64.
 std::vector<std::string> available_isas();
 
-// Picks the float table: FUSEDLSTM_ISA=avx512|avx2|generic if set (an unknown
+// Picks the float table: FUSEDLSTM_ISA=avx512|avx2|neon|generic if set (an unknown
 // value or a level this CPU lacks throws std::invalid_argument naming it),
 // else the best available; then the bfloat16 level the same way from
 // FUSEDLSTM_BF16=avx512bf16|portable. Called once from the module's init.
@@ -37,7 +38,8 @@ const GemmOps& gemm_ops_bf16();
 // benchmarks call every level in one process).
 const GemmOps* gemm_ops_bf16_level(const std::string& level);
 
-// The CPU's model name (from cpuid's brand string; "unknown" elsewhere).
+// The CPU's model name (x86: cpuid's brand string; macOS: the brand sysctl;
+// AArch64 Linux: /proc/cpuinfo's implementer and part; else "unknown").
 std::string cpu_model();
 
 }  // namespace fusedlstm

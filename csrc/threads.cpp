@@ -6,8 +6,8 @@
 // for a worker that has not woken up yet (items are claimed from an atomic
 // counter; a late worker finds none left and backs out).
 //
-// Workers run each job under the caller's MXCSR (FTZ/DAZ, rounding): a kernel
-// gives the same bits whichever thread computed which part.
+// Workers run each job under the caller's FP mode (MXCSR / FPCR: flush to
+// zero, rounding): a kernel gives the same bits whichever thread computed which part.
 //
 // Only one parallel_for uses the pool at a time; a second caller (another
 // Python thread, or a nested call from inside fn) runs its items alone.
@@ -42,10 +42,9 @@
 #endif
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
-#define FUSEDLSTM_MXCSR 1
-#else
-#define FUSEDLSTM_MXCSR 0
 #endif
+
+#include "fp_mode.h"
 
 namespace fusedlstm {
 namespace {
@@ -55,25 +54,11 @@ constexpr int kMaxThreads = 256;
 // enough not to steal a shared core for long once the work has stopped.
 constexpr auto kSpin = std::chrono::microseconds(100);
 
-inline unsigned fp_mode() {
-#if FUSEDLSTM_MXCSR
-  return _mm_getcsr();
-#else
-  return 0;
-#endif
-}
-
-inline void set_fp_mode(unsigned m) {
-#if FUSEDLSTM_MXCSR
-  _mm_setcsr(m);
-#else
-  (void)m;
-#endif
-}
-
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
   _mm_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
 #endif
 }
 
@@ -98,7 +83,7 @@ class Pool {
   void* ctx_ = nullptr;
   int n_ = 0;
   int want_workers_ = 0;            // workers with id < this may join
-  unsigned fp_mode_ = 0;            // the caller's MXCSR
+  FpMode fp_mode_ = 0;              // the caller's MXCSR / FPCR
   std::atomic<int> next_{0};        // next item to claim
   std::atomic<unsigned long long> open_{0};  // epoch of the job workers may join, 0: none
   std::atomic<int> active_{0};      // workers inside the job
@@ -154,10 +139,10 @@ void Pool::worker_main(int id) {
     // of a newer job.
     active_.fetch_add(1);
     if (open_.load() == e && id < want_workers_) {
-      const unsigned own = fp_mode();
-      set_fp_mode(fp_mode_);
+      const FpMode own = fp_mode_get();
+      fp_mode_set(fp_mode_);
       work();
-      set_fp_mode(own);
+      fp_mode_set(own);
     }
     active_.fetch_sub(1);
   }
@@ -183,7 +168,7 @@ void Pool::run(int n, TaskFn fn, void* ctx, int nthreads) {
   ctx_ = ctx;
   n_ = n;
   want_workers_ = nt - 1;
-  fp_mode_ = fp_mode();
+  fp_mode_ = fp_mode_get();
   error_ = nullptr;
   next_.store(0, std::memory_order_relaxed);
   const unsigned long long e = epoch_.load(std::memory_order_relaxed) + 1;
@@ -223,8 +208,11 @@ Pool& pool() {
 }
 
 // Whole CPUs granted by the cgroup quota (v2 cpu.max, or v1 cfs quota/period),
-// or 0 when unlimited or unknown.
+// or 0 when unlimited or unknown (always, off Linux: no cgroups there).
 int cgroup_cpu_limit() {
+#if !FUSEDLSTM_LINUX
+  return 0;
+#else
   auto ceil_div = [](long long q, long long p) { return int((q + p - 1) / p); };
   std::string rel;  // this process's cgroup v2 path, from "0::/path"
   {
@@ -253,6 +241,7 @@ int cgroup_cpu_limit() {
     if (fq >> q && fp >> p) return (q > 0 && p > 0) ? ceil_div(q, p) : 0;
   }
   return 0;
+#endif
 }
 
 int compute_default_threads() {

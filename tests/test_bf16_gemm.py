@@ -256,7 +256,7 @@ print(json.dumps({"isa": _core.build_info()["isa"], "worst": worst}))
 """
 
 
-@pytest.mark.parametrize("isa", ["generic", "avx2", "avx512"])
+@pytest.mark.parametrize("isa", ["generic", "neon", "avx2", "avx512"])
 def test_portable_level_under_every_float_isa(isa, seed):
     if isa not in _core.build_info()["isa_available"]:
         pytest.skip(f"this CPU/build lacks the {isa} float level")

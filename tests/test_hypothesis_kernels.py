@@ -667,7 +667,7 @@ def other_levels():
     return [lv for lv in info["isa_available"] if lv != info["isa"]]
 
 
-@pytest.mark.parametrize("level", ["generic", "avx2", "avx512"])
+@pytest.mark.parametrize("level", ["generic", "neon", "avx2", "avx512"])
 def test_float32_properties_under_other_isa_levels(level):
     if level == _core.build_info()["isa"]:
         pytest.skip(f"{level} is the level in use: the in-process properties cover it")

@@ -16,7 +16,7 @@ import pytest
 
 from fusedlstm import _core
 
-LEVELS = ["generic", "avx2", "avx512"]
+LEVELS = ["generic", "neon", "avx2", "avx512"]  # best last within an architecture
 TESTS_DIR = Path(__file__).resolve().parent
 PACKAGE_PARENT = Path(_core.__file__).resolve().parent.parent
 

@@ -20,7 +20,7 @@ import pytest
 
 from fusedlstm import _core
 
-LEVELS = ["generic", "avx2", "avx512"]
+LEVELS = ["generic", "neon", "avx2", "avx512"]  # best last within an architecture
 PACKAGE_PARENT = Path(_core.__file__).resolve().parent.parent
 
 # One subprocess per level: prints {"isa", "errors": {case: scaled error}, "bad": [...]}.

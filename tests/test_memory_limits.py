@@ -5,7 +5,7 @@ its peak virtual size (VmPeak) and peak resident size grew across the call. A
 fresh process has a small, known peak, so an allocation of even a fraction of
 the request would show; untouched calloc'd inputs are made before the first
 reading. Sizes are derived from this machine's limit (RAM, or the cgroup's
-memory.max when lower, as csrc/common.h reads it), so the requests exceed it
+memory.max when lower, as csrc/host_memory.cpp reads it), so the requests exceed it
 everywhere.
 
 Two kinds of request:
@@ -36,7 +36,7 @@ RSS_GROWTH_LIMIT = 64 << 20
 
 
 def memory_limit():
-    """Physical RAM, or the cgroup v2/v1 memory limit when lower (csrc/common.h's rule)."""
+    """Physical RAM, or the cgroup v2/v1 memory limit when lower (csrc/host_memory.cpp's rule)."""
     lim = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
         try:

@@ -290,7 +290,7 @@ def test_empty_buffers_and_empty_variables_are_no_ops():
 
 # ---- every other ISA level -------------------------------------------------------
 
-LEVELS = ["generic", "avx2", "avx512"]
+LEVELS = ["generic", "neon", "avx2", "avx512"]
 
 
 @pytest.mark.parametrize("level", LEVELS)

@@ -21,7 +21,8 @@ namespace FUSEDLSTM_ISA_NS {
 //
 // Goto/BLIS structure, row-major. C is computed in MR x NR register tiles
 // (NR = NV vectors along a row of C): per k, NV vectors of the B panel are
-// loaded and each of the MR values of A is broadcast into NV FMAs. Operands
+// loaded and each of the MR values of A is broadcast into NV FMAs (on NEON: A
+// loaded L values at a time, FMA by element; see HasLaneFma). Operands
 // are packed so that the micro-kernel reads both sequentially:
 //   B -> panels of NR columns, row k of a panel at [k*NR] (zero-padded past N);
 //   A -> panels of MR rows, column k at [k*MR] (a short last panel is read by a
@@ -112,6 +113,30 @@ void gemm_run(typename G::Job& j, int nthreads) {
   parallel_for(j.chunks, gemm_run_chunk<G>, &j, j.chunks);
 }
 
+// Optional parts of a vector type and a GEMM shape, with their defaults:
+//   V::fmadd_lane<i>(a, b, c) = c + a[i]*b (FMLA by element on NEON): the
+//     micro-kernel then loads L rows of a packed A column as one vector instead
+//     of broadcasting each (x86 folds the broadcast into the FMA's memory
+//     operand; AArch64 has no such operand, and 8 scalar A registers would push
+//     an 8x12 tile's 24 accumulators out of the 32 registers);
+//   S::kDirectA: the largest A block (elements) read in place (see Gemm::kDirectA).
+template <class V, class = void>
+struct HasLaneFma {
+  static constexpr bool value = false;
+};
+template <class V>
+struct HasLaneFma<V, decltype(void(V::template fmadd_lane<0>(V::zero(), V::zero(), V::zero())))> {
+  static constexpr bool value = true;
+};
+template <class S, class = void>
+struct DirectALimit {
+  static constexpr size_t value = 8192;
+};
+template <class S>
+struct DirectALimit<S, decltype(void(S::kDirectA))> {
+  static constexpr size_t value = S::kDirectA;
+};
+
 template <class V, class S, bool kBf16 = false>
 struct Gemm {
   using T = typename V::T;
@@ -124,8 +149,11 @@ struct Gemm {
   static constexpr int MC = (S::MC + MR - 1) / MR * MR;
   // An A block of at most this many elements (rows x depth; 32 KB of floats) is
   // read in place: it stays in L1 anyway, and packing it would cost more than the
-  // few column panels of a small product (an LSTM time step) save.
-  static constexpr size_t kDirectA = 8192;
+  // few column panels of a small product (an LSTM time step) save. A shape may
+  // set its own (S::kDirectA; 0: always pack).
+  static constexpr size_t kDirectA = DirectALimit<S>::value;
+  // Packed A columns are read L rows at a time (see HasLaneFma).
+  static constexpr bool kLaneA = HasLaneFma<V>::value && MR % L == 0;
   // Largest B (elements) packed whole once per call and thread chunk (16 MB of floats).
   static constexpr size_t kPrepackMax = size_t(4) << 20;
   // Below this many flops a product runs on one thread: waking workers costs more.
@@ -149,11 +177,15 @@ struct Gemm {
       V bv[NV];
 #pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) bv[v] = V::load(b + v * L);
+      if constexpr (APACK && kLaneA) {
+        fma_lane_groups<0, R>(a, bv, cr);
+      } else {
 #pragma GCC unroll 16
-      for (int r = 0; r < R; ++r) {
-        const V av = V::set1(APACK ? a[r] : a[(size_t)r * lda]);
+        for (int r = 0; r < R; ++r) {
+          const V av = V::set1(APACK ? a[r] : a[(size_t)r * lda]);
 #pragma GCC unroll 8
-        for (int v = 0; v < NV; ++v) cr[r][v] = V::fmadd(av, bv[v], cr[r][v]);
+          for (int v = 0; v < NV; ++v) cr[r][v] = V::fmadd(av, bv[v], cr[r][v]);
+        }
       }
       a += APACK ? MR : 1;
       b += NR;
@@ -170,6 +202,26 @@ struct Gemm {
         if (acc) x = load_n<V>(cp + v * L, nn) + x;
         store_n<V>(x, cp + v * L, nn);
       }
+    }
+  }
+
+  // cr[r] += a[r] * bv for r in [r0, R), L rows per vector of A: a holds a
+  // packed column of MR values, so a vector at r0 < R stays inside it (in a
+  // short panel its lanes past R hold whatever packing left there, never used).
+  // Template recursion because the lane of FMLA by element is an immediate.
+  template <int lane, int r0, int R>
+  static inline void fma_lanes(V av, const V (&bv)[NV], V (&cr)[R][NV]) {
+    if constexpr (lane < L && r0 + lane < R) {
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) cr[r0 + lane][v] = V::template fmadd_lane<lane>(av, bv[v], cr[r0 + lane][v]);
+      fma_lanes<lane + 1, r0, R>(av, bv, cr);
+    }
+  }
+  template <int r0, int R>
+  static inline void fma_lane_groups(const T* a, const V (&bv)[NV], V (&cr)[R][NV]) {
+    if constexpr (r0 < R) {
+      fma_lanes<0, r0, R>(V::load(a + r0), bv, cr);
+      fma_lane_groups<r0 + L, R>(a, bv, cr);
     }
   }
 
@@ -208,16 +260,20 @@ struct Gemm {
         // while this panel is copied.
         const int next = imin(MR, mc - ir - MR);  // rows of the next panel (none past the block)
         for (int rr = 0; rr < next; ++rr) prefetch_row(A + (size_t)(i0 + ir + MR + rr) * lda + k0, kc);
-        if constexpr (L >= MR) {
-          // L consecutive k of the panel's rows (zero rows past r) transposed in
-          // registers: vector kk is column k + kk, whose first r lanes are stored.
+        if constexpr (L > 1) {
+          // L consecutive k of L of the panel's rows (zero rows past r)
+          // transposed in registers: vector kk is column k + kk of rows g..g+L-1,
+          // whose first gr lanes are stored. One group of rows when L >= MR.
           for (int k = 0; k < kc; k += L) {
             const int nk = imin(L, kc - k);
-            V t[L];
-            for (int rr = 0; rr < L; ++rr)
-              t[rr] = rr < r ? load_n<V>(A + (size_t)(i0 + ir + rr) * lda + k0 + k, nk) : V::zero();
-            V::transpose(t);
-            for (int kk = 0; kk < nk; ++kk) store_n<V>(t[kk], o + (size_t)(k + kk) * MR, r);
+            for (int g = 0; g < r; g += L) {
+              const int gr = imin(L, r - g);
+              V t[L];
+              for (int rr = 0; rr < L; ++rr)
+                t[rr] = rr < gr ? load_n<V>(A + (size_t)(i0 + ir + g + rr) * lda + k0 + k, nk) : V::zero();
+              V::transpose(t);
+              for (int kk = 0; kk < nk; ++kk) store_n<V>(t[kk], o + (size_t)(k + kk) * MR + g, gr);
+            }
           }
         } else {
           for (int rr = 0; rr < r; ++rr) {
@@ -322,7 +378,7 @@ struct Gemm {
               for (int jr = 0; jr < nc; jr += NR)
                 kernel_rows<MR, true>(r, kc, ap, 0, bb + (size_t)jr * kc, crow + jr, j.ldc, acc,
                                       imin(NR, nc - jr));
-            } else {
+            } else if constexpr (kDirectA > 0) {  // (no direct kernels where A is always packed)
               const T* ap = j.A + (size_t)(ic + ir) * j.lda + pc;
               for (int jr = 0; jr < nc; jr += NR)
                 kernel_rows<MR, false>(r, kc, ap, j.lda, bb + (size_t)jr * kc, crow + jr, j.ldc,

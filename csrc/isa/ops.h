@@ -1,5 +1,5 @@
 // ops.h — the contract between the portable algorithms (lstm.cpp, dense.cpp,
-// optimizers.cpp) and the ISA-specific kernels (ops_generic/avx2/avx512.cpp).
+// optimizers.cpp) and the ISA-specific kernels (ops_generic/avx2/avx512/neon.cpp).
 //
 // Every ISA file fills one KernelOps<float> table; ops_generic.cpp also fills
 // KernelOps<double> (scalar, used by the float64 tests and finite differences).
@@ -31,7 +31,7 @@ enum class Act : int { tanh = 0, sigmoid = 1, hard_sigmoid = 2, hard_sigmoid_k2 
 
 template <class T>
 struct KernelOps {
-  const char* isa;  // "generic", "avx2", "avx512"
+  const char* isa;  // "generic", "avx2", "avx512", "neon"
 
   // ---- matrix products (row-major) ---------------------------------------
   // C(M,N) = beta*C + op(A)·op(B), beta in {0, 1};
@@ -159,13 +159,14 @@ struct KernelOps {
                            T* C, int ldc, int nthreads);
 };
 
-// Tables, one per ISA file. Null when the file was not built (non-x86).
+// Tables, one per ISA file. Null when the file was not built (another architecture).
 const KernelOps<float>* ops_generic_f32();
 const KernelOps<double>* ops_generic_f64();
 const KernelOps<float>* ops_avx2_f32();
 const KernelOps<float>* ops_avx512_f32();
+const KernelOps<float>* ops_neon_f32();
 
-// The float table chosen at import (FUSEDLSTM_ISA or cpuid+xgetbv), and the
+// The float table chosen at import (FUSEDLSTM_ISA, or the best level the CPU has), and the
 // double one (always generic).
 const KernelOps<float>& ops_f32();
 const KernelOps<double>& ops_f64();
