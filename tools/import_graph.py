@@ -42,6 +42,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = "fusedlstm"
 OPTIONAL = ("h5py", "torch", "mpi4py", "matplotlib", "tqdm", "onnx", "onnxruntime", "ml_dtypes", "keras",
             "tensorflow", "IPython")
+# Our own modules that import an optional dependency at their top: deferring them defers it.
+OPTIONAL_OWN = ("fusedlstm.io.onnx",)
 
 
 def load_layers(pyproject):
@@ -152,8 +154,9 @@ def upward_imports(graph, layers):
 
 
 class _LocalImports(ast.NodeVisitor):
-    def __init__(self, lines):
+    def __init__(self, lines, module=""):
         self.lines = lines
+        self.package = module.rsplit(".", 1)[0] if module else ""  # what a relative import starts from
         self.depth = 0
         self.found = []
 
@@ -175,7 +178,14 @@ class _LocalImports(ast.NodeVisitor):
             above = self.lines[node.lineno - 2].strip() if node.lineno > 1 else ""
             reason = "#" in here or above.startswith("#")
             self.found.append({"line": node.lineno, "modules": mods, "reason": reason,
-                               "optional": all(m.split(".")[0] in OPTIONAL for m in mods)})
+                               "optional": all(self._optional(m) for m in mods)})
+
+    def _optional(self, mod):
+        if mod.startswith("."):
+            level = len(mod) - len(mod.lstrip("."))
+            base = self.package.split(".")[:len(self.package.split(".")) - (level - 1)]
+            mod = ".".join(base + [mod.lstrip(".")])
+        return mod.split(".")[0] in OPTIONAL or any(mod == o or mod.startswith(o + ".") for o in OPTIONAL_OWN)
 
     visit_Import = visit_ImportFrom = _import
 
@@ -185,7 +195,8 @@ def local_imports(src):
     for path in sorted(_py_files(src)):
         with open(path, encoding="utf-8") as f:
             text = f.read()
-        v = _LocalImports(text.splitlines())
+        rel = os.path.relpath(path, src)[:-3].replace(os.sep, ".")
+        v = _LocalImports(text.splitlines(), rel)  # a package's __init__ resolves from the package
         v.visit(ast.parse(text))
         for item in v.found:
             out.append(dict(item, file=os.path.relpath(path, src)))

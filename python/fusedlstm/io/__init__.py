@@ -20,7 +20,8 @@ from .layer_rules import UnsupportedModelError
 
 
 def _export_onnx(model, filepath, opset=None, opset_version=None, **kwargs):
-    try:  # imported when asked for: the onnx package is an optional extra
+    try:
+        # imported when asked for: fusedlstm.io.onnx needs the onnx package, an optional extra
         from .onnx import DEFAULT_OPSET, export_onnx
     except ModuleNotFoundError as e:
         if e.name != "onnx":
