@@ -9,23 +9,34 @@
 #include <climits>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace fusedlstm {
 namespace {
 
 // What differs between the cells at the Python boundary.
+// (Constant strings: a call builds no message unless it raises.)
 struct CellNames {
   const char* fwd;     // "lstm_forward"
   const char* bwd;     // "lstm_backward"
   const char* cache;   // Python type name of the cache
   const char* G;       // the gate-column letters: "4H", "3H", "H"
+  const char* U;       // U's dimensions: "(H, 4H)"
+  const char* table;   // W's dimensions for token ids
+  const char* BG;      // the rows times columns of a step: "B*4H"
 };
 
 CellNames names_of(CellKind cell) {
   switch (cell) {
-    case CellKind::lstm: return {"lstm_forward", "lstm_backward", "LstmCache", "4H"};
-    case CellKind::gru: return {"gru_forward", "gru_backward", "GruCache", "3H"};
-    case CellKind::simple_rnn: return {"simple_rnn_forward", "simple_rnn_backward", "SimpleRnnCache", "H"};
+    case CellKind::lstm:
+      return {"lstm_forward", "lstm_backward", "LstmCache", "4H", "(H, 4H)", "(V, 4H) lookup table for token ids",
+              "B*4H"};
+    case CellKind::gru:
+      return {"gru_forward", "gru_backward", "GruCache", "3H", "(H, 3H)", "(V, 3H) lookup table for token ids",
+              "B*3H"};
+    case CellKind::simple_rnn:
+      return {"simple_rnn_forward", "simple_rnn_backward", "SimpleRnnCache", "H", "(H, H)",
+              "(V, H) lookup table for token ids", "B*H"};
   }
   throw std::invalid_argument("unknown cell");
 }
@@ -82,7 +93,7 @@ const PyRnnCache* from_python(CellKind cell, const py::object& o) {
   return nullptr;
 }
 
-Act parse_act(const char* fn, const char* arg, const std::string& s) {
+Act parse_act(const char* fn, const char* arg, std::string_view s) {
   static const std::pair<const char*, Act> names[] = {
       {"tanh", Act::tanh}, {"sigmoid", Act::sigmoid}, {"hard_sigmoid", Act::hard_sigmoid},
       {"hard_sigmoid_k2", Act::hard_sigmoid_k2}, {"relu", Act::relu}, {"linear", Act::linear}};
@@ -328,7 +339,7 @@ py::tuple rnn_forward_py(CellKind cell, const RnnForwardArgs& args) {
     check_ndim(fn, "x", x, 2, "(B, T) of token ids");
   else
     check_ndim(fn, "x", x, 3, "(B, T, I)");
-  check_ndim(fn, "U", U, 2, str("(H, ", Gl, ")").c_str());
+  check_ndim(fn, "U", U, 2, a.nm.U);
   const py::ssize_t B = x.shape(0), T = x.shape(1), H = U.shape(0);
   check_positive(fn, "B (batch size)", B, "x.shape[0]");
   check_positive(fn, "T (time steps)", T, "x.shape[1]");
@@ -339,7 +350,7 @@ py::tuple rnn_forward_py(CellKind cell, const RnnForwardArgs& args) {
   check_shape(fn, "U", U, {{"H", H}, {Gl, G}});
   py::ssize_t I;
   if (a.ids) {
-    check_ndim(fn, "W", W, 2, str("(V, ", Gl, ") lookup table for token ids").c_str());
+    check_ndim(fn, "W", W, 2, a.nm.table);
     I = W.shape(0);
     check_positive(fn, "V (rows of the lookup table W)", I, "W.shape[0]");
     check_shape(fn, "W", W, {{"V", I}, {Gl, G}});
@@ -376,7 +387,7 @@ py::tuple rnn_forward_py(CellKind cell, const RnnForwardArgs& args) {
   a.B = as_int(fn, "B", size_t(B)), a.T = as_int(fn, "T", size_t(T));
   a.H = int(H), a.I = as_int(fn, "I", size_t(I));
   as_int(fn, "T*B", mul_size(size_t(T), size_t(B)));
-  as_int(fn, str("B*", Gl).c_str(), mul_size(size_t(B), size_t(G)));
+  as_int(fn, a.nm.BG, mul_size(size_t(B), size_t(G)));
 
   return ft == FType::f32 ? forward_impl<float>(a) : forward_impl<double>(a);
 }

@@ -4,6 +4,7 @@
 // function signatures and defaults and forward here.
 #pragma once
 #include <string>
+#include <string_view>
 
 #include "bind_util.h"
 #include "recurrent.h"
@@ -15,7 +16,8 @@ struct RnnForwardArgs {
   py::object x, W, U, b, h0, c0, mask, rec_mask;  // c0: LSTM only (None otherwise)
   bool go_backwards = false, zero_output_for_mask = false, return_sequences = true, training = false;
   bool reset_after = true;                         // GRU only
-  std::string activation = "tanh", recurrent_activation = "sigmoid", onehot = "auto";
+  // Views of the caller's strings, which outlive the call.
+  std::string_view activation = "tanh", recurrent_activation = "sigmoid", onehot = "auto";
 };
 
 // The Python arguments of <cell>_backward.
