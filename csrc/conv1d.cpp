@@ -90,7 +90,8 @@ Conv1dShape conv1d_shape(const char* fn, int64_t B, int64_t L, int64_t C, int64_
   if (padding == Conv1dPadding::causal) {
     left = span - 1;
   } else if (padding == Conv1dPadding::same) {
-    const int64_t total = stride == 1 ? span - 1 : std::max<int64_t>(0, ((L + stride - 1) / stride - 1) * stride + span - L);
+    const int64_t total =
+        stride == 1 ? span - 1 : std::max<int64_t>(0, ((L + stride - 1) / stride - 1) * stride + span - L);
     left = total / 2, right = total - total / 2;
   }
   const int64_t padded = L + left + right;

@@ -1,4 +1,5 @@
-// simple_rnn_cell_impl.h — the SimpleRNN cell (Keras 3 SimpleRNNCell), forward and backward, one time step over B rows.
+// simple_rnn_cell_impl.h — the SimpleRNN cell (Keras 3 SimpleRNNCell), forward and backward,
+// one time step over B rows.
 // Part of isa/ops_impl.h: compiled once per instruction set, inside that ISA's
 // namespace; include it only through ops_impl.h.
 #pragma once
