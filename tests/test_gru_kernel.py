@@ -46,9 +46,14 @@ def pytest_generate_tests(metafunc):
 
 # Inputs scaled so the piecewise activations visit their flat pieces. An
 # unbounded update gate (relu, linear) multiplies h by a function of h each
-# step, so those get small inputs and a small U (rnn_problem's u_scale).
+# step, so those get small inputs and a small U (rnn_problem's u_scale). A tanh
+# update gate lets z go negative, so h = z h + (1 - z) hh can grow step by step
+# (|z| + |1 - z| up to 3): at U's usual scale float32 rounding is amplified to
+# ~1e-5 of max|h| after 13 steps, NumPy's own float32 GRU as much as the kernel
+# (150 seeds: both median 3.5e-6, max 1.9e-5 kernel, 2.6e-5 NumPy), so U is
+# halved (300 seeds: max 7.7e-7 outputs, 1.5e-6 gradients).
 X_SCALE_ACT = {"sigmoid": 1.0, "hard_sigmoid": 3.0, "hard_sigmoid_k2": 3.0, "relu": 3.0, "linear": 1.0}
-SCALE_REC = {"tanh": dict(x_scale=1.0), "hard_sigmoid": dict(x_scale=3.0), "hard_sigmoid_k2": dict(x_scale=3.0),
+SCALE_REC = {"tanh": dict(x_scale=1.0, u_scale=0.5), "hard_sigmoid": dict(x_scale=3.0), "hard_sigmoid_k2": dict(x_scale=3.0),
              "relu": dict(x_scale=0.5, u_scale=0.3), "linear": dict(x_scale=0.5, u_scale=0.3)}
 
 BASE_OPTIONS = [
