@@ -1,7 +1,7 @@
 // bindings.cpp — the fusedlstm._core module: picks the kernels' instruction set
 // at import, maps the C++ error types to Python exceptions, and registers each
-// area's functions (bind_lstm.cpp, bind_dense.cpp, bind_gemm.cpp, bind_optimizers.cpp,
-// bind_checks.cpp).
+// area's functions (bind_lstm.cpp, bind_gru.cpp, bind_simple_rnn.cpp, bind_conv1d.cpp,
+// bind_dense.cpp, bind_gemm.cpp, bind_optimizers.cpp, bind_checks.cpp).
 // The Python-visible API is documented in python/fusedlstm/_core.pyi.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -23,6 +23,9 @@ namespace py = pybind11;
 
 namespace fusedlstm {
 void register_lstm(py::module_& m);
+void register_gru(py::module_& m);
+void register_simple_rnn(py::module_& m);
+void register_conv1d(py::module_& m);
 void register_dense(py::module_& m);
 void register_gemm(py::module_& m);
 void register_optimizers(py::module_& m);
@@ -75,6 +78,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("get_num_threads", &num_threads, "Threads the kernels use.");
 
   register_lstm(m);
+  register_gru(m);
+  register_simple_rnn(m);
+  register_conv1d(m);
   register_dense(m);
   register_gemm(m);
   register_optimizers(m);

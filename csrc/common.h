@@ -1,10 +1,11 @@
-// common.h — what the algorithm files (lstm.cpp, dense.cpp, optimizers.cpp) share:
+// common.h — what the algorithm files (recurrent.cpp, dense.cpp, optimizers.cpp) share:
 // dimension letters, error types the bindings turn into Python exceptions,
 // checked size arithmetic, an aligned scratch buffer and a parallel loop over
 // row blocks. No pybind11 here: this code never touches a Python object.
 //
 // Dimension letters (every shape comment uses them):
-//   B batch   T time steps   I input features   H units   G = 4H gates (i, f, c, o)
+//   B batch   T time steps   I input features   H units
+//   G gate columns: 4H LSTM (i, f, c, o), 3H GRU (z, r, h), H SimpleRNN
 //   V vocabulary / one-hot width   N rows   D features   C classes
 // Buffers are row-major; "(T,B,H)" means T blocks of B rows of H values.
 #pragma once

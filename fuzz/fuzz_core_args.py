@@ -5,8 +5,9 @@ bytes: a valid call whose arguments are then mutated — dtypes (every NumPy kin
 byte-swapped, object, str), ranks, shapes (0, ±1, swapped, huge broadcast
 views), layouts (Fortran, strided, reversed, misaligned by one byte,
 read-only), token ids and labels out of range, masks of any integer type,
-NaN/inf/huge values, flags, unknown strings, non-array objects. lstm_backward
-gets the cache of a training forward and fuzzed upstream gradients.
+NaN/inf/huge values, flags, unknown strings, non-array objects. lstm_backward,
+gru_backward and simple_rnn_backward get the cache of a training forward and
+fuzzed upstream gradients; conv1d_backward fuzzed dy and options.
 
 The only acceptable outcomes are a result or ValueError / TypeError /
 MemoryError. Anything else is a finding: another exception (atheris reports it
@@ -222,6 +223,75 @@ def call_lstm(g):
         _core.lstm_backward(g.pick([None, y, 3, "cache"]), None)
 
 
+def call_gru_or_simple_rnn(g):
+    """gru_* or simple_rnn_*: as call_lstm, with their bias layouts ((2, 3H) or (3H,) for the GRU)."""
+    cell = g.pick(["gru", "simple_rnn"])
+    B, T, I, H = dims(g)
+    G = (3 if cell == "gru" else 1) * H
+    dt = g.pick([np.float32, np.float32, np.float64])
+    reset_after = g.bool() if cell == "gru" else True
+    if g.chance(3):
+        raw = [g.int(-2, I) for _ in range(min(B * T, 8))] or [0]
+        x = g.array((B, T), g.pick(INT_DTYPES), np.resize(np.array(raw), B * T).reshape(B, T))
+    else:
+        x = g.array((B, T, I), dt)
+    b_shape = (2, G) if cell == "gru" and reset_after else (G,)
+    if g.chance(6):
+        b_shape = g.pick([(G,), (2, G), (2 * G,)])  # the other layout
+    args = [x, g.array((I, G), dt), g.array((H, G), dt), None if g.chance(3) else g.array(b_shape, dt),
+            g.array((B, H), dt)]
+    kw = {}
+    if cell == "gru":
+        kw["reset_after"] = reset_after
+        if g.chance(3):
+            kw["recurrent_activation"] = g.pick(ACTS + ["hard_sigmoid_k3"])
+    if g.bool():
+        kw["mask"] = g.array((B, T), g.pick(INT_DTYPES))
+    if g.chance(3):
+        kw["rec_mask"] = g.array((B, H), dt)
+    for flag in ("go_backwards", "zero_output_for_mask", "return_sequences"):
+        if g.bool():
+            kw[flag] = g.bool()
+    if g.chance(3):
+        kw["activation"] = g.pick(ACTS + ["softmax", "", "TANH"])
+    if g.chance(4):
+        kw["onehot"] = g.pick(["auto", "never", "always", None])
+    if g.chance(10):
+        kw[g.pick(["training", "mask", "reset_after"])] = g.pick([None, 3, "yes", np.zeros(2)])
+    kw["training"] = kw.get("training", g.bool())
+    y, hT, cache = getattr(_core, f"{cell}_forward")(*args, **kw)
+    if cache is None:
+        return
+    bw = [g.array(y.shape, y.dtype) if not g.chance(5) else None, g.array((cache.B, cache.H), y.dtype)]
+    out = {}
+    if g.chance(4):
+        out["db_out"] = g.array(b_shape, y.dtype)
+        out["accumulate"] = g.bool()
+    _core_backward = getattr(_core, f"{cell}_backward")
+    _core_backward(cache, *bw[:g.int(0, 2)], need_dx=g.bool(), **out)
+    if g.chance(4):
+        _core_backward(g.pick([None, y, 3, "cache"]), None)
+
+
+def call_conv1d(g):
+    B, L, K = g.int(1, 4), g.int(1, 12), g.int(1, 5)
+    groups = g.pick([1, 1, 2, 3])
+    C, F = groups * g.int(1, 4), groups * g.int(1, 4)
+    dt = g.pick([np.float32, np.float32, np.float64])
+    kw = dict(strides=g.pick([1, 1, 2, 3]), padding=g.pick(["valid", "same", "causal"]),
+              dilation_rate=g.pick([1, 1, 2]), groups=groups)
+    if g.chance(5):
+        kw[g.pick(list(kw))] = g.pick([0, -1, 2 ** 31, 2 ** 63, 1.5, None, "same", "SAME", "full", 7])
+    x, W = g.array((B, L, C), dt), g.array((K, C // groups, F), dt)
+    b = None if g.chance(3) else g.array((F,), dt)
+    y = _core.conv1d_forward(x, W, b, **kw)
+    out = {}
+    if g.chance(4):
+        out["dW_out"] = g.array(W.shape if hasattr(W, "shape") else (K, C // groups, F), y.dtype)
+        out["accumulate"] = g.bool()
+    _core.conv1d_backward(g.array(y.shape, y.dtype), x, W, use_bias=b is not None, need_dx=g.bool(), **kw, **out)
+
+
 def call_dense(g):
     N, D, C = g.int(1, 6), g.int(1, 6), g.int(1, 6)
     dt = g.pick([np.float32, np.float64])
@@ -386,8 +456,9 @@ def call_misc(g):
         assert info["bf16_level"] in info["bf16_levels"], info
 
 
-CALLS = [call_lstm, call_lstm, call_lstm, call_dense, call_matmul, call_gemm_bf16, call_optimizer,
-         call_optimizer_step, call_optimizer_step, call_onehot, call_misc]
+CALLS = [call_lstm, call_lstm, call_lstm, call_gru_or_simple_rnn, call_gru_or_simple_rnn, call_conv1d, call_dense,
+         call_matmul, call_gemm_bf16, call_optimizer, call_optimizer_step, call_optimizer_step, call_onehot,
+         call_misc]
 
 
 def TestOneInput(data):

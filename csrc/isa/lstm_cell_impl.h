@@ -18,18 +18,7 @@ namespace FUSEDLSTM_ISA_NS {
 // LSTM cell, one time step (formulas in ops.h)
 // ============================================================================
 
-// Loops over the H units of a row in vectors. When H is not a multiple of the
-// vector width, the last vector is not a masked one but a full vector ending at
-// H, overlapping the one before: with masked loads and stores the cell of a
-// 25-unit LSTM took 1.7x as long on Zen 5 (327 vs 197 cycles a row, AVX-512,
-// measured in isolation). The kernels below read the overlapping vector's
-// inputs before any store (gates and dc are updated in place), so the overlap
-// is written twice with the same values.
-template <class V>
-inline int full_vectors_end(int H) {
-  return H >= V::L && H % V::L ? H - H % V::L : H;  // [0, end) in full vectors; then the tail
-}
-
+// full_vectors_end (impl_common.h): full vectors, then an overlapping tail vector.
 template <class V>
 void lstm_cell_forward(int B, int H, typename V::T* G, int ldg, const typename V::T* c_prev, int ldcp,
                        typename V::T* c, int ldc, typename V::T* h, int ldh, typename V::T* actc,

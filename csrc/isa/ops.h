@@ -1,4 +1,4 @@
-// ops.h — the contract between the portable algorithms (lstm.cpp, dense.cpp,
+// ops.h — the contract between the portable algorithms (recurrent.cpp, dense.cpp,
 // optimizers.cpp) and the ISA-specific kernels (ops_generic/avx2/avx512/neon.cpp).
 //
 // Every ISA file fills one KernelOps<float> table; ops_generic.cpp also fills
@@ -23,7 +23,7 @@
 
 namespace fusedlstm {
 
-// Activation functions the LSTM supports, for `activation` and
+// Activation functions the recurrent cells support, for `activation` and
 // `recurrent_activation` alike.
 //   hard_sigmoid    : Keras 3, relu6(x + 3) / 6
 //   hard_sigmoid_k2 : Keras 2, clip(0.2 x + 0.5, 0, 1) (legacy models)
@@ -157,6 +157,38 @@ struct KernelOps {
   void (*pack_b_bf16)(bool tb, int K, int N, const T* B, int ldb, T* packed);
   void (*gemm_packed_bf16)(bool ta, int M, int N, int K, const T* A, int lda, const T* packed, T beta,
                            T* C, int ldc, int nthreads);
+
+  // ---- GRU and SimpleRNN cells, one time step over B rows -----------------
+  // Keras 3 GRUCell, gate order z, r, h along 3H; ra = rec_act, a = act; a_in =
+  // h_prev ⊙ recurrent-dropout mask is what multiplies U. Derivatives are taken
+  // from activation outputs, as in lstm_cell_backward.
+  // reset_after=True: Z (B,3H) = x·W + b_in, R (B,3H) = a_in·U, b_rec (3H) or null:
+  //   z = ra(Z_z + (R_z + b_z))   r = ra(Z_r + (R_r + b_r))   rh = R_h + b_h
+  //   hh = a(Z_h + r ⊙ rh)        h = z ⊙ h_prev + (1 - z) ⊙ hh
+  // Overwrites Z with (z, r, hh); writes h and rh (rh may be null: inference).
+  void (*gru_cell_forward)(int B, int H, T* Z, int ldz, const T* R, int ldr, const T* b_rec, const T* h_prev,
+                           int ldhp, T* h, int ldh, T* rh, int ldrh, Act act, Act rec_act);
+  // Its backward, from gates (z, r, hh), rh, h_prev and dh (total gradient reaching h):
+  //   gz = dh ⊙ (h_prev - hh) ⊙ ra'(z)   gh = dh ⊙ (1 - z) ⊙ a'(hh)   gr = gh ⊙ rh ⊙ ra'(r)
+  //   dZ = (gz, gr, gh) (of x·W + b_in)   dZr = (gz, gr, gh ⊙ r) (of a_in·U + b_rec)
+  //   dh_prev = dh ⊙ z (the direct path; the caller adds (dZr·U^T) ⊙ mask)
+  void (*gru_cell_backward)(int B, int H, const T* gates, int ldg, const T* rh, int ldrh, const T* h_prev,
+                            int ldhp, const T* dh, int lddh, T* dZ, int lddz, T* dZr, int lddzr, T* dh_prev,
+                            int lddhp, Act act, Act rec_act);
+  // reset_after=False, after Z_zr += a_in·U_zr: z = ra(Z_z), r = ra(Z_r) in place; q = r ⊙ a_in.
+  void (*gru_gates_forward)(int B, int H, T* Z, int ldz, const T* a_in, int lda, T* q, int ldq, Act rec_act);
+  // ... then after Z_h += q·U_h: hh = a(Z_h) in place; h = z ⊙ h_prev + (1 - z) ⊙ hh.
+  void (*gru_output_forward)(int B, int H, T* Z, int ldz, const T* h_prev, int ldhp, T* h, int ldh, Act act);
+  // Backward of gru_output_forward: dZ_z = gz, dZ_h = gh (as above), dh_prev = dh ⊙ z.
+  void (*gru_output_backward)(int B, int H, const T* gates, int ldg, const T* h_prev, int ldhp, const T* dh,
+                              int lddh, T* dZ, int lddz, T* dh_prev, int lddhp, Act act, Act rec_act);
+  // Backward of q = r ⊙ a_in, given dq = dZ_h·U_h^T: dZ_r = dq ⊙ a_in ⊙ ra'(r); dq ⊙ r -> dq (in place).
+  void (*gru_gates_backward)(int B, int H, const T* gates, int ldg, const T* a_in, int lda, T* dq, int lddq, T* dZ,
+                             int lddz, Act rec_act);
+  // SimpleRNN: Z (B,H) = x·W + b + a_in·U; h = a(Z), written to h and over Z.
+  void (*rnn_cell_forward)(int B, int H, T* Z, int ldz, T* h, int ldh, Act act);
+  // dZ = dh ⊙ a'(h), from the forward's output h.
+  void (*rnn_cell_backward)(int B, int H, const T* hout, int ldo, const T* dh, int lddh, T* dZ, int lddz, Act act);
 };
 
 // Tables, one per ISA file. Null when the file was not built (another architecture).

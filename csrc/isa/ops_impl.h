@@ -21,6 +21,8 @@
 //   bf16_impl.h       rounding float to bfloat16
 //   gemm_impl.h       GEMM (Goto/BLIS blocking, packed operands; the portable bfloat16 GEMM)
 //   lstm_cell_impl.h  the fused LSTM cell, forward and backward
+//   gru_cell_impl.h   the fused GRU cell (both reset_after forms), forward and backward
+//   simple_rnn_cell_impl.h  the SimpleRNN cell, forward and backward
 //   rows_impl.h       softmax rows, column sums, row scatters, one-hot/finite scans
 //   optimizer_impl.h  the optimizer rules and BaseOptimizer's steps over a flat buffer
 // and make_table below collects them into the ISA's KernelOps table.
@@ -32,6 +34,8 @@
 #include "isa/math_impl.h"
 #include "isa/gemm_impl.h"
 #include "isa/lstm_cell_impl.h"
+#include "isa/gru_cell_impl.h"
+#include "isa/simple_rnn_cell_impl.h"
 #include "isa/rows_impl.h"
 #include "isa/optimizer_impl.h"
 
@@ -98,7 +102,16 @@ constexpr KernelOps<typename V::T> make_table(const char* name) {
                       PortableBf16<V, S>::gemm(),
                       PortableBf16<V, S>::packed_b_size(),
                       PortableBf16<V, S>::pack_b(),
-                      PortableBf16<V, S>::gemm_packed()};
+                      PortableBf16<V, S>::gemm_packed(),
+                      // GRU and SimpleRNN cells
+                      &gru_cell_forward<V>,
+                      &gru_cell_backward<V>,
+                      &gru_gates_forward<V>,
+                      &gru_output_forward<V>,
+                      &gru_output_backward<V>,
+                      &gru_gates_backward<V>,
+                      &rnn_cell_forward<V>,
+                      &rnn_cell_backward<V>};
 }
 
 }  // namespace FUSEDLSTM_ISA_NS

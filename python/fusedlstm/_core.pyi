@@ -7,7 +7,8 @@ Conventions shared by every function here:
   int32 or int64. Non-contiguous or Fortran-order arrays are copied to C order.
 * Shapes use B (batch), T (time), I (input features), H (units), V (vocabulary
   or one-hot width), N (rows), D (features), C (classes).
-* Gate order along 4H is i, f, c, o (Keras 2, Keras 3 and PyTorch alike).
+* Gate order along 4H is i, f, c, o (Keras 2, Keras 3 and PyTorch alike); along
+  the GRU's 3H it is z, r, h (Keras's; PyTorch's nn.GRU stores r, z, n).
 * Bad input raises ValueError (TypeError for a wrong type) naming the argument
   with the expected and the given shape/dtype, e.g.
   "lstm_forward: U must have shape (H, 4H) = (25, 100), got (25, 96)".
@@ -316,3 +317,175 @@ def accumulate_step(w: np.ndarray, g: np.ndarray, gradient_accumulator: np.ndarr
                     ema: Optional[np.ndarray] = None, ema_momentum: float = 0.0, ema_overwrite: bool = False) -> None:
     """A gradient-accumulation step that does not update: acc += g; then the EMA part
     (Keras updates the average on these steps too)."""
+
+# ---------------------------------------------------------------------------
+# GRU and SimpleRNN: the same sequence driver as lstm_forward/lstm_backward
+# (lookup path for ids and one-hot x, masks, go_backwards, return_sequences,
+# rec_mask, threads), with the cell of Keras 3's GRUCell / SimpleRNNCell.
+# ---------------------------------------------------------------------------
+
+class GruCache:
+    """Opaque: what gru_backward needs from one training-mode gru_forward (holds
+    references to the forward's W and U; a backward may run on it more than once)."""
+
+    B: int
+    T: int
+    H: int
+    nbytes: int
+
+class SimpleRnnCache:
+    """Opaque: what simple_rnn_backward needs from one training-mode simple_rnn_forward."""
+
+    B: int
+    T: int
+    H: int
+    nbytes: int
+
+def gru_forward(
+    x: np.ndarray,
+    W: np.ndarray,
+    U: np.ndarray,
+    b: Optional[np.ndarray],
+    h0: np.ndarray,
+    *,
+    mask: Optional[np.ndarray] = None,
+    rec_mask: Optional[np.ndarray] = None,
+    go_backwards: bool = False,
+    zero_output_for_mask: bool = False,
+    activation: str = "tanh",
+    recurrent_activation: str = "sigmoid",
+    reset_after: bool = True,
+    return_sequences: bool = True,
+    training: bool = False,
+    onehot: str = "auto",
+) -> Tuple[np.ndarray, np.ndarray, Optional[GruCache]]:
+    """GRU over a whole sequence in one call (Keras 3 GRU semantics and weight layout).
+
+    x: float (B,T,I) with W the kernel (I,3H); or int (B,T) token ids in [-1, V)
+       with W the (V,3H) lookup table (as lstm_forward).
+    U: (H,3H) recurrent kernel. Gate order along 3H: z (update), r (reset), h (candidate).
+    b: reset_after=True: (2,3H), row 0 the input bias, row 1 the recurrent bias;
+       reset_after=False: (3H,); or None (use_bias=False).
+    h0: (B,H). mask, go_backwards, zero_output_for_mask, return_sequences, onehot:
+       as lstm_forward.
+    rec_mask: (B,H) multiplied onto h_{t-1} before it meets U (for z, r and the
+       candidate alike: one mask shared by the three gates, where Keras with
+       recurrent_dropout draws one per gate); h_{t-1} itself enters the final mix.
+    activation / recurrent_activation: as lstm_forward.
+
+    With a = h_{t-1} ⊙ rec_mask and x·W + b_in = (x_z, x_r, x_h):
+      reset_after=True:  (r_z, r_r, r_h) = a·U + b_rec; z = ra(x_z + r_z);
+                         r = ra(x_r + r_r); hh = act(x_h + r ⊙ r_h)
+      reset_after=False: z = ra(x_z + a·U_z); r = ra(x_r + a·U_r);
+                         hh = act(x_h + (r ⊙ a)·U_h)
+      h_t = z ⊙ h_{t-1} + (1 - z) ⊙ hh
+
+    Returns (y, h_T, cache): y (B,T,H) or (B,H); cache a GruCache when training.
+    """
+
+def gru_backward(
+    cache: GruCache,
+    dy: Optional[np.ndarray],
+    dhT: Optional[np.ndarray] = None,
+    *,
+    need_dx: bool = True,
+    dW_out: Optional[np.ndarray] = None,
+    dU_out: Optional[np.ndarray] = None,
+    db_out: Optional[np.ndarray] = None,
+    accumulate: bool = False,
+) -> Tuple[Optional[np.ndarray], np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """BPTT through the forward that made `cache`: (dx, dh0, dW, dU, db).
+
+    dy: dL/dy with y's shape, or None; dhT: (B,H) or None.
+    dx: (B,T,I) for dense x when need_dx, else None (always None for ids).
+    dW: like W; dU: (H,3H); db: b's shape ((2,3H) with reset_after: input and
+    recurrent bias gradients), or None without a bias.
+    dW_out, dU_out, db_out, accumulate: as lstm_backward (db_out has b's shape).
+    """
+
+def simple_rnn_forward(
+    x: np.ndarray,
+    W: np.ndarray,
+    U: np.ndarray,
+    b: Optional[np.ndarray],
+    h0: np.ndarray,
+    *,
+    mask: Optional[np.ndarray] = None,
+    rec_mask: Optional[np.ndarray] = None,
+    go_backwards: bool = False,
+    zero_output_for_mask: bool = False,
+    activation: str = "tanh",
+    return_sequences: bool = True,
+    training: bool = False,
+    onehot: str = "auto",
+) -> Tuple[np.ndarray, np.ndarray, Optional[SimpleRnnCache]]:
+    """SimpleRNN over a whole sequence (Keras 3): h_t = act(x_t·W + b + (h_{t-1} ⊙ rec_mask)·U).
+
+    x: float (B,T,I) with W (I,H), or int ids (B,T) with W the (V,H) table.
+    U: (H,H); b: (H,) or None; h0: (B,H). Other arguments as gru_forward (there
+    is no recurrent_activation). Returns (y, h_T, cache).
+    """
+
+def simple_rnn_backward(
+    cache: SimpleRnnCache,
+    dy: Optional[np.ndarray],
+    dhT: Optional[np.ndarray] = None,
+    *,
+    need_dx: bool = True,
+    dW_out: Optional[np.ndarray] = None,
+    dU_out: Optional[np.ndarray] = None,
+    db_out: Optional[np.ndarray] = None,
+    accumulate: bool = False,
+) -> Tuple[Optional[np.ndarray], np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """BPTT through the forward that made `cache`: (dx, dh0, dW, dU, db), as gru_backward."""
+
+# ---------------------------------------------------------------------------
+# Conv1D (channels_last), im2col + the library's GEMM
+# ---------------------------------------------------------------------------
+
+def conv1d_forward(
+    x: np.ndarray,
+    W: np.ndarray,
+    b: Optional[np.ndarray],
+    *,
+    strides: int = 1,
+    padding: str = "valid",
+    dilation_rate: int = 1,
+    groups: int = 1,
+) -> np.ndarray:
+    """Conv1D (Keras 3 semantics): y (B, L_out, filters).
+
+    x: float (B, L, C). W: (kernel_size, C/groups, filters), Keras's kernel layout.
+    b: (filters,) or None.
+      y[b, t, f] = b[f] + Σ_{k, c} xp[b, t·strides + k·dilation_rate, g·C/groups + c]·W[k, c, f]
+    with g = f // (filters/groups) and xp = x zero-padded on the time axis:
+    padding 'valid' (none), 'causal' (dilation_rate·(kernel_size-1) steps on the
+    left), 'same' (total (ceil(L/strides) - 1)·strides + span - L with span =
+    dilation_rate·(kernel_size-1) + 1, at least 0, the odd step on the right, as
+    Keras's torch backend splits it). L_out = (L + padding - span) // strides + 1;
+    an input shorter than that raises ValueError. groups must divide C and filters.
+    Lower-case padding names only (the layer normalises Keras's case-insensitive ones).
+    """
+
+def conv1d_backward(
+    dy: np.ndarray,
+    x: np.ndarray,
+    W: np.ndarray,
+    *,
+    use_bias: bool = True,
+    strides: int = 1,
+    padding: str = "valid",
+    dilation_rate: int = 1,
+    groups: int = 1,
+    need_dx: bool = True,
+    dW_out: Optional[np.ndarray] = None,
+    db_out: Optional[np.ndarray] = None,
+    accumulate: bool = False,
+) -> Tuple[Optional[np.ndarray], np.ndarray, Optional[np.ndarray]]:
+    """Gradients of conv1d_forward(x, W, b, ...) given dy = dL/dy (B, L_out, filters): (dx, dW, db).
+
+    Stateless: x and W are the forward's (nothing is cached). dx: (B, L, C), or
+    None when need_dx is False; dW: (kernel_size, C/groups, filters); db:
+    (filters,), None when use_bias is False. dW_out, db_out, accumulate: as
+    lstm_backward's out= arrays.
+    """

@@ -6,7 +6,8 @@ are, a plain loop over time steps with no tricks for speed. It needs numpy
 only and imports nothing else from fusedlstm.
 
 Shapes use B (batch), T (time), I (input features), H (units), V (vocabulary),
-N (rows), D (features), C (classes). Gate order along 4H is i, f, c, o.
+N (rows), D (features), C (classes). Gate order along 4H (LSTM) is i, f, c, o;
+along 3H (GRU) z, r, h. Conv1D uses L (steps), C (channels), F (filters), K (taps).
 
 LSTM step (a = activation, ra = recurrent_activation, r = recurrent-dropout mask):
 
@@ -43,6 +44,19 @@ __all__ = [
     "lstm_forward",
     "lstm_backward",
     "ids_to_onehot",
+    "rnn_scan_forward",
+    "rnn_scan_backward",
+    "gru_step_forward",
+    "gru_step_backward",
+    "gru_forward",
+    "gru_backward",
+    "simple_rnn_step_forward",
+    "simple_rnn_step_backward",
+    "simple_rnn_forward",
+    "simple_rnn_backward",
+    "conv1d_padding",
+    "conv1d_forward",
+    "conv1d_backward",
     "dense_softmax_xent",
     "adam_update",
     "sgd_update",
@@ -166,12 +180,14 @@ def lstm_step_backward(dh, dc, step_cache):
 
 
 # ---------------------------------------------------------------------------
-# LSTM over a sequence
+# Any recurrent cell over a sequence
 #
 # The scan applies the Keras mask rule around each step: rows whose step is
 # masked keep their state, and their output repeats the previous output. Token
 # ids are turned into one-hot rows, so the ids path is by construction the
-# dense path with x = onehot(ids) and W the (V, 4H) table.
+# dense path with x = onehot(ids) and W the (V, G) table. A cell is a pair of
+# step functions over a tuple of states whose first entry is h (LSTM: (h, c);
+# GRU, SimpleRNN: (h,)).
 # ---------------------------------------------------------------------------
 
 def ids_to_onehot(ids, V):
@@ -183,6 +199,89 @@ def ids_to_onehot(ids, V):
     b, t = np.nonzero(ids >= 0)
     out[b, t, ids[b, t]] = 1.0
     return out
+
+
+def _sequence_input(x, W):
+    """(x as float64 (B, T, I), whether x was token ids) for a kernel or table W."""
+    x = np.asarray(x)
+    ids = x.ndim == 2 and np.issubdtype(x.dtype, np.integer)
+    return (ids_to_onehot(x, W.shape[0]) if ids else np.asarray(x, dtype=np.float64)), ids
+
+
+def rnn_scan_forward(step, xd, states0, mask=None, go_backwards=False, zero_output_for_mask=False,
+                     return_sequences=True):
+    """Runs `step(x_t, states) -> (new_states, step_cache)` over time with Keras masking.
+
+    Args:
+      xd: (B, T, I) float64 input.  states0: tuple of (B, H) initial states, h first.
+      mask, go_backwards, zero_output_for_mask, return_sequences: as lstm_forward.
+
+    Returns:
+      y ((B, T, H) or (B, H)), final states (tuple), steps [(t, m_t, step_cache)].
+    """
+    B, T, _ = xd.shape
+    H = states0[0].shape[1]
+    m = np.ones((B, T), dtype=bool) if mask is None else np.asarray(mask) != 0
+    states = tuple(np.array(s, dtype=np.float64) for s in states0)
+    prev_out = np.zeros((B, H))
+    ys = np.zeros((B, T, H))
+    steps = []
+    for s in range(T):
+        t = T - 1 - s if go_backwards else s
+        m_t = m[:, t][:, None]  # (B, 1)
+        new_states, step_cache = step(xd[:, t], states)
+        states = tuple(np.where(m_t, n, o) for n, o in zip(new_states, states))
+        out = np.where(m_t, new_states[0], prev_out)
+        prev_out = out
+        ys[:, s] = np.where(m_t, out, 0.0) if zero_output_for_mask else out
+        steps.append((t, m_t, step_cache))
+    y = ys if return_sequences else ys[:, T - 1].copy()
+    return y, tuple(st.copy() for st in states), steps
+
+
+def rnn_scan_backward(step_backward, steps, x_shape, dy, dstates_T, zero_output_for_mask=False,
+                      return_sequences=True):
+    """BPTT through rnn_scan_forward.
+
+    Args:
+      step_backward: (dstates, step_cache) -> (dx_t, dstates_prev, {name: weight gradient}).
+      steps, x_shape: from the forward.  dy: dL/dy or None.
+      dstates_T: tuple of (B, H) gradients reaching the final states (None entries: zeros).
+
+    Returns:
+      dx (x_shape), gradients reaching the initial states (tuple), summed weight gradients (dict).
+    """
+    B, T = x_shape[0], x_shape[1]
+    H = steps[0][2]["H"] if T else 0
+    dy_seq = np.zeros((B, T, H))
+    if dy is not None:
+        if return_sequences:
+            dy_seq[:] = dy
+        elif T > 0:
+            dy_seq[:, T - 1] = dy
+    dstates = [np.zeros((B, H)) if d is None else np.array(d, dtype=np.float64) for d in dstates_T]
+    dout_carry = np.zeros((B, H))  # gradient reaching the previous step's output
+    dx = np.zeros(x_shape)
+    wgrads = {}
+    for s in reversed(range(T)):
+        t, m_t, step_cache = steps[s]
+        if zero_output_for_mask:
+            # y_s = m ? h_new : 0 — nothing reaches the previous output.
+            dh_from_out = np.where(m_t, dy_seq[:, s], 0.0)
+        else:
+            # y_s = m ? h_new : y_{s-1}
+            g_out = dy_seq[:, s] + dout_carry
+            dh_from_out = np.where(m_t, g_out, 0.0)
+            dout_carry = np.where(m_t, 0.0, g_out)
+        # state: st_s = m ? st_new : st_{s-1}
+        dnew = [np.where(m_t, d, 0.0) for d in dstates]
+        dnew[0] = dnew[0] + dh_from_out
+        dx_t, dprev, wg = step_backward(tuple(dnew), step_cache)
+        dstates = [dp + np.where(m_t, 0.0, d) for dp, d in zip(dprev, dstates)]
+        dx[:, t] = dx_t
+        for name, g in wg.items():
+            wgrads[name] = wgrads.get(name, 0.0) + g
+    return dx, tuple(dstates), wgrads
 
 
 def lstm_forward(x, W, U, b, h0, c0, mask=None, rec_mask=None, go_backwards=False,
@@ -207,36 +306,21 @@ def lstm_forward(x, W, U, b, h0, c0, mask=None, rec_mask=None, go_backwards=Fals
     W = np.asarray(W, dtype=np.float64)
     U = np.asarray(U, dtype=np.float64)
     b = None if b is None else np.asarray(b, dtype=np.float64)
-    x = np.asarray(x)
-    ids = x.ndim == 2 and np.issubdtype(x.dtype, np.integer)
-    xd = ids_to_onehot(x, W.shape[0]) if ids else np.asarray(x, dtype=np.float64)
-    B, T, _ = xd.shape
-    H = U.shape[0]
-    m = np.ones((B, T), dtype=bool) if mask is None else np.asarray(mask) != 0
+    xd, ids = _sequence_input(x, W)
     r = None if rec_mask is None else np.asarray(rec_mask, dtype=np.float64)
+    H = U.shape[0]
 
-    h = np.array(h0, dtype=np.float64)
-    c = np.array(c0, dtype=np.float64)
-    prev_out = np.zeros((B, H))
-    ys = np.zeros((B, T, H))
-    steps = []
-    for s in range(T):
-        t = T - 1 - s if go_backwards else s
-        m_t = m[:, t][:, None]  # (B, 1)
-        h_new, c_new, step_cache = lstm_step_forward(
-            xd[:, t], h, c, W, U, b, r, activation, recurrent_activation)
-        h = np.where(m_t, h_new, h)
-        c = np.where(m_t, c_new, c)
-        out = np.where(m_t, h_new, prev_out)
-        prev_out = out
-        ys[:, s] = np.where(m_t, out, 0.0) if zero_output_for_mask else out
-        steps.append((t, m_t, step_cache))
+    def step(x_t, states):
+        h, c, sc = lstm_step_forward(x_t, states[0], states[1], W, U, b, r, activation, recurrent_activation)
+        sc["H"] = H
+        return (h, c), sc
 
-    y = ys if return_sequences else ys[:, T - 1].copy()
+    y, (hT, cT), steps = rnn_scan_forward(step, xd, (h0, c0), mask, go_backwards, zero_output_for_mask,
+                                          return_sequences)
     cache = dict(steps=steps, ids=ids, x_shape=xd.shape, W=W, U=U, has_bias=b is not None,
                  zero_output_for_mask=zero_output_for_mask,
-                 return_sequences=return_sequences, B=B, T=T, H=H)
-    return y, h.copy(), c.copy(), cache
+                 return_sequences=return_sequences, B=xd.shape[0], T=xd.shape[1], H=H)
+    return y, hT, cT, cache
 
 
 def lstm_backward(cache, dy, dhT, dcT):
@@ -251,41 +335,15 @@ def lstm_backward(cache, dy, dhT, dcT):
       dx: (B, T, I) for float input, None for ids.
       dh0, dc0: (B, H).  dW: like W.  dU: (H, 4H).  db: (4H,), None when b was None.
     """
-    B, T, H = cache["B"], cache["T"], cache["H"]
-    dy_seq = np.zeros((B, T, H))
-    if dy is not None:
-        if cache["return_sequences"]:
-            dy_seq[:] = dy
-        elif T > 0:
-            dy_seq[:, T - 1] = dy
-    dh = np.zeros((B, H)) if dhT is None else np.array(dhT, dtype=np.float64)
-    dc = np.zeros((B, H)) if dcT is None else np.array(dcT, dtype=np.float64)
-    dout_carry = np.zeros((B, H))  # gradient reaching the previous step's output
+    def step_backward(dstates, sc):
+        dx_t, dh_prev, dc_prev, dW, dU, db = lstm_step_backward(dstates[0], dstates[1], sc)
+        return dx_t, (dh_prev, dc_prev), dict(W=dW, U=dU, b=db)
 
-    dx = np.zeros(cache["x_shape"])
-    dW = np.zeros_like(cache["W"])
-    dU = np.zeros_like(cache["U"])
-    db = np.zeros(4 * H)
-    for s in reversed(range(T)):
-        t, m_t, step_cache = cache["steps"][s]
-        if cache["zero_output_for_mask"]:
-            # y_s = m ? h_new : 0 — nothing reaches the previous output.
-            dh_from_out = np.where(m_t, dy_seq[:, s], 0.0)
-        else:
-            # y_s = m ? h_new : y_{s-1}
-            g_out = dy_seq[:, s] + dout_carry
-            dh_from_out = np.where(m_t, g_out, 0.0)
-            dout_carry = np.where(m_t, 0.0, g_out)
-        # state: h_s = m ? h_new : h_{s-1}, likewise c
-        dh_new = np.where(m_t, dh, 0.0) + dh_from_out
-        dc_new = np.where(m_t, dc, 0.0)
-        dx_t, dh_prev, dc_prev, dW_s, dU_s, db_s = lstm_step_backward(dh_new, dc_new, step_cache)
-        dh = dh_prev + np.where(m_t, 0.0, dh)
-        dc = dc_prev + np.where(m_t, 0.0, dc)
-        dx[:, t] = dx_t
-        dW += dW_s
-        dU += dU_s
-        db += db_s
+    dx, (dh, dc), g = rnn_scan_backward(step_backward, cache["steps"], cache["x_shape"], dy, (dhT, dcT),
+                                        cache["zero_output_for_mask"], cache["return_sequences"])
+    dW = g.get("W", np.zeros_like(cache["W"]))
+    dU = g.get("U", np.zeros_like(cache["U"]))
+    db = g.get("b", np.zeros(4 * cache["H"]))
     return (None if cache["ids"] else dx, dh, dc, dW, dU,
             db if cache["has_bias"] else None)
 
@@ -698,3 +756,283 @@ def matmul_bf16(a, b, trans_a=False, trans_b=False):
     """op(a)·op(b) on bfloat16-rounded operands, summed in float64 (no size rule)."""
     A, B = bf16_round(a), bf16_round(b)
     return (A.T if trans_a else A) @ (B.T if trans_b else B)
+
+
+# ---------------------------------------------------------------------------
+# GRU (Keras 3 GRUCell): one step, forward and backward, and the sequence
+#
+# Gate order along 3H is z (update), r (reset), h (candidate). a = h_{t-1} ⊙ r_m
+# (r_m the recurrent-dropout mask) multiplies U; the final mix uses h_{t-1}.
+#   reset_after=True (bias (2, 3H): input row, recurrent row):
+#     x_z, x_r, x_h = x·W + b_in     r_z, r_r, r_h = a·U + b_rec
+#     z = ra(x_z + r_z)   r = ra(x_r + r_r)   hh = act(x_h + r ⊙ r_h)
+#   reset_after=False (bias (3H)):
+#     z = ra(x_z + a·U_z)   r = ra(x_r + a·U_r)   hh = act(x_h + (r ⊙ a)·U_h)
+#   h = z ⊙ h_{t-1} + (1 - z) ⊙ hh
+# ---------------------------------------------------------------------------
+
+def _gru_biases(b, H, reset_after):
+    """(b_in (3H,) or None, b_rec (3H,) or None) from Keras's bias layout."""
+    if b is None:
+        return None, None
+    b = np.asarray(b, dtype=np.float64)
+    if reset_after:
+        if b.shape != (2, 3 * H):
+            raise ValueError(f"reset_after=True: b must be (2, {3 * H}), got {b.shape}")
+        return b[0], b[1]
+    if b.shape != (3 * H,):
+        raise ValueError(f"reset_after=False: b must be ({3 * H},), got {b.shape}")
+    return b, None
+
+
+def gru_step_forward(x_t, h_prev, W, U, b, rec_mask=None, activation="tanh",
+                     recurrent_activation="sigmoid", reset_after=True):
+    """One GRU step over all B rows.
+
+    Args:
+      x_t: (B, I).  h_prev: (B, H).  W: (I, 3H).  U: (H, 3H).
+      b: (2, 3H) with reset_after, (3H,) without, or None.
+      rec_mask: (B, H) multiplied onto h_prev before ·U, or None.
+
+    Returns:
+      h: (B, H), step_cache (what gru_step_backward needs).
+    """
+    H = h_prev.shape[1]
+    ra = lambda z: activation_forward(recurrent_activation, z)  # noqa: E731
+    b_in, b_rec = _gru_biases(b, H, reset_after)
+    a = h_prev if rec_mask is None else h_prev * rec_mask
+    xw = x_t @ W
+    if b_in is not None:
+        xw = xw + b_in
+    sc = dict(x_t=x_t, h_prev=h_prev, a=a, W=W, U=U, rec_mask=rec_mask, reset_after=reset_after, H=H,
+              has_bias=b is not None, activation=activation, recurrent_activation=recurrent_activation)
+    if reset_after:
+        rec = a @ U
+        if b_rec is not None:
+            rec = rec + b_rec
+        z = ra(xw[:, :H] + rec[:, :H])
+        r = ra(xw[:, H:2 * H] + rec[:, H:2 * H])
+        pre_h = xw[:, 2 * H:] + r * rec[:, 2 * H:]
+        sc.update(rh=rec[:, 2 * H:])
+    else:
+        rec = a @ U[:, :2 * H]
+        z = ra(xw[:, :H] + rec[:, :H])
+        r = ra(xw[:, H:2 * H] + rec[:, H:])
+        q = r * a
+        pre_h = xw[:, 2 * H:] + q @ U[:, 2 * H:]
+        sc.update(q=q)
+    hh = activation_forward(activation, pre_h)
+    h = z * h_prev + (1.0 - z) * hh
+    sc.update(z=z, r=r, hh=hh, pre_z=xw[:, :H] + rec[:, :H], pre_r=xw[:, H:2 * H] + rec[:, H:2 * H],
+              pre_h=pre_h)
+    return h, sc
+
+
+def gru_step_backward(dh, step_cache):
+    """Backward of gru_step_forward.
+
+    Args:
+      dh: (B, H) total gradient reaching h_t.
+
+    Returns:
+      dx_t (B, I), dh_prev (B, H), dW (I, 3H), dU (H, 3H), db (b's shape, or None).
+    """
+    s = step_cache
+    a_, ra_ = s["activation"], s["recurrent_activation"]
+    H, z, r, hh, a = s["H"], s["z"], s["r"], s["hh"], s["a"]
+    U = s["U"]
+    gz = dh * (s["h_prev"] - hh) * activation_grad_from_output(ra_, z)
+    gh = dh * (1.0 - z) * activation_grad_from_output(a_, hh)
+    dh_prev = dh * z
+    if s["reset_after"]:
+        gr = gh * s["rh"] * activation_grad_from_output(ra_, r)
+        dzx = np.concatenate([gz, gr, gh], axis=1)
+        dzr = np.concatenate([gz, gr, gh * r], axis=1)
+        dU = a.T @ dzr
+        da = dzr @ U.T
+        db = np.stack([dzx.sum(axis=0), dzr.sum(axis=0)]) if s["has_bias"] else None
+    else:
+        dq = gh @ U[:, 2 * H:].T
+        gr = dq * a * activation_grad_from_output(ra_, r)
+        dzx = np.concatenate([gz, gr, gh], axis=1)
+        dU = np.concatenate([a.T @ dzx[:, :2 * H], s["q"].T @ gh], axis=1)
+        da = dzx[:, :2 * H] @ U[:, :2 * H].T + dq * r
+        db = dzx.sum(axis=0) if s["has_bias"] else None
+    dh_prev = dh_prev + (da if s["rec_mask"] is None else da * s["rec_mask"])
+    return dzx @ s["W"].T, dh_prev, s["x_t"].T @ dzx, dU, db
+
+
+def gru_forward(x, W, U, b, h0, mask=None, rec_mask=None, go_backwards=False, zero_output_for_mask=False,
+                activation="tanh", recurrent_activation="sigmoid", reset_after=True, return_sequences=True):
+    """GRU over a whole sequence (arguments as lstm_forward; no c0; see gru_step_forward).
+
+    Returns:
+      y, hT (B, H), cache (for gru_backward).
+    """
+    W = np.asarray(W, dtype=np.float64)
+    U = np.asarray(U, dtype=np.float64)
+    b = None if b is None else np.asarray(b, dtype=np.float64)
+    xd, ids = _sequence_input(x, W)
+    r = None if rec_mask is None else np.asarray(rec_mask, dtype=np.float64)
+
+    def step(x_t, states):
+        h, sc = gru_step_forward(x_t, states[0], W, U, b, r, activation, recurrent_activation, reset_after)
+        return (h,), sc
+
+    y, (hT,), steps = rnn_scan_forward(step, xd, (h0,), mask, go_backwards, zero_output_for_mask,
+                                       return_sequences)
+    cache = dict(steps=steps, ids=ids, x_shape=xd.shape, W=W, U=U, b=b, zero_output_for_mask=zero_output_for_mask,
+                 return_sequences=return_sequences, H=U.shape[0])
+    return y, hT, cache
+
+
+def gru_backward(cache, dy, dhT):
+    """BPTT through gru_forward: (dx or None for ids, dh0, dW, dU, db or None)."""
+    def step_backward(dstates, sc):
+        dx_t, dh_prev, dW, dU, db = gru_step_backward(dstates[0], sc)
+        g = dict(W=dW, U=dU)
+        if db is not None:
+            g["b"] = db
+        return dx_t, (dh_prev,), g
+
+    dx, (dh,), g = rnn_scan_backward(step_backward, cache["steps"], cache["x_shape"], dy, (dhT,),
+                                     cache["zero_output_for_mask"], cache["return_sequences"])
+    b = cache["b"]
+    return (None if cache["ids"] else dx, dh, g.get("W", np.zeros_like(cache["W"])),
+            g.get("U", np.zeros_like(cache["U"])), None if b is None else g.get("b", np.zeros_like(b)))
+
+
+# ---------------------------------------------------------------------------
+# SimpleRNN (Keras 3 SimpleRNNCell)
+#
+#   h_t = act(x_t·W + b + (h_{t-1} ⊙ r_m)·U)
+# ---------------------------------------------------------------------------
+
+def simple_rnn_step_forward(x_t, h_prev, W, U, b, rec_mask=None, activation="tanh"):
+    """One SimpleRNN step: x_t (B, I), h_prev (B, H), W (I, H), U (H, H), b (H,) or None."""
+    a = h_prev if rec_mask is None else h_prev * rec_mask
+    z = x_t @ W
+    if b is not None:
+        z = z + b
+    z = z + a @ U
+    h = activation_forward(activation, z)
+    return h, dict(x_t=x_t, a=a, h=h, z=z, W=W, U=U, rec_mask=rec_mask, activation=activation,
+                   H=h_prev.shape[1])
+
+
+def simple_rnn_step_backward(dh, step_cache):
+    """Backward of simple_rnn_step_forward: dx_t, dh_prev, dW, dU, db."""
+    s = step_cache
+    dz = dh * activation_grad_from_output(s["activation"], s["h"])
+    da = dz @ s["U"].T
+    dh_prev = da if s["rec_mask"] is None else da * s["rec_mask"]
+    return dz @ s["W"].T, dh_prev, s["x_t"].T @ dz, s["a"].T @ dz, dz.sum(axis=0)
+
+
+def simple_rnn_forward(x, W, U, b, h0, mask=None, rec_mask=None, go_backwards=False, zero_output_for_mask=False,
+                       activation="tanh", return_sequences=True):
+    """SimpleRNN over a whole sequence (arguments as lstm_forward; no c0, no recurrent_activation).
+
+    Returns:
+      y, hT (B, H), cache (for simple_rnn_backward).
+    """
+    W = np.asarray(W, dtype=np.float64)
+    U = np.asarray(U, dtype=np.float64)
+    b = None if b is None else np.asarray(b, dtype=np.float64)
+    xd, ids = _sequence_input(x, W)
+    r = None if rec_mask is None else np.asarray(rec_mask, dtype=np.float64)
+
+    def step(x_t, states):
+        h, sc = simple_rnn_step_forward(x_t, states[0], W, U, b, r, activation)
+        return (h,), sc
+
+    y, (hT,), steps = rnn_scan_forward(step, xd, (h0,), mask, go_backwards, zero_output_for_mask,
+                                       return_sequences)
+    cache = dict(steps=steps, ids=ids, x_shape=xd.shape, W=W, U=U, has_bias=b is not None,
+                 zero_output_for_mask=zero_output_for_mask, return_sequences=return_sequences, H=U.shape[0])
+    return y, hT, cache
+
+
+def simple_rnn_backward(cache, dy, dhT):
+    """BPTT through simple_rnn_forward: (dx or None for ids, dh0, dW, dU, db or None)."""
+    def step_backward(dstates, sc):
+        dx_t, dh_prev, dW, dU, db = simple_rnn_step_backward(dstates[0], sc)
+        return dx_t, (dh_prev,), dict(W=dW, U=dU, b=db)
+
+    dx, (dh,), g = rnn_scan_backward(step_backward, cache["steps"], cache["x_shape"], dy, (dhT,),
+                                     cache["zero_output_for_mask"], cache["return_sequences"])
+    H = cache["H"]
+    return (None if cache["ids"] else dx, dh, g.get("W", np.zeros_like(cache["W"])),
+            g.get("U", np.zeros_like(cache["U"])), g.get("b", np.zeros(H)) if cache["has_bias"] else None)
+
+
+# ---------------------------------------------------------------------------
+# Conv1D (Keras 3, channels_last)
+#
+#   y[b, t, f] = bias[f] + Σ_{k, c} xp[b, t·s + k·d, g·Cg + c] · W[k, c, f],  g = f // Fg
+# x (B, L, C); W (K, C/groups, F) (Keras's layout); xp is x zero-padded by
+# (left, right) = conv1d_padding(...); Cg = C/groups, Fg = F/groups.
+# ---------------------------------------------------------------------------
+
+def conv1d_padding(L, kernel_size, strides=1, padding="valid", dilation_rate=1):
+    """(left, right) zero padding of the time axis, as Keras 3 computes it.
+
+    'valid': none.  'causal': dilation·(K-1) on the left.  'same': the total
+    (ceil(L/s) - 1)·s + dilation·(K-1) + 1 - L (at least 0), split with the odd
+    one on the right (keras/src/backend/torch/nn.py _compute_padding_length).
+    """
+    eff = (kernel_size - 1) * dilation_rate + 1
+    if padding == "valid":
+        return 0, 0
+    if padding == "causal":
+        return eff - 1, 0
+    if padding == "same":
+        total = eff - 1 if strides == 1 else max(0, ((L + strides - 1) // strides - 1) * strides + eff - L)
+        return total // 2, total - total // 2
+    raise ValueError(f"padding must be 'valid', 'same' or 'causal', got {padding!r}")
+
+
+def conv1d_forward(x, W, b, strides=1, padding="valid", dilation_rate=1, groups=1):
+    """Conv1D forward: x (B, L, C), W (K, C/groups, F), b (F,) or None -> y (B, L_out, F)."""
+    x = np.asarray(x, dtype=np.float64)
+    W = np.asarray(W, dtype=np.float64)
+    B, L, C = x.shape
+    K, Cg, F = W.shape
+    Fg = F // groups
+    left, right = conv1d_padding(L, K, strides, padding, dilation_rate)
+    xp = np.pad(x, ((0, 0), (left, right), (0, 0)))
+    L_out = (L + left + right - (K - 1) * dilation_rate - 1) // strides + 1
+    if L_out < 1:
+        raise ValueError(f"input of {L} steps is shorter than the dilated kernel")
+    y = np.zeros((B, L_out, F))
+    for t in range(L_out):
+        for k in range(K):
+            xs = xp[:, t * strides + k * dilation_rate]  # (B, C)
+            for g in range(groups):
+                y[:, t, g * Fg:(g + 1) * Fg] += xs[:, g * Cg:(g + 1) * Cg] @ W[k, :, g * Fg:(g + 1) * Fg]
+    if b is not None:
+        y += np.asarray(b, dtype=np.float64)
+    return y
+
+
+def conv1d_backward(dy, x, W, has_bias=True, strides=1, padding="valid", dilation_rate=1, groups=1):
+    """Backward of conv1d_forward: (dx (B, L, C), dW (K, C/groups, F), db (F,) or None)."""
+    dy = np.asarray(dy, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    W = np.asarray(W, dtype=np.float64)
+    B, L, C = x.shape
+    K, Cg, F = W.shape
+    Fg = F // groups
+    left, right = conv1d_padding(L, K, strides, padding, dilation_rate)
+    xp = np.pad(x, ((0, 0), (left, right), (0, 0)))
+    dxp = np.zeros_like(xp)
+    dW = np.zeros_like(W)
+    for t in range(dy.shape[1]):
+        for k in range(K):
+            i = t * strides + k * dilation_rate
+            for g in range(groups):
+                c, f = slice(g * Cg, (g + 1) * Cg), slice(g * Fg, (g + 1) * Fg)
+                dW[k, :, f] += xp[:, i, c].T @ dy[:, t, f]
+                dxp[:, i, c] += dy[:, t, f] @ W[k, :, f].T
+    db = dy.sum(axis=(0, 1)) if has_bias else None
+    return dxp[:, left:left + L], dW, db
