@@ -92,7 +92,8 @@ class StepMixin:
                 pred, mask = vals[slot], masks[slot]
                 t = spec.loss.prepare_targets(ys[k], pred.shape)
                 v = spec.loss.values(t, pred)
-                w = _losses.reduction_weights(v.shape, sw, _losses.mask_for_values(mask, v.shape), spec.loss.reduction)
+                vmask = _losses.combine_masks(_losses.mask_for_values(mask, v.shape), spec.loss.values_mask(t))
+                w = _losses.reduction_weights(v.shape, sw, vmask, spec.loss.reduction)
                 value = float(np.sum(v * w))
                 if backward and lw != 0:
                     dy = spec.loss.grad(t, pred, w * lw).astype(pred.dtype, copy=False)
@@ -111,11 +112,13 @@ class StepMixin:
         C = dense.units
         pred_shape = x.shape[:-1] + (C,)
         labels = spec.loss.prepare_targets(y, pred_shape)
+        own_mask = spec.loss.values_mask(labels)  # ignore_class: those rows weigh 0
         rows = x.size // x.shape[-1] if x.shape[-1] else 0
+        labels = np.asarray(labels)
         labels = labels.reshape(rows) if spec.loss.fused_kind[0] == "sparse" else labels.reshape(rows, C)
         if labels.dtype != x.dtype and labels.dtype.kind == "f":
             labels = labels.astype(x.dtype)
-        w = self._row_weights(spec, x.shape[:-1], sw, mask, lw, x.dtype)
+        w = self._row_weights(spec, x.shape[:-1], sw, mask, lw, x.dtype, own_mask)
         x2 = x.reshape(rows, x.shape[-1])
         b = dense.bias.value if dense.use_bias else None
         backward = grads is not None
@@ -133,8 +136,8 @@ class StepMixin:
             value = value / lw
         return value, probs.reshape(pred_shape), mask
 
-    def _row_weights(self, spec, shape, sw, mask, lw, dtype):
-        if sw is None and mask is None:
+    def _row_weights(self, spec, shape, sw, mask, lw, dtype, own_mask=None):
+        if sw is None and mask is None and own_mask is None and spec.loss.reduction != "sum":
             key = (shape, lw)
             w = spec.wcache.get(key)
             if w is None:
@@ -144,7 +147,8 @@ class StepMixin:
                     spec.wcache.clear()
                 spec.wcache[key] = w
             return w
-        w = _losses.reduction_weights(shape, sw, _losses.mask_for_values(mask, shape), spec.loss.reduction)
+        mask = _losses.combine_masks(_losses.mask_for_values(mask, shape), own_mask)
+        w = _losses.reduction_weights(shape, sw, mask, spec.loss.reduction)
         return np.ascontiguousarray((w * lw).reshape(-1), dtype=dtype)
 
     def _forward_backward(self, xs, ys, sws, training=True, rng=None):
