@@ -240,7 +240,7 @@ class MPIStrategy(Strategy):
 
     def _layout(self, model):
         n_losses = sum(s is not None for s in model.compiled_losses)
-        n_metrics = model.metric_state().size // 2
+        n_metrics = model.metric_state().size  # accumulator floats (sums), not metric objects
         lay = self._layouts.get(model)
         if lay is None or (lay.K, lay.M) != (n_losses, n_metrics):
             lay = _step.Layout(n_losses, n_metrics)

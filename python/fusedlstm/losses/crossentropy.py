@@ -180,7 +180,7 @@ class SparseCategoricalCrossentropy(Loss):
                     f"value {y[pos]} at position {pos}.")
         elif y.dtype.kind not in "iub":
             raise TypeError(f"sparse_categorical_crossentropy: `y_true` must be integer class ids, got dtype {y.dtype}.")
-        ids = y.astype(np.int64)
+        ids = y.astype(np.int64) if y.dtype.kind == "f" else y
         ignored = None
         if self.ignore_class is not None:
             ignored = ids == self.ignore_class
@@ -191,10 +191,12 @@ class SparseCategoricalCrossentropy(Loss):
             raise ValueError(
                 f"sparse_categorical_crossentropy: class id {int(bad)} in `y_true` is outside "
                 f"[0, {C}) (the model outputs {C} classes).")
-        return _Ids(ids.astype(np.int32), ignored)
+        ids = ids.astype(np.int32)
+        return ids if ignored is None else _Ids(ids, ignored)
 
     def values_mask(self, t):
-        return None if t.ignored is None else ~t.ignored
+        ignored = getattr(t, "ignored", None)
+        return None if ignored is None else ~ignored
 
     def _onehot(self, ids, C, dtype):
         t = np.zeros(ids.shape + (C,), dtype)
@@ -204,14 +206,16 @@ class SparseCategoricalCrossentropy(Loss):
     def values(self, ids, y_pred):
         t = self._onehot(ids, y_pred.shape[-1], y_pred.dtype)
         v = CategoricalCrossentropy.values(self, t, y_pred)
-        if ids.ignored is not None:
-            v = np.where(ids.ignored, 0.0, v).astype(v.dtype)
+        ignored = getattr(ids, "ignored", None)
+        if ignored is not None:
+            v = np.where(ignored, 0.0, v).astype(v.dtype)
         return v
 
     def grad(self, ids, y_pred, dv):
         t = self._onehot(ids, y_pred.shape[-1], y_pred.dtype)
-        if ids.ignored is not None:
-            dv = np.where(ids.ignored, 0.0, dv)
+        ignored = getattr(ids, "ignored", None)
+        if ignored is not None:
+            dv = np.where(ignored, 0.0, dv)
         return CategoricalCrossentropy.grad(self, t, y_pred, dv)
 
     def get_config(self):
