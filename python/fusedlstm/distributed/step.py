@@ -157,10 +157,11 @@ def pack_shard(model, lay, tail, mode, result, ys, sws, batch):
     return float(batch) if mode == "batch" else 1.0
 
 
-def combine(model, lay, tail, mode, batch):
-    """After the Allreduce: the global batch's losses into the loss trackers and the
-    summed metric increments into the metrics; returns the global total loss."""
-    total, per_out, k = 0.0, [], 0
+def combine(model, lay, tail, mode, batch, penalty=0.0):
+    """After the Allreduce: the global batch's losses (plus `penalty`, the weight
+    regularizers' term, the same on every rank) into the loss trackers and the summed
+    metric increments into the metrics; returns the global total loss."""
+    total, per_out, k = penalty, [], 0
     for spec in model.compiled_losses:
         if spec is None:
             per_out.append(None)
@@ -170,7 +171,7 @@ def combine(model, lay, tail, mode, batch):
         per_out.append(value)
         total += (1.0 if spec.weight is None else spec.weight) * value
         k += 1
-    model.record_step(batch, StepResult(total, per_out, None, None, None))
+    model.record_step(batch, StepResult(total, per_out, None, None, None, penalty))
     if lay.M:
         model.set_metric_state(model.metric_state() + tail[lay.m:lay.d].astype(np.float64))
     return total

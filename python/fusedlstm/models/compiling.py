@@ -186,8 +186,9 @@ class CompileMixin:
             st = plan.steps[idx]
             op = st.op
             dense = op.layer if isinstance(op, TimeDistributed) and type(op.layer) is Dense else op
-            if type(dense) is not Dense or st.training is not None:
-                continue
+            if type(dense) is not Dense or st.training is not None or st.act is not None \
+                    or dense.activity_regularizer is not None:
+                continue  # an activity penalty needs the probabilities as a layer output
             from_logits = spec.loss.fused_kind[1]
             act = dense.activation.__name__
             if (act == "softmax" and not from_logits) or (act == "linear" and from_logits):
