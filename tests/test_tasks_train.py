@@ -27,8 +27,10 @@ def test_echo_reaches_100_percent(seed):
 
 
 def test_echo_long_learns_with_a_curriculum(seed):
-    # The curriculum usually reaches 100% in seconds; the budget bounds a slow machine.
-    res, out = _run("echo-long", seed, time_budget=10.0)
+    # Bounded by work, not time, so the run is the same for a seed on any machine: the curriculum
+    # reached 100% within 2,700 steps on each of 30 seeds (docs/results.md); the time budget only
+    # stops a run that never converges.
+    res, out = _run("echo-long", seed, max_steps=4000, time_budget=1e6)
     assert res.passed is None
     assert res.value >= 90.0, f"seed={seed}: {res.value}% {res.notes}\n{out}"
 
