@@ -70,8 +70,7 @@ def test_chars_seq_with_stateful_sampling_twin(seed):
 def test_digitsum_held_out(seed):
     res, out = _run("digitsum", seed)
     assert res.passed, f"seed={seed}: {res.value}%\n{out}"
-    assert "return_sequences=True, return_state=True" in out and "state_c (2, 64)" in out
-    assert "output (2, 3, 64)" in out
+    assert "return_sequences" not in out  # no shape demonstration before training
 
 
 def test_addition(seed):
