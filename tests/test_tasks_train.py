@@ -27,9 +27,9 @@ def test_echo_reaches_100_percent(seed):
 
 
 def test_echo_long_learns_with_a_curriculum(seed):
-    # Bounded by work, not time, so the run is the same for a seed on any machine: the curriculum
-    # reached 100% within 2,700 steps on each of 30 seeds (docs/results.md); the time budget only
-    # stops a run that never converges.
+    # Bounded by work, not time, so the run is the same for a seed on any machine: with clipnorm 1
+    # the quick run reached >= 94% within 4,000 steps on each of 20 seeds, 100% on 19 (without
+    # clipping 17 of 20; docs/results.md); the time budget only stops a run that never converges.
     res, out = _run("echo-long", seed, max_steps=4000, time_budget=1e6)
     assert res.passed is None
     assert res.value >= 90.0, f"seed={seed}: {res.value}% {res.notes}\n{out}"
