@@ -150,10 +150,12 @@ def our_gradients(model, x, y, sample_weight=None):
     """(loss, {id(variable): gradient}) of one of our train_on_batch, weights left unchanged."""
     opt = model.optimizer
     opt.apply_flat = lambda w, g, segments=(): None
+    model._apply_constraints = lambda store: None  # Keras's recorder skips them too (they follow apply)
     try:
         loss = model.train_on_batch(x, y, sample_weight=sample_weight)
     finally:
         del opt.apply_flat
+        del model._apply_constraints
     return float(as_list(loss)[0]), {id(v): np.array(v.grad, copy=True) for v in model.trainable_weights}
 
 

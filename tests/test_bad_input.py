@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from conftest import package_parent
 
-from fusedlstm import cli, losses, optimizers
+from fusedlstm import cli, constraints, losses, metrics, optimizers, regularizers
 from fusedlstm import tasks as T
 from fusedlstm.callbacks import ModelCheckpoint
 from fusedlstm.layers import (LSTM, Activation, Bidirectional, Concatenate, Dense, Dropout, Embedding,
@@ -262,7 +262,28 @@ LOSS_OPT_CASES = [
          "`label_smoothing`", "[0, 1]", "'a'"),
     case("BCE-label_smoothing-negative", lambda: losses.BinaryCrossentropy(label_smoothing=-0.1), ValueError,
          "`label_smoothing`", "[0, 1]", "-0.1"),
-    case("Loss-reduction-none", lambda: losses.MeanSquaredError(reduction="none"), NotImplementedError, "reduction", "'none'", "sum_over_batch_size"),
+    case("Loss-reduction-avg", lambda: losses.MeanSquaredError(reduction="avg"), ValueError, "reduction", "'avg'", "sum_over_batch_size"),
+    case("Huber-delta-0", lambda: losses.Huber(delta=0), ValueError, "`delta`", "positive", "0"),
+    case("Focal-gamma-negative", lambda: losses.BinaryFocalCrossentropy(gamma=-2), ValueError, "`gamma`", "non-negative", "-2"),
+    case("SCCE-ignore_class-str", lambda: losses.SparseCategoricalCrossentropy(ignore_class="pad"), TypeError,
+         "`ignore_class`", "integer", "'pad'"),
+    case("L2-negative", lambda: regularizers.L2(-0.1), ValueError, "l2", "non-negative", "-0.1"),
+    case("regularizers.get-unknown", lambda: regularizers.get("l3"), ValueError, "regularizer", "l3", "l2"),
+    case("regularizer-plain-function", lambda: Dense(2, kernel_regularizer=lambda w: 0.0), NotImplementedError,
+         "`kernel_regularizer`", "Regularizer subclass", "function"),
+    case("Orthogonal-mode", lambda: regularizers.OrthogonalRegularizer(mode="diag"), ValueError, "`mode`", "rows", "diag"),
+    case("constraints.get-unknown", lambda: Dense(2, kernel_constraint="maxnorm"), ValueError, "`kernel_constraint`",
+         "maxnorm", "max_norm"),
+    case("MaxNorm-max_value-str", lambda: constraints.MaxNorm("2"), ValueError, "`max_value`", "number", "'2'"),
+    case("Precision-threshold-2", lambda: metrics.Precision(thresholds=2.0), ValueError, "Threshold", "[0, 1]", "2.0"),
+    case("AUC-num_thresholds-1", lambda: metrics.AUC(num_thresholds=1), ValueError, "`num_thresholds`", "> 1", "1"),
+    case("AUC-curve", lambda: metrics.AUC(curve="DET"), ValueError, "curve", "ROC", "DET"),
+    case("F1-average", lambda: metrics.F1Score(average="samples"), ValueError, "`average`", "macro", "samples"),
+    case("MeanIoU-num_classes-0", lambda: metrics.MeanIoU(num_classes=0), ValueError, "`num_classes`", "positive", "0"),
+    case("TopK-k-0", lambda: metrics.TopKCategoricalAccuracy(k=0), ValueError, "`k`", "positive", "0"),
+    case("R2-aggregation", lambda: metrics.R2Score(class_aggregation="median"), ValueError, "`class_aggregation`",
+         "uniform_average", "median"),
+    case("metrics.get-needs-args", lambda: metrics.get("mean_io_u"), ValueError, "mean_io_u", "num_classes", "instance"),
     case("MSE-call-strings", lambda: losses.MeanSquaredError()(np.array(["a", "b"]), np.zeros(2)), TypeError, "y_true", "numeric", "<U1"),
     case("MSE-call-shape", lambda: losses.MeanSquaredError()(np.zeros((2, 3)), np.zeros((2, 4))), ValueError, "y_true", "(2, 3)", "(2, 4)"),
     case("SCCE-call-out-of-range", lambda: losses.SparseCategoricalCrossentropy()([0, 5], np.full((2, 3), 1 / 3)), ValueError,

@@ -79,6 +79,8 @@ CONFIGS = {
                                  epochs=4, batch_size=16, save_freq=7),
     "model-sgd-batchshuffle": dict(variant="embed", ckpt="model", optimizer="sgd", shuffle="batch",
                                    epochs=3, batch_size=16, save_freq=5),
+    "model-rmsprop-metrics": dict(variant="lstm", ckpt="model", optimizer="rmsprop", shuffle=True,
+                                  epochs=3, batch_size=16, save_freq=4, metrics="many"),
 }
 
 

@@ -132,7 +132,7 @@ def test_run_all_table_counts_errors(capsys, monkeypatch):
     outcomes, code = runall.run_all(quick=True, seed=3, verbose=0, out=lines.append, tasks=["echo", "echo-sequence"])
     assert code == 1 and isinstance(outcomes["echo"], ValueError)
     table = "\n".join(lines[lines.index(next(l for l in lines if l.startswith("== summary"))) + 1:])
-    assert table.splitlines()[0].split() == ["task", "result", "target", "wall", "steps/s"]
+    assert table.splitlines()[0].split() == ["task", "result", "target", "wall", "steps/s", "verdict"]
     assert "ERROR" in table and "error: ValueError: no data" in table
     assert any(l.startswith("echo-sequence") and l.rstrip().endswith("ok") for l in table.splitlines())
 

@@ -23,7 +23,7 @@ from fusedlstm import distributed, layers, models
 from fusedlstm.distributed import step
 
 SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mpi_scripts")
-CONFIGS = ("masked", "adam", "two_outputs")
+CONFIGS = ("masked", "adam", "two_outputs", "penalized")
 LAUNCH_TIMEOUT = 150  # seconds: a hung launch fails the test instead of hanging the suite
 
 
@@ -238,6 +238,26 @@ def test_masked_multi_output_and_mixed_reductions_are_refused(rng):
                              losses.SparseCategoricalCrossentropy(reduction="sum")], outputs=2)
     with pytest.raises(NotImplementedError, match="mix reduction='sum'"):
         step.loss_mode(mixed)
+
+
+def test_normalisers_follow_ignore_class_and_the_sample_weight_mean(rng):
+    from fusedlstm import losses
+    m = _seq_model(loss=losses.SparseCategoricalCrossentropy(ignore_class=2))
+    x = np.ones((4, 5), np.int32)  # no padding: the output mask is all ones
+    preds = [m.predict(x, verbose=0)]
+    y = rng.integers(0, 3, size=(4, 5))
+    assert step.normalisers(m, preds, [None], "single", [y]) == [float((y != 2).sum())]
+    m = _seq_model(loss=losses.SparseCategoricalCrossentropy(reduction="mean_with_sample_weight"))
+    sw = rng.uniform(0.1, 2.0, size=(4, 5)).astype(np.float32)
+    assert step.normalisers(m, preds, [x != 0], "single", [y], [sw]) == pytest.approx([float(sw.sum())])
+
+
+def test_activity_regularizers_are_refused_under_mpi():
+    from fusedlstm.distributed import MPIStrategy
+    m = models.Sequential([layers.Input((4, 3)), layers.LSTM(3, activity_regularizer="l2"), layers.Dense(2)])
+    m.compile("sgd", "mse")
+    with pytest.raises(NotImplementedError, match="activity_regularizer"):
+        MPIStrategy._check_model(None, m)
 
 
 def test_compile_rejects_a_distribute_that_is_not_a_strategy():

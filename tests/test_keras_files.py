@@ -428,7 +428,12 @@ def _seq_config(*layers):
     ({"class_name": "LSTM", "config": {"name": "l", "units": 3, "recurrent_activation": "softmax"}},
      "recurrent_activation='softmax' is not supported by the LSTM kernel"),
     ({"class_name": "Dense", "config": {"name": "d", "units": 3, "kernel_regularizer": {
-        "class_name": "L2", "config": {"l2": 0.01}}}}, r"layer 'd' \(Dense\): kernel_regularizer=.*not supported"),
+        "class_name": "Spectral", "config": {"s": 0.01}}}}, r"layer 'd' \(Dense\): Regularizer class 'Spectral'"),
+    ({"class_name": "LSTM", "config": {"name": "l", "units": 3, "kernel_constraint": {
+        "module": "keras.constraints", "class_name": "MaxNorm", "config": {"max_value": 2},
+        "registered_name": "mine>MaxNorm"}}}, r"kernel_constraint is the custom object 'mine>MaxNorm'"),
+    ({"class_name": "Dense", "config": {"name": "d", "units": 3, "bias_regularizer": {
+        "class_name": "L2", "config": {"l3": 0.01}}}}, r"layer 'd' \(Dense\): .*l3"),
     ({"class_name": "LSTM", "config": {"name": "l", "units": 3, "time_major": True}}, "time_major=True"),
     ({"class_name": "LSTM", "config": {"name": "l", "units": 3, "dtype": "float16"}}, "dtype 'float16'"),
     ({"class_name": "LSTM", "config": {"name": "l", "units": 3, "frobnicate": 2}}, "unknown setting frobnicate=2"),

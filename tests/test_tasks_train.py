@@ -27,8 +27,10 @@ def test_echo_reaches_100_percent(seed):
 
 
 def test_echo_long_learns_with_a_curriculum(seed):
-    # The curriculum usually reaches 100% in seconds; the budget bounds a slow machine.
-    res, out = _run("echo-long", seed, time_budget=10.0)
+    # Bounded by work, not time, so the run is the same for a seed on any machine: with clipnorm 1
+    # the quick run reached >= 94% within 4,000 steps on each of 20 seeds, 100% on 19 (without
+    # clipping 17 of 20; docs/results.md); the time budget only stops a run that never converges.
+    res, out = _run("echo-long", seed, max_steps=4000, time_budget=1e6)
     assert res.passed is None
     assert res.value >= 90.0, f"seed={seed}: {res.value}% {res.notes}\n{out}"
 
@@ -68,8 +70,7 @@ def test_chars_seq_with_stateful_sampling_twin(seed):
 def test_digitsum_held_out(seed):
     res, out = _run("digitsum", seed)
     assert res.passed, f"seed={seed}: {res.value}%\n{out}"
-    assert "return_sequences=True, return_state=True" in out and "state_c (2, 64)" in out
-    assert "output (2, 3, 64)" in out
+    assert "return_sequences" not in out  # no shape demonstration before training
 
 
 def test_addition(seed):

@@ -6,8 +6,8 @@
 
 from ._version import __version__
 from . import _core
-from . import (activations, backend, callbacks, datasets, initializers, layers, losses, metrics, models,
-               optimizers, preprocessing, saving, utils)
+from . import (activations, backend, callbacks, constraints, datasets, initializers, layers, losses, metrics,
+               models, optimizers, preprocessing, regularizers, saving, utils)
 # Imported for its effect too: it registers the Keras formats with fusedlstm.saving.
 from . import io
 from .layers import Input
@@ -35,5 +35,6 @@ def release_memory() -> int:
 
 
 __all__ = ["__version__", "build_info", "set_num_threads", "get_num_threads", "release_memory", "Input", "Model",
-           "Sequential", "load_model", "activations", "backend", "callbacks", "datasets", "initializers",
-           "layers", "losses", "metrics", "models", "optimizers", "preprocessing", "saving", "utils"]
+           "Sequential", "load_model", "activations", "backend", "callbacks", "constraints", "datasets",
+           "initializers", "layers", "losses", "metrics", "models", "optimizers", "preprocessing", "regularizers",
+           "saving", "utils"]

@@ -41,6 +41,8 @@ TASK_FLAGS = {
     "lr": (float, "Adam learning rate"),
     "eval": (int, "fresh examples/sequences to evaluate on"),
     "time-budget": (float, "echo-long: seconds of training"),
+    "max-steps": (int, "echo-long: stop after this many steps too (0 = the time budget only)"),
+    "clipnorm": (float, "echo-long: Adam's clipnorm, each gradient's norm limit (0 = no clipping)"),
     "chunk": (int, "echo-long: batches per fit call"),
     "reverse": (int, "echo-long: 1 = read the sequence backwards (go_backwards)"),
     "curriculum": (int, "echo-long: 1 = start short, double the length once learnt"),

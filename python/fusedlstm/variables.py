@@ -29,17 +29,22 @@ class Variable:
     """One weight: `.value` is the NumPy array the kernels read; `.grad` its gradient view.
 
     Mirrors the parts of keras.Variable notebooks touch: name, path, shape,
-    trainable, numpy(), assign().
+    trainable, regularizer, constraint, numpy(), assign().
     """
 
-    __slots__ = ("name", "path", "value", "grad", "trainable", "_gstamp", "_owner", "__weakref__")
+    __slots__ = ("name", "path", "value", "grad", "trainable", "regularizer", "constraint", "_gstamp", "_owner",
+                 "__weakref__")
 
-    def __init__(self, name, value, trainable=True, path=None):
+    def __init__(self, name, value, trainable=True, path=None, regularizer=None, constraint=None):
         self.name = name
         self.path = path or name
         self.value = value
         self.grad = None
         self.trainable = trainable
+        # Penalty added to the training loss, and function applied after each optimizer
+        # update (fusedlstm.regularizers / fusedlstm.constraints objects; None: none).
+        self.regularizer = regularizer
+        self.constraint = constraint
         self._gstamp = -1
         self._owner = None  # the parameter store whose buffer holds .value, if any
 

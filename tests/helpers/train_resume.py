@@ -5,7 +5,7 @@
     python train_resume.py CONFIG resume CKPT OUT    # restore CKPT, finish, final weights -> OUT
 
 CONFIG is a JSON object: seed, variant ("lstm" or "embed"), ckpt kind, optimizer, shuffle,
-epochs, batch_size, save_freq. Every run builds the model from the same seed, so only the
+epochs, batch_size, save_freq, and optionally metrics ("many": metrics with vector states). Every run builds the model from the same seed, so only the
 checkpoint carries the interrupted run's progress into the resumed one.
 """
 
@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from fusedlstm import metrics as keras_metrics
 from fusedlstm import optimizers
 from fusedlstm.callbacks import Callback, ModelCheckpoint, restore_checkpoint
 from fusedlstm.layers import LSTM, Dense, Dropout, Embedding, Input
@@ -49,7 +50,11 @@ def build(cfg):
     model = Sequential(layers)
     opt = {"adam": lambda: optimizers.Adam(0.01), "sgd": lambda: optimizers.SGD(0.05, momentum=0.9),
            "rmsprop": lambda: optimizers.RMSprop(0.005)}[cfg["optimizer"]]()
-    model.compile(opt, "sparse_categorical_crossentropy", metrics=["acc"])
+    metrics = ["acc"]
+    if cfg.get("metrics") == "many":
+        # Metrics whose state is more than a (total, count) pair: a confusion matrix, top-k sums.
+        metrics += [keras_metrics.SparseTopKCategoricalAccuracy(k=2), keras_metrics.MeanIoU(5, sparse_y_pred=False)]
+    model.compile(opt, "sparse_categorical_crossentropy", metrics=metrics)
     return model
 
 

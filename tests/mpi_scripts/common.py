@@ -12,7 +12,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from fusedlstm import layers, models, optimizers, utils  # noqa: E402
+from fusedlstm import constraints, layers, metrics, models, optimizers, regularizers, utils  # noqa: E402
 
 VOCAB = 11
 
@@ -93,6 +93,28 @@ def build(config, seed, dist):
         model.compile(optimizer=optimizers.SGD(0.1), loss=["mse", "binary_crossentropy"],
                       loss_weights=[1.0, 0.5], distribute=dist)
         return model, dict(batch_size=9, epochs=2, shuffle=True), (x, [y1, y2], x[:7], [y1[:7], y2[:7]])
+    if config == "penalized":
+        # Weight regularizers (added once, after the reduction), a constraint after each update,
+        # and metrics whose states are vectors of sums (AUC's counts, F1's per-class sums), weighted
+        # by sample weights; batch 7 over 25 samples.
+        rng = np.random.default_rng(seed)
+        x = rng.normal(size=(25, 8, 3)).astype(np.float32)
+        y = (rng.random((25, 3)) < 0.4).astype(np.float32)
+        sw = rng.uniform(0.2, 2.0, size=25).astype(np.float32)
+        model = models.Sequential([
+            layers.Input(shape=(8, 3)),
+            layers.LSTM(6, kernel_regularizer=regularizers.L2(0.01),
+                        recurrent_regularizer=regularizers.OrthogonalRegularizer(0.05),
+                        recurrent_constraint=constraints.MaxNorm(0.9, axis=1)),
+            layers.Dense(3, activation="sigmoid", kernel_regularizer=regularizers.L1(0.01),
+                         bias_constraint="non_neg"),
+        ])
+        model.compile(optimizer=optimizers.Adam(0.02), loss="binary_focal_crossentropy",
+                      metrics=[metrics.AUC(), metrics.Precision(thresholds=[0.3, 0.6]),
+                               metrics.F1Score(average="macro", threshold=0.5)],
+                      weighted_metrics=[metrics.AUC(curve="PR", name="pr_auc")], distribute=dist)
+        return model, dict(batch_size=7, epochs=2, shuffle=True, sample_weight=sw,
+                           validation_data=(x[:9], y[:9])), (x, y, x[:11], y[:11])
     raise SystemExit(f"unknown config {config!r}")
 
 

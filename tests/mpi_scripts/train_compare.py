@@ -36,9 +36,14 @@ def main():
     keys = sorted(hist.history)
     np.savez(out_file(args, dist, args.config),
              losses=np.array(rec.losses), weights=np.stack(rec.weights),
-             history_keys=np.array(keys), history=np.array([hist.history[k] for k in keys]),
-             eval_keys=np.array(sorted(ev)), eval=np.array([ev[k] for k in sorted(ev)]),
+             history_keys=np.array(keys), history=_flat([hist.history[k] for k in keys]),
+             eval_keys=np.array(sorted(ev)), eval=_flat([ev[k] for k in sorted(ev)]),
              **{f"pred{i}": p for i, p in enumerate(pred)})
+
+
+def _flat(values):
+    """Logged values (floats, or arrays for metrics such as Precision at several thresholds) as one vector."""
+    return np.concatenate([np.ravel(np.asarray(v, dtype=np.float64)) for v in values])
 
 
 if __name__ == "__main__":

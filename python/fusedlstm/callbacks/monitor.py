@@ -97,6 +97,11 @@ class MonitorCallback(Callback):
                 f"Available metrics are: {','.join(logs.keys())}",
                 stacklevel=3,
             )
+        elif isinstance(value, np.ndarray) and value.size != 1:
+            raise ValueError(
+                f"{what}: the monitored metric `{self.monitor}` is an array of {value.size} values (one per "
+                "class or threshold); monitor a single number, e.g. F1Score(average='macro') or a Precision "
+                "with one threshold.")
         return value
 
 

@@ -20,6 +20,8 @@ import os
 import sys
 import time
 
+import numpy as np
+
 from .callback import Callback
 
 __all__ = ["Progbar", "ProgbarLogger"]
@@ -43,6 +45,8 @@ def _format_per_unit(seconds, unit):
 
 
 def _format_value(value):
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+        value = float(np.mean(value))  # an array metric (per class): Keras shows its mean
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) > 1e-3 else f"{value:.4e}"
     return str(value)

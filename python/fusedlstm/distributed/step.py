@@ -14,9 +14,9 @@ output is masked (mode "batch"); a masked multi-output model is refused. Losses
 with reduction='sum' are not normalised at all (mode "sum": plain sum).
 
 The tail behind the gradients holds, as float32:
-    [scale, S_1..S_K, N_1..N_K, Δtotal_1, Δcount_1, .. Δcount_M, digest d, d² ×3]
-S_k the output's unnormalised loss sum, N_k its normaliser, Δ the increments of
-the M metric accumulators (metrics.py keeps total and count), and three 7-bit
+    [scale, S_1..S_K, N_1..N_K, Δa_1 .. Δa_M, digest d, d² ×3]
+S_k the output's unnormalised loss sum, N_k its normaliser, Δa the increments of
+the M metric accumulators (Metric.state(): sums only), and three 7-bit
 digits of a checksum of the global batch and step number with their squares: if
 Σd = n·d_r and Σd² = n·d_r² on a rank then every rank had d_r (Σ(d - d_r)² = 0),
 so all ranks detect together that they were fed different batches.
@@ -62,22 +62,25 @@ def loss_mode(model):
 
 
 class Layout:
-    """Offsets of the tail slots for a model with K loss outputs and M metrics."""
+    """Offsets of the tail slots for a model with K loss outputs and M metric accumulator
+    floats (model.metric_state()'s length: sums, which add across ranks)."""
 
     def __init__(self, n_losses, n_metrics):
         self.K, self.M = n_losses, n_metrics
         self.S = 1  # slot 0 is the scale (the count the gradient sum is divided by)
         self.N = self.S + n_losses
         self.m = self.N + n_losses
-        self.d = self.m + 2 * n_metrics
+        self.d = self.m + n_metrics
         self.size = self.d + 2 * N_DIGITS
 
 
-def normalisers(model, preds, pmasks, mode):
+def normalisers(model, preds, pmasks, mode, ys=None, sws=None):
     """Per loss output, this shard's N (float): what the Keras reduction divided by.
 
-    Mirrors losses.reduction_weights: values have the prediction's shape less its last
-    axis; a mask counts its unmasked values; without one every value counts.
+    The same divisor losses.reduction_weights uses: values have the prediction's shape
+    less its last axis; a mask (the output's, and the loss's own: ignore_class) counts
+    its unmasked values; 'mean_with_sample_weight' sums the weights; without either
+    every value counts.
     """
     out = []
     for k, spec in enumerate(model.compiled_losses):
@@ -88,18 +91,17 @@ def normalisers(model, preds, pmasks, mode):
             continue
         vshape = preds[k].shape[:-1]
         mask = _losses.mask_for_values(pmasks[k], vshape)
-        if mask is None:
-            out.append(float(np.prod(vshape, dtype=np.int64)) if len(vshape) else 1.0)
-            continue
-        if mode == "batch":
+        if ys is not None and ys[k] is not None and getattr(spec.loss, "ignore_class", None) is not None:
+            mask = _losses.combine_masks(mask, spec.loss.values_mask(spec.loss.prepare_targets(ys[k], preds[k].shape)))
+        sw = None
+        if spec.loss.reduction == "mean_with_sample_weight" and sws is not None:
+            sw = sws[k] if len(sws) > 1 else sws[0]
+        if mode == "batch" and (mask is not None or sw is not None):
             raise NotImplementedError(
-                f"MPIStrategy: output '{spec.name}' of a model with several losses is masked; each "
-                "output would need its own unmasked-step count in the gradient sum. Train it in one "
-                "process, or give it a single loss output.")
-        m = mask.astype(np.float64)
-        while m.ndim < len(vshape):
-            m = m[..., None]
-        out.append(float(np.broadcast_to(m, vshape).sum()))
+                f"MPIStrategy: output '{spec.name}' of a model with several losses is masked (or its loss "
+                "divides by the sample weights); each output would need its own count in the gradient sum. "
+                "Train it in one process, or give it a single loss output.")
+        out.append(_losses.reduction_divisor(vshape, sw, mask, spec.loss.reduction))
     return out
 
 
@@ -137,7 +139,7 @@ def digits_agree(summed, own, size):
 def pack_shard(model, lay, tail, mode, result, ys, sws, batch):
     """This shard's loss sums, normalisers and metric increments into `tail`; returns the
     scale its gradient must be multiplied by (its normaliser: see the module doc)."""
-    norms = normalisers(model, result.predictions, result.masks, mode)
+    norms = normalisers(model, result.predictions, result.masks, mode, ys, sws)
     k = 0
     for spec, value in zip(model.compiled_losses, result.output_losses):
         if spec is None:
@@ -155,10 +157,11 @@ def pack_shard(model, lay, tail, mode, result, ys, sws, batch):
     return float(batch) if mode == "batch" else 1.0
 
 
-def combine(model, lay, tail, mode, batch):
-    """After the Allreduce: the global batch's losses into the loss trackers and the
-    summed metric increments into the metrics; returns the global total loss."""
-    total, per_out, k = 0.0, [], 0
+def combine(model, lay, tail, mode, batch, penalty=0.0):
+    """After the Allreduce: the global batch's losses (plus `penalty`, the weight
+    regularizers' term, the same on every rank) into the loss trackers and the summed
+    metric increments into the metrics; returns the global total loss."""
+    total, per_out, k = penalty, [], 0
     for spec in model.compiled_losses:
         if spec is None:
             per_out.append(None)
@@ -168,7 +171,7 @@ def combine(model, lay, tail, mode, batch):
         per_out.append(value)
         total += (1.0 if spec.weight is None else spec.weight) * value
         k += 1
-    model.record_step(batch, StepResult(total, per_out, None, None, None))
+    model.record_step(batch, StepResult(total, per_out, None, None, None, penalty))
     if lay.M:
         model.set_metric_state(model.metric_state() + tail[lay.m:lay.d].astype(np.float64))
     return total

@@ -190,6 +190,11 @@ class MPIStrategy(Strategy):
                     "layer carries each batch row's state into the next batch, which has no meaning "
                     "once the rows are split across ranks. Train it in one process (no distribute=; the "
                     "CLI's --distribute none), or with stateful=False.")
+        if model._collects_activity_penalties():
+            raise NotImplementedError(
+                "MPIStrategy: the model has an activity_regularizer; its penalty is divided by each "
+                "shard's batch size, which does not add up to the global batch's. Train it in one process, "
+                "or use weight regularizers (kernel_regularizer=...), which are supported.")
         _step.loss_mode(model)
 
     def _sync(self, model):
@@ -240,7 +245,7 @@ class MPIStrategy(Strategy):
 
     def _layout(self, model):
         n_losses = sum(s is not None for s in model.compiled_losses)
-        n_metrics = model.metric_state().size // 2
+        n_metrics = model.metric_state().size  # accumulator floats (sums), not metric objects
         lay = self._layouts.get(model)
         if lay is None or (lay.K, lay.M) != (n_losses, n_metrics):
             lay = _step.Layout(n_losses, n_metrics)
@@ -262,7 +267,9 @@ class MPIStrategy(Strategy):
         lx, ly, lsw = (None if arrays is None else [None if t is None else t[a:b] for t in arrays]
                        for arrays in (xs, ys, sws))
         rng = self._dropout_rng if gradients else None
-        result = model.compute_step(lx, ly, lsw, training=gradients, gradients=gradients, rng=rng)
+        # The weight penalties do not depend on the data: added once, after the reduction.
+        result = model.compute_step(lx, ly, lsw, training=gradients, gradients=gradients, rng=rng,
+                                    weight_penalty=False)
         model.build_metrics(ly, result.predictions)
         return result, ly, lsw, b - a
 
@@ -299,7 +306,8 @@ class MPIStrategy(Strategy):
         if mode != "sum" and count > 0 and count != 1.0:
             np.divide(g, np.float32(count), out=g)
         self._check_digits(lay, tail, own, f"training step {self._ops}")
-        total = _step.combine(model, lay, tail, mode, B)
+        penalty = model.weight_penalty(gradients=True)
+        total = _step.combine(model, lay, tail, mode, B, penalty)
         model.apply_gradients(g, total)
         return total
 
@@ -324,4 +332,4 @@ class MPIStrategy(Strategy):
         tail[lay.d:] = own
         self._comm.allreduce_sum(tail, f"the loss Allreduce of evaluation step {self._ops}")
         self._check_digits(lay, tail, own, f"evaluation step {self._ops}")
-        return _step.combine(model, lay, tail, mode, B)
+        return _step.combine(model, lay, tail, mode, B, model.weight_penalty())

@@ -101,8 +101,10 @@ def _first_output_metrics(metrics, output_names) -> Optional[list]:
     for m in (first if isinstance(first, list) else [first]):
         if isinstance(m, str):
             out.append(m)
-        elif isinstance(m, dict) and isinstance((m.get("config") or {}).get("name"), str):
-            out.append(m["config"]["name"])
+        elif isinstance(m, dict) and "class_name" in m:
+            # A metric object as Keras serializes it, so its settings (AUC's curve...) survive.
+            out.append({"module": "keras.metrics", "class_name": m["class_name"], "config": dict(m.get("config") or {}),
+                        "registered_name": None})
     return out or None
 
 
@@ -194,6 +196,8 @@ def _loss_config(cfg):
 
 
 def _metrics_config(cfg):
+    """Keras's metrics as ours: names as they are, metric objects as {"class_name", "config"}
+    (metrics.deserialize refuses classes we do not have)."""
     if cfg is None:
         return None
     if isinstance(cfg, (list, tuple)):
@@ -201,8 +205,8 @@ def _metrics_config(cfg):
         for m in cfg:
             if isinstance(m, str):
                 out.append(m)
-            elif isinstance(m, dict) and isinstance((m.get("config") or {}).get("name"), str):
-                out.append(m["config"]["name"])
+            elif isinstance(m, dict) and isinstance(m.get("class_name"), str) and m.get("registered_name") in (None, m["class_name"]):
+                out.append({"class_name": m["class_name"], "config": dict(m.get("config") or {})})
             else:
                 raise ValueError(f"metric {m!r} is not understood")
         return out

@@ -4,9 +4,11 @@ A Keras layer config is a dict of constructor arguments. For each layer class we
 support, `RULES` sorts its keys into four kinds:
 
 * args     — settings we carry over (with Keras's default when the key is absent);
-* fixed    — settings we accept only at one value (regularizers, constraints,
-             quantization: features fusedlstm does not have, so a file using them
-             is refused rather than silently loaded into a different model);
+             regularizers and constraints among them (`penalties`) are checked to be
+             classes we have and written in Keras's serialized form;
+* fixed    — settings we accept only at one value (quantization, LoRA: features
+             fusedlstm does not have, so a file using them is refused rather than
+             silently loaded into a different model);
 * ignored  — settings that no longer matter once the weights are loaded
              (initializers, `unroll`, `implementation`, seeds);
 * nested   — arguments holding a wrapped layer's config (Bidirectional,
@@ -21,6 +23,9 @@ function or a Lambda; we never import or run code from a file, so those are refu
 
 import re
 from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
+
+from .. import constraints as _constraints
+from .. import regularizers as _regularizers
 
 __all__ = [
     "REQUIRED", "Rule", "RULES", "LSTM_ACTIVATIONS", "UnsupportedModelError", "layer_arguments",
@@ -43,31 +48,37 @@ class Rule(NamedTuple):
     activations: Tuple[str, ...] = ()
     not_written: Tuple[str, ...] = ()  # keys this Keras 3 constructor does not take
 
+    @property
+    def penalties(self) -> Tuple[str, ...]:
+        """The args holding a regularizer or constraint config."""
+        return tuple(k for k in self.args if k.endswith(("_regularizer", "_constraint")))
+
 
 _REGULARIZED = ("kernel_regularizer", "bias_regularizer", "activity_regularizer", "kernel_constraint",
                 "bias_constraint")
+_NONE = dict.fromkeys
 
 RULES: Dict[str, Rule] = {
     "LSTM": Rule(
         args={"units": REQUIRED, "activation": "tanh", "recurrent_activation": "sigmoid", "use_bias": True,
               "return_sequences": False, "return_state": False, "go_backwards": False, "stateful": False,
-              "dropout": 0.0, "recurrent_dropout": 0.0, "zero_output_for_mask": False},
-        fixed={**{k: None for k in _REGULARIZED + ("recurrent_regularizer", "recurrent_constraint")},
-               "time_major": False},
+              "dropout": 0.0, "recurrent_dropout": 0.0, "zero_output_for_mask": False,
+              **_NONE(_REGULARIZED + ("recurrent_regularizer", "recurrent_constraint"))},
+        fixed={"time_major": False},
         ignored=("kernel_initializer", "recurrent_initializer", "bias_initializer", "unit_forget_bias", "unroll",
                  "implementation", "seed"),
         activations=("activation", "recurrent_activation"),
     ),
     "Dense": Rule(
-        args={"units": REQUIRED, "activation": "linear", "use_bias": True},
-        fixed={**{k: None for k in _REGULARIZED}, "quantization_config": None, "lora_rank": None},
+        args={"units": REQUIRED, "activation": "linear", "use_bias": True, **_NONE(_REGULARIZED)},
+        fixed={"quantization_config": None, "lora_rank": None},
         ignored=("kernel_initializer", "bias_initializer", "lora_alpha"),
         activations=("activation",),
     ),
     "Embedding": Rule(
-        args={"input_dim": REQUIRED, "output_dim": REQUIRED, "mask_zero": False},
-        fixed={"embeddings_regularizer": None, "activity_regularizer": None, "embeddings_constraint": None,
-               "sparse": False, "quantization_config": None, "lora_rank": None},
+        args={"input_dim": REQUIRED, "output_dim": REQUIRED, "mask_zero": False,
+              **_NONE(("embeddings_regularizer", "activity_regularizer", "embeddings_constraint"))},
+        fixed={"sparse": False, "quantization_config": None, "lora_rank": None},
         ignored=("embeddings_initializer", "input_length", "lora_alpha"),
     ),
     "Bidirectional": Rule(args={"layer": REQUIRED, "backward_layer": None, "merge_mode": "concat"},
@@ -156,8 +167,41 @@ def layer_arguments(class_name: str, config: Mapping[str, Any], where: str, *, l
                                             f"(expected one of {', '.join(LSTM_ACTIVATIONS)}).")
         elif key in rule.nested and value is not None:
             value = parse_nested(value)
+        elif key in rule.penalties:
+            value = _penalty(value, key, where)
         args[key] = value
     return args
+
+
+def _penalty(value, key: str, where: str):
+    """A regularizer/constraint config from a file (Keras 3's {"module", "class_name",
+    "config", ...}, Keras 2's {"class_name", "config"}, or ours) as our {"class_name",
+    "config"}, after checking that it names a class we have and fits its arguments."""
+    if value is None or value in ({}, []):
+        return None
+    module = _regularizers if key.endswith("_regularizer") else _constraints
+    if isinstance(value, str):
+        value = {"class_name": value, "config": {}}
+    if not isinstance(value, Mapping) or not isinstance(value.get("class_name"), str):
+        raise UnsupportedModelError(f"{where}: {key}={value!r} is not a regularizer/constraint config.")
+    if value.get("registered_name") not in (None, value["class_name"]):
+        raise UnsupportedModelError(
+            f"{where}: {key} is the custom object {value['registered_name']!r}; fusedlstm never imports or runs "
+            "code from a model file.")
+    try:
+        obj = module.get({"class_name": value["class_name"], "config": value.get("config") or {}}, key)
+    except (NotImplementedError, ValueError, TypeError) as exc:
+        raise UnsupportedModelError(f"{where}: {exc}") from None
+    return module.serialize(obj)
+
+
+def _keras_penalty(value, key: str):
+    """Our {"class_name", "config"} of a regularizer/constraint in Keras 3's serialized form."""
+    if value is None:
+        return None
+    module = "keras.regularizers" if key.endswith("_regularizer") else "keras.constraints"
+    return {"module": module, "class_name": value["class_name"], "config": dict(value.get("config") or {}),
+            "registered_name": None}
 
 
 def _activation(value, key: str, where: str, legacy_hard_sigmoid: bool) -> str:
@@ -222,6 +266,8 @@ def keras_layer_config(class_name: str, name: str, args: Mapping[str, Any], trai
                 "fusedlstm's own format, or switch the layer to 'hard_sigmoid' or 'sigmoid' and retrain.")
         if key in rule.nested:
             value = None if value is None else serialize_nested(value)
+        elif key in rule.penalties:
+            value = _keras_penalty(value, key)
         config[key] = value
     for key, (init_cls, init_cfg) in _INITIALIZERS.get(class_name, {}).items():
         config[key] = _initializer(init_cls, dict(init_cfg))

@@ -24,7 +24,9 @@ import threading
 
 import numpy as np
 
+from .. import constraints as _constraints
 from .. import initializers as _inits
+from .. import regularizers as _regularizers
 from .. import utils
 from ..validation import check_finite, check_numeric
 from ..variables import Variable, bump_generation
@@ -112,17 +114,22 @@ class Context:
     `rng`: the Generator that layers without their own `seed=` draw dropout masks from
     in this call; None means the library's stream (fusedlstm.utils). A data-parallel
     step passes each rank's own stream here.
+
+    `penalty`: the sum of the activity regularizers' penalties of this call, when the
+    caller asks for it (a float to add to; None: not computed).
     """
 
-    __slots__ = ("training", "want_grads", "stamp", "rng")
+    __slots__ = ("training", "want_grads", "stamp", "rng", "penalty")
     # next() on itertools.count is atomic under the GIL: unique stamps without a lock.
     _stamps = itertools.count(1)
 
-    def __init__(self, training=False, want_grads=False, rng=None):
+    def __init__(self, training=False, want_grads=False, rng=None, penalty=None):
         self.training = training
         self.want_grads = want_grads
         self.stamp = next(Context._stamps)
         self.rng = rng
+        # The activity penalties of this call, summed (None: not computed, as in predict).
+        self.penalty = penalty
 
     def generator(self, own=None):
         """The Generator a layer draws from: its own (`seed=`), this call's, or the library's."""
@@ -214,7 +221,6 @@ class Layer:
         if kwargs:
             raise TypeError(
                 f"Unrecognized keyword arguments passed to {type(self).__name__}: {kwargs}")
-        _check_none(type(self).__name__, activity_regularizer=activity_regularizer)
         if name is not None and not isinstance(name, str):
             raise TypeError(f"Received an invalid value for argument `name`, expected a string, got {name!r}.")
         self.name = name or unique_name(to_snake_case(type(self).__name__))
@@ -236,6 +242,31 @@ class Layer:
         else:
             self._batch_input_shape = None
         self._batch_size_hint = batch_size
+        # Penalty on the layer's outputs, added to the training loss divided by the batch size.
+        self.activity_regularizer = _regularizers.get(activity_regularizer, "activity_regularizer")
+        self._option_args = []
+
+    def _weight_options(self, **options):
+        """Declare the layer's per-weight regularizer and constraint arguments (Keras names,
+        `<weight>_regularizer` / `<weight>_constraint`): each is resolved (by name, config
+        or object), kept as an attribute of that name, written by get_config when set, and
+        handed to add_weight(regularizer=, constraint=) by the layer for its weight.
+
+            self._weight_options(kernel_regularizer=kernel_regularizer, kernel_constraint=...)
+            ...
+            self.add_weight("kernel", shape, init, regularizer=self.kernel_regularizer,
+                            constraint=self.kernel_constraint)
+        """
+        for arg, value in options.items():
+            if arg.endswith("_regularizer"):
+                obj = _regularizers.get(value, arg)
+            elif arg.endswith("_constraint"):
+                obj = _constraints.get(value, arg)
+            else:
+                raise ValueError(f"_weight_options takes *_regularizer and *_constraint arguments, got {arg!r}.")
+            setattr(self, arg, obj)
+            if arg not in self._option_args:
+                self._option_args.append(arg)
 
     def _is_rnn(self):
         return False
@@ -257,14 +288,19 @@ class Layer:
     def _sublayers(self):
         return []
 
-    def add_weight(self, name, shape, initializer="zeros", trainable=True, dtype=None):
+    def add_weight(self, name, shape, initializer="zeros", trainable=True, dtype=None, regularizer=None,
+                   constraint=None):
+        """A new weight (keras.layers.Layer.add_weight): `regularizer` adds its penalty to the
+        training loss, `constraint` is applied after every optimizer update."""
         # A plain function (LSTM's unit_forget_bias initializer) is called as is.
         plain_fn = callable(initializer) and not isinstance(initializer, _inits.Initializer)
         init = initializer if plain_fn else _inits.get(initializer)
         value = np.ascontiguousarray(init(tuple(shape), dtype or self.dtype), dtype=dtype or self.dtype)
         if value.shape != tuple(shape):
             raise ValueError(f"Initializer for {self.name}/{name} returned shape {value.shape}, expected {tuple(shape)}.")
-        var = Variable(name, value, trainable=trainable, path=f"{self.name}/{name}")
+        var = Variable(name, value, trainable=trainable, path=f"{self.name}/{name}",
+                       regularizer=_regularizers.get(regularizer, f"{name}_regularizer"),
+                       constraint=_constraints.get(constraint, f"{name}_constraint"))
         self._variables.append(var)
         return var
 
@@ -295,6 +331,12 @@ class Layer:
 
     trainable_variables = trainable_weights
     non_trainable_variables = non_trainable_weights
+
+    @property
+    def losses(self):
+        """The penalties of the regularizers on this layer's trainable weights, as floats
+        (keras's `layer.losses`, less the activity penalties of a last call)."""
+        return [v.regularizer(v.value) for v in self.trainable_weights if v.regularizer is not None]
 
     def get_weights(self):
         return [v.value.copy() for v in self.weights]
@@ -438,6 +480,13 @@ class Layer:
         cfg = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}
         if self._batch_input_shape is not None:
             cfg["batch_input_shape"] = list(self._batch_input_shape)
+        if self.activity_regularizer is not None:
+            cfg["activity_regularizer"] = _regularizers.serialize(self.activity_regularizer)
+        for arg in self._option_args:
+            obj = getattr(self, arg)
+            if obj is not None:
+                module = _regularizers if arg.endswith("_regularizer") else _constraints
+                cfg[arg] = module.serialize(obj)
         return cfg
 
     @classmethod

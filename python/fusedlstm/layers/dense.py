@@ -27,6 +27,9 @@ class Dense(Layer):
         units: positive int, output size.
         activation: name or None (linear).
         use_bias, kernel_initializer ('glorot_uniform'), bias_initializer ('zeros').
+        kernel_regularizer, bias_regularizer, activity_regularizer: penalties added to the
+            training loss (fusedlstm.regularizers).
+        kernel_constraint, bias_constraint: applied after each update (fusedlstm.constraints).
 
     >>> Dense(3)(np.ones((2, 4), "float32")).shape
     (2, 3)
@@ -43,9 +46,9 @@ class Dense(Layer):
             raise ValueError(
                 "Received an invalid value for argument `units`, expected a positive integer, "
                 f"got {units!r}.")
-        _check_none("Dense", kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
-                    kernel_constraint=kernel_constraint, bias_constraint=bias_constraint,
-                    lora_rank=lora_rank, lora_alpha=lora_alpha)
+        _check_none("Dense", lora_rank=lora_rank, lora_alpha=lora_alpha)
+        self._weight_options(kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+                             kernel_constraint=kernel_constraint, bias_constraint=bias_constraint)
         self.units = int(units)
         self.activation = _acts.get(activation)
         self._act_grad = _acts.gradient(self.activation)
@@ -71,9 +74,11 @@ class Dense(Layer):
         d = input_shape[-1]
         if d is None:
             raise ValueError(f"Layer '{self.name}': the last dimension of the inputs must be defined, got {tuple(input_shape)}.")
-        self.kernel = self.add_weight("kernel", (d, self.units), self.kernel_initializer)
+        self.kernel = self.add_weight("kernel", (d, self.units), self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer, constraint=self.kernel_constraint)
         if self.use_bias:
-            self.bias = self.add_weight("bias", (self.units,), self.bias_initializer)
+            self.bias = self.add_weight("bias", (self.units,), self.bias_initializer,
+                                        regularizer=self.bias_regularizer, constraint=self.bias_constraint)
         self.built = True
 
     def compute_output_shape(self, input_shape):

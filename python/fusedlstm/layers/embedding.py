@@ -54,6 +54,8 @@ class Embedding(Layer):
         mask_zero: id 0 is padding: the output mask is ids != 0.
         input_length: accepted (Keras 2); fixes the time length of the model input.
         weights: [matrix (V, D)] initial embeddings (Keras 2 / pretrained vectors).
+        embeddings_regularizer, activity_regularizer, embeddings_constraint: as Keras
+            (fusedlstm.regularizers, fusedlstm.constraints).
 
     >>> Embedding(10, 3)(np.array([[1, 2]])).shape
     (1, 2, 3)
@@ -71,9 +73,9 @@ class Embedding(Layer):
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0:
                 raise ValueError(
                     f"Received an invalid value for argument `{arg}`, expected a positive integer, got {v!r}.")
-        _check_none("Embedding", embeddings_regularizer=embeddings_regularizer,
-                    embeddings_constraint=embeddings_constraint, lora_rank=lora_rank,
-                    lora_alpha=lora_alpha)
+        _check_none("Embedding", lora_rank=lora_rank, lora_alpha=lora_alpha)
+        self._weight_options(embeddings_regularizer=embeddings_regularizer,
+                             embeddings_constraint=embeddings_constraint)
         if sparse:
             raise NotImplementedError("Embedding: `sparse=True` is not supported.")
         self.input_dim = int(input_dim)
@@ -86,7 +88,8 @@ class Embedding(Layer):
 
     def build(self, input_shape=None):
         self.embeddings = self.add_weight("embeddings", (self.input_dim, self.output_dim),
-                                          self.embeddings_initializer)
+                                          self.embeddings_initializer, regularizer=self.embeddings_regularizer,
+                                          constraint=self.embeddings_constraint)
         self.built = True
 
     def compute_output_shape(self, input_shape):

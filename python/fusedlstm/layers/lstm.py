@@ -27,7 +27,7 @@ from .. import activations as _acts
 from .. import initializers as _inits
 from .. import utils
 from ..registry import register
-from .base import Layer, _check_none
+from .base import Layer
 
 
 def _kernel_activation(fn, arg):
@@ -68,6 +68,8 @@ class LSTM(Layer):
         return_sequences, return_state, go_backwards, stateful: as Keras.
         unroll: accepted for compatibility; the kernel never unrolls (no effect).
         seed: seeds this layer's dropout stream (else the library stream).
+        kernel_/recurrent_/bias_/activity_regularizer, kernel_/recurrent_/bias_constraint:
+            as Keras (fusedlstm.regularizers, fusedlstm.constraints).
 
     Call arguments:
         inputs: (batch, timesteps, features).
@@ -94,10 +96,9 @@ class LSTM(Layer):
             raise ValueError(
                 "Received an invalid value for argument `units`, expected a positive integer, "
                 f"got {units!r}.")
-        _check_none("LSTM", kernel_regularizer=kernel_regularizer,
-                    recurrent_regularizer=recurrent_regularizer, bias_regularizer=bias_regularizer,
-                    kernel_constraint=kernel_constraint, recurrent_constraint=recurrent_constraint,
-                    bias_constraint=bias_constraint)
+        self._weight_options(kernel_regularizer=kernel_regularizer, recurrent_regularizer=recurrent_regularizer,
+                             bias_regularizer=bias_regularizer, kernel_constraint=kernel_constraint,
+                             recurrent_constraint=recurrent_constraint, bias_constraint=bias_constraint)
         if time_major:
             raise NotImplementedError("LSTM: `time_major=True` is not supported; pass (batch, time, features).")
         if use_cudnn not in ("auto", True, False):
@@ -156,8 +157,11 @@ class LSTM(Layer):
         if input_dim is None:
             raise ValueError(f"Layer '{self.name}': the last dimension of the inputs must be defined, got {tuple(input_shape)}.")
         H = self.units
-        self.kernel = self.add_weight("kernel", (input_dim, 4 * H), self.kernel_initializer)
-        self.recurrent_kernel = self.add_weight("recurrent_kernel", (H, 4 * H), self.recurrent_initializer)
+        self.kernel = self.add_weight("kernel", (input_dim, 4 * H), self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer, constraint=self.kernel_constraint)
+        self.recurrent_kernel = self.add_weight("recurrent_kernel", (H, 4 * H), self.recurrent_initializer,
+                                                regularizer=self.recurrent_regularizer,
+                                                constraint=self.recurrent_constraint)
         if self.use_bias:
             if self.unit_forget_bias:
                 bi = self.bias_initializer
@@ -166,7 +170,8 @@ class LSTM(Layer):
                     return np.concatenate([bi((H,), dtype), np.ones((H,), dtype), bi((2 * H,), dtype)])
             else:
                 init = self.bias_initializer
-            self.bias = self.add_weight("bias", (4 * H,), init)
+            self.bias = self.add_weight("bias", (4 * H,), init, regularizer=self.bias_regularizer,
+                                        constraint=self.bias_constraint)
         if self.stateful:
             batch = input_shape[0]
             if batch is None:

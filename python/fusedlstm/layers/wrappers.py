@@ -130,6 +130,11 @@ class Bidirectional(Layer):
                     "Forward layer and backward layer are expected to have the same value for "
                     f'attribute "{a}", got "{getattr(f, a)}" for forward layer and '
                     f'"{getattr(b, a)}" for backward layer')
+        if f.activity_regularizer is not None or b.activity_regularizer is not None:
+            # Keras penalises each direction's own outputs; the fused pair never exposes them.
+            raise NotImplementedError(
+                "Bidirectional: an activity_regularizer on the wrapped LSTM is not supported by fusedlstm; "
+                "pass activity_regularizer= to Bidirectional itself (it then applies to the merged output).")
         f.zero_output_for_mask = f.return_sequences
         b.zero_output_for_mask = b.return_sequences
         if layer._batch_input_shape is not None and self._batch_input_shape is None:

@@ -57,6 +57,36 @@ def _per_output(spec, n, names, what):
     return [spec] * n
 
 
+def _metrics_per_output(metrics, n, names, arg):
+    """keras.src.trainers.compile_utils.CompileMetrics._build_metrics_set: one entry per
+    output (None or a list of metric identifiers)."""
+    if not metrics:
+        return [None] * n
+    if n == 1:
+        return [_flatten(metrics)]
+    if isinstance(metrics, (list, tuple)) and len(metrics) == n:
+        return [None if m is None else _flatten(m) for m in metrics]
+    if isinstance(metrics, dict) and len(metrics) <= n and set(metrics) <= set(names):
+        return [None if metrics.get(name) is None else _flatten(metrics[name]) for name in names]
+    if isinstance(metrics, dict):
+        first = f"Node type mismatch; expected <class 'tuple'>, but got <class 'dict'>."
+    else:
+        first = f"Node arity mismatch; expected {n}, but got {len(metrics)}."
+    raise ValueError(
+        f"{first}\nInvalid `{arg}`. `{arg}` should contain metrics objects and either be a dict or a list "
+        f"matching the output names of the functional model {list(names)} or match the output structure of "
+        f"the model: {['X'] * n}.\nReceived: {arg}={metrics}")
+
+
+def _flatten(x):
+    """The leaves of a (nested) list or dict of metric identifiers, dict values in key order."""
+    if isinstance(x, dict) and "class_name" not in x:
+        return [leaf for k in sorted(x) for leaf in _flatten(x[k])]
+    if isinstance(x, (list, tuple)):
+        return [leaf for item in x for leaf in _flatten(item)]
+    return [x]
+
+
 def _map(x, fn):
     """`fn` on every leaf of a compile() argument (a value, a list per output, a dict by
     output name); a serialized object ({"class_name", ...}) is a leaf, not a dict."""
@@ -88,6 +118,10 @@ class CompileMixin:
             raise ValueError(f"Received an invalid value for argument `steps_per_execution`, expected a positive integer, got {steps_per_execution!r}.")
         if sample_weight_mode not in (None, "temporal"):
             raise ValueError(f"Received an invalid value for argument `sample_weight_mode`, expected None or 'temporal', got {sample_weight_mode!r}.")
+        for arg, value in (("metrics", metrics), ("weighted_metrics", weighted_metrics)):
+            if value and not isinstance(value, (list, tuple, dict)):
+                raise ValueError(f"Expected `{arg}` argument to be a list, tuple, or dict. Received instead: "
+                                 f"{arg}={value} of type {type(value)}")
         self._distribute = _strategy.resolve(distribute)
         self.optimizer = _optimizers.get(optimizer)
         self.loss = loss
@@ -111,14 +145,22 @@ class CompileMixin:
                 specs.append(None)
                 continue
             obj = _losses.get(l)
+            if obj.reduction in (None, "none"):
+                # Keras accepts it here and fails at the first training step (the gradient of
+                # a non-scalar loss); refuse it where it is written instead.
+                raise ValueError(
+                    f"The loss {obj.name!r} of output '{names[k]}' has reduction={obj.reduction!r}: a compiled "
+                    "loss must reduce to one number per batch. Use 'sum_over_batch_size' (the default), "
+                    "'sum', 'mean' or 'mean_with_sample_weight'; reduction=None is for calling the loss directly.")
             if w is not None and (isinstance(w, bool) or not isinstance(w, numbers.Real)):
                 raise TypeError(f"loss_weights entries must be numbers, got {w!r}.")
             specs.append(OutputLoss(obj, None if w is None else float(w), names[k]))
         self._loss_specs = specs
-        self._metric_cfg = (_per_output(metrics, n, names, "metrics") if metrics is not None else [None] * n,
-                            _per_output(weighted_metrics, n, names, "weighted_metrics") if weighted_metrics is not None else [None] * n)
+        # Matched to the outputs when first needed (_metrics_per_output), as Keras does: a
+        # model that is compiled and only predicts never meets a mismatch.
+        self._metric_cfg = None
         self._metric_objs = None
-        self._has_metrics = any(c is not None for c in self._metric_cfg[0] + self._metric_cfg[1])
+        self._has_metrics = bool(metrics) or bool(weighted_metrics)
         self._out_loss_trackers = [_metrics.Mean(name=f"{s.name}_loss") if s is not None else None
                                    for s in specs] if sum(s is not None for s in specs) > 1 else []
         self._find_fused_losses()
@@ -144,8 +186,9 @@ class CompileMixin:
             st = plan.steps[idx]
             op = st.op
             dense = op.layer if isinstance(op, TimeDistributed) and type(op.layer) is Dense else op
-            if type(dense) is not Dense or st.training is not None:
-                continue
+            if type(dense) is not Dense or st.training is not None or st.act is not None \
+                    or dense.activity_regularizer is not None:
+                continue  # an activity penalty needs the probabilities as a layer output
             from_logits = spec.loss.fused_kind[1]
             act = dense.activation.__name__
             if (act == "softmax" and not from_logits) or (act == "linear" and from_logits):
@@ -160,6 +203,8 @@ class CompileMixin:
             raise ValueError(f"Model '{self.name}' has not been built yet; call it on data or build() it first ({what}).")
         if not any(s is not None for s in self._loss_specs):
             raise ValueError("No loss to compute. Provide a `loss` argument in `compile()`.")
+        if what != "compute_gradients":
+            self._metric_structure()  # Keras checks the metrics against the outputs here
 
     @property
     def compiled_losses(self):
@@ -199,18 +244,32 @@ class CompileMixin:
 
     # --- metrics --------------------------------------------------------------------------
 
+    def _metric_structure(self):
+        """compile()'s metrics and weighted_metrics matched to the outputs: (plain, weighted),
+        each one entry per output (None or a list). Raises Keras's ValueError when they do
+        not fit the outputs; called before the first step of fit/evaluate."""
+        if self._metric_cfg is None:
+            _, _, metrics, weighted = self._compile_args
+            n, names = len(self.outputs), self.output_names
+            self._metric_cfg = (_metrics_per_output(metrics, n, names, "metrics"),
+                                _metrics_per_output(weighted, n, names, "weighted_metrics"))
+        return self._metric_cfg
+
     def _build_metrics(self, ys, preds):
         objs = []
-        plain, weighted = self._metric_cfg
+        plain, weighted = self._metric_structure()
         multi = len(self.outputs) > 1
         for k in range(len(self.outputs)):
             for cfg, is_w in ((plain[k], False), (weighted[k], True)):
                 if cfg is None:
                     continue
-                for ident in (cfg if isinstance(cfg, (list, tuple)) else [cfg]):
+                for ident in cfg:
                     if ident is None:
                         continue
-                    m = _metrics.get(ident, np.shape(ys[k]), preds[k].shape)
+                    y_shape, p_shape = np.shape(ys[k]), preds[k].shape
+                    m = _metrics.get(ident, y_shape, p_shape)
+                    if not m.built:
+                        m.build(y_shape, p_shape)
                     name = m.name
                     if multi:
                         name = f"{self.output_names[k]}_{name}"
@@ -276,14 +335,22 @@ class CompileMixin:
             sw = None
             if is_w and sws is not None:
                 sw = sws[k] if len(sws) > 1 else sws[0]
-            m.update_state(ys[k], predictions[k], sample_weight=sw, mask=masks[k])
+            if isinstance(m, _metrics.MeanMetricWrapper):
+                # Keras takes the output mask into these metrics' weights only.
+                m.update_state(ys[k], predictions[k], sample_weight=sw, mask=masks[k])
+            else:
+                m.update_state(ys[k], predictions[k], sample_weight=sw)
 
     def metric_state(self):
-        """The compiled metrics' accumulators as one float64 vector [total, count, ...]
-        (empty before the metric objects exist)."""
-        return np.array([v for _, m, _, _ in self._metric_objs or [] for v in (m.total, m.count)], dtype=np.float64)
+        """The compiled metrics' accumulators (Metric.state(): sums only) as one float64
+        vector (empty before the metric objects exist)."""
+        parts = [m.state() for _, m, _, _ in self._metric_objs or []]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float64)
 
     def set_metric_state(self, state):
         """Set the accumulators from metric_state()'s vector."""
-        for i, (_, m, _, _) in enumerate(self._metric_objs or []):
-            m.total, m.count = float(state[2 * i]), float(state[2 * i + 1])
+        at = 0
+        for _, m, _, _ in self._metric_objs or []:
+            n = m.state().size
+            m.set_state(state[at:at + n])
+            at += n

@@ -17,7 +17,7 @@ from ..layers.serialization import deserialize_named, serialize
 from ..registry import register
 from ..validation import check_finite
 from ..variables import ParamStore, generation
-from .graph import build_plan, flatten, nodes_in_call_order
+from .graph import Caches, build_plan, flatten, nodes_in_call_order
 from .summary import print_summary
 from .training import Trainer
 
@@ -274,7 +274,7 @@ class Functional(Trainer, Layer):
             if in_masks is not None:
                 masks[s] = in_masks[k]
         steps = p.steps if steps is None else steps
-        caches = [None] * len(steps)
+        caches = Caches(len(steps))
         for k, st in enumerate(steps):
             tr = training if st.training is None else bool(st.training)
             outs, oms, cache = st.op._fwd([vals[i] for i in st.ins], [masks[i] for i in st.ins], tr, ctx)
@@ -282,15 +282,20 @@ class Functional(Trainer, Layer):
                 vals[i] = o
                 masks[i] = m
             caches[k] = cache
+            if st.act is not None and ctx.penalty is not None:
+                _activity_penalty(st.act, k, outs, ctx, caches)
         return vals, masks, caches
 
     @staticmethod
     def _run_backward(steps, caches, grads, ctx):
+        extra = getattr(caches, "extra", None)
         for k in range(len(steps) - 1, -1, -1):
             st = steps[k]
             if not st.active:
                 continue
             douts = [grads[i] for i in st.outs]
+            if extra is not None and k in extra:
+                douts = [e if d is None else (d if e is None else d + e) for d, e in zip(douts, extra[k])]
             if all(d is None for d in douts):
                 continue
             dins = st.op._bwd(caches[k], douts, st.need, ctx)
@@ -407,6 +412,26 @@ class Functional(Trainer, Layer):
         outputs = [tensor(r) for r in config["outputs"]]
         return cls(inputs if config.get("inputs_list", True) else inputs[0],
                    outputs if config.get("outputs_list", True) else outputs[0], name=config.get("name"))
+
+
+def _activity_penalty(reg, k, outs, ctx, caches):
+    """Keras's activity regularization of one step's outputs: penalty(out) / batch size
+    added to ctx.penalty, and (training) its gradient kept for the backward pass."""
+    grads = []
+    for o in outs:
+        if o is None or np.ndim(o) == 0 or o.dtype.kind != "f":
+            grads.append(None)
+            continue
+        B = o.shape[0]
+        if B == 0:
+            grads.append(None)
+            continue
+        ctx.penalty += reg(o) / B
+        grads.append((reg.gradient(o) / B).astype(o.dtype, copy=False) if ctx.want_grads else None)
+    if ctx.want_grads:
+        if caches.extra is None:
+            caches.extra = {}
+        caches.extra[k] = grads
 
 
 def _looks_like_data(x):

@@ -53,6 +53,7 @@ class EmbeddingLSTM:
     def __init__(self, emb, rnn):
         self.emb, self.rnn = emb, rnn
         self.layers = [emb, rnn]
+        self.activity_regularizer = rnn.activity_regularizer
 
     def _use_table(self, ids, training):
         if training and any(k.dropout > 0 for k in _rnn_kernels(self.rnn)):
@@ -94,6 +95,7 @@ class RepeatLSTM:
     def __init__(self, rep, rnn):
         self.rep, self.rnn = rep, rnn
         self.layers = [rep, rnn]
+        self.activity_regularizer = rnn.activity_regularizer
         self._ids = {}
 
     def _ids_for(self, B):
@@ -141,8 +143,9 @@ class RepeatLSTM:
 
 
 def fuse(producer, consumer):
-    """The fused step for producer -> consumer, or None when the pair does not fuse."""
-    if not isinstance(consumer, (LSTM, Bidirectional)):
+    """The fused step for producer -> consumer, or None when the pair does not fuse (nor
+    when the producer's output carries an activity penalty: fused, it is never made)."""
+    if not isinstance(consumer, (LSTM, Bidirectional)) or producer.activity_regularizer is not None:
         return None
     if type(producer) is Embedding:
         return EmbeddingLSTM(producer, consumer)

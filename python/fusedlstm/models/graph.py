@@ -15,7 +15,7 @@ from ..layers.core import InputLayer
 from ..variables import generation
 from . import fusion
 
-__all__ = ["nodes_in_call_order", "Step", "Plan", "build_plan", "flatten"]
+__all__ = ["nodes_in_call_order", "Step", "Caches", "Plan", "build_plan", "flatten"]
 
 
 def nodes_in_call_order(tensors):
@@ -36,7 +36,7 @@ def nodes_in_call_order(tensors):
     return order
 
 class Step:
-    __slots__ = ("op", "ins", "outs", "training", "layers", "need", "active", "n_state")
+    __slots__ = ("op", "ins", "outs", "training", "layers", "need", "active", "n_state", "act")
 
     def __init__(self, op, ins, outs, training, layers, n_state=0):
         self.op = op
@@ -47,6 +47,19 @@ class Step:
         self.n_state = n_state
         self.need = [False] * len(ins)
         self.active = True
+        # The activity regularizer on this step's outputs (fixed when the model is built).
+        self.act = getattr(op, "activity_regularizer", None)
+
+
+class Caches(list):
+    """One forward pass's per-step caches, and `extra`: {step index: the gradients of the
+    activity penalties w.r.t. that step's outputs}, added to them in the backward pass."""
+
+    __slots__ = ("extra",)
+
+    def __init__(self, n):
+        super().__init__([None] * n)
+        self.extra = None
 
 
 class Plan:

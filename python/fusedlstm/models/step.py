@@ -18,8 +18,12 @@ The step interface (what a strategy, models/strategy.py, builds a step from):
         the batch's loss sums and, with gradients, the flat gradient buffer; changes
         no weight and no metric
     apply_gradients(grads, loss) -> bool
-        one optimizer update from the flat gradient buffer (skipped, returning False,
-        when TerminateOnNaN asked fit to skip non-finite steps and this one is)
+        one optimizer update from the flat gradient buffer, then the weight constraints
+        (skipped, returning False, when TerminateOnNaN asked fit to skip non-finite
+        steps and this one is)
+    weight_penalty(gradients=False) -> float
+        the weight regularizers' penalty (models/penalties.py), their gradients added
+        to the flat gradient buffer on request
     record_step(batch_size, result, ys=None, sws=None)
         the batch's losses into the loss trackers, and its predictions (if the result
         has them) into the metrics: what the progress bar and History report
@@ -47,12 +51,15 @@ class StepResult(NamedTuple):
     grads: the model's flat gradient buffer (trainable_weights order, a view the next
         step overwrites), or None when not differentiated.
     predictions, masks: each output's values and mask (None where unmasked).
+    penalty: the regularization penalties included in `loss` (activity penalties, and
+        the weight penalties unless compute_step was told to leave them out).
     """
     loss: float
     output_losses: List[Optional[float]]
     grads: Optional[np.ndarray]
     predictions: list
     masks: list
+    penalty: float = 0.0
 
 
 def finite_step(total, grad):
@@ -92,7 +99,8 @@ class StepMixin:
                 pred, mask = vals[slot], masks[slot]
                 t = spec.loss.prepare_targets(ys[k], pred.shape)
                 v = spec.loss.values(t, pred)
-                w = _losses.reduction_weights(v.shape, sw, _losses.mask_for_values(mask, v.shape), spec.loss.reduction)
+                vmask = _losses.combine_masks(_losses.mask_for_values(mask, v.shape), spec.loss.values_mask(t))
+                w = _losses.reduction_weights(v.shape, sw, vmask, spec.loss.reduction)
                 value = float(np.sum(v * w))
                 if backward and lw != 0:
                     dy = spec.loss.grad(t, pred, w * lw).astype(pred.dtype, copy=False)
@@ -111,11 +119,13 @@ class StepMixin:
         C = dense.units
         pred_shape = x.shape[:-1] + (C,)
         labels = spec.loss.prepare_targets(y, pred_shape)
+        own_mask = spec.loss.values_mask(labels)  # ignore_class: those rows weigh 0
         rows = x.size // x.shape[-1] if x.shape[-1] else 0
+        labels = np.asarray(labels)
         labels = labels.reshape(rows) if spec.loss.fused_kind[0] == "sparse" else labels.reshape(rows, C)
         if labels.dtype != x.dtype and labels.dtype.kind == "f":
             labels = labels.astype(x.dtype)
-        w = self._row_weights(spec, x.shape[:-1], sw, mask, lw, x.dtype)
+        w = self._row_weights(spec, x.shape[:-1], sw, mask, lw, x.dtype, own_mask)
         x2 = x.reshape(rows, x.shape[-1])
         b = dense.bias.value if dense.use_bias else None
         backward = grads is not None
@@ -133,8 +143,8 @@ class StepMixin:
             value = value / lw
         return value, probs.reshape(pred_shape), mask
 
-    def _row_weights(self, spec, shape, sw, mask, lw, dtype):
-        if sw is None and mask is None:
+    def _row_weights(self, spec, shape, sw, mask, lw, dtype, own_mask=None):
+        if sw is None and mask is None and own_mask is None and spec.loss.reduction != "sum":
             key = (shape, lw)
             w = spec.wcache.get(key)
             if w is None:
@@ -144,25 +154,35 @@ class StepMixin:
                     spec.wcache.clear()
                 spec.wcache[key] = w
             return w
-        w = _losses.reduction_weights(shape, sw, _losses.mask_for_values(mask, shape), spec.loss.reduction)
+        mask = _losses.combine_masks(_losses.mask_for_values(mask, shape), own_mask)
+        w = _losses.reduction_weights(shape, sw, mask, spec.loss.reduction)
         return np.ascontiguousarray((w * lw).reshape(-1), dtype=dtype)
 
-    def _forward_backward(self, xs, ys, sws, training=True, rng=None):
-        """Loss and every trainable weight's gradient in the flat gradient buffer."""
+    def _step_context(self, store, training, want_grads, rng):
+        """The step's Context, and the model's penalties (penalties.py)."""
+        pen = self._penalties(store)
+        return Context(training=training, want_grads=want_grads, rng=rng, penalty=0.0 if pen[3] else None), pen
+
+    def _forward_backward(self, xs, ys, sws, training=True, rng=None, weight_penalty=True):
+        """Loss (penalties included) and every trainable weight's gradient in the flat
+        gradient buffer; also returns the penalties."""
         store = self._ensure_store()
         plan = self._plan
         plan.prepare_grads([False] * len(xs))
-        ctx = Context(training=training, want_grads=True, rng=rng)
+        ctx, pen = self._step_context(store, training, True, rng)
         vals, masks, caches = self._run_forward(xs, training, ctx, steps=self._train_steps)
         total, per_out, preds, pmasks, grads = self._loss_and_grads(vals, masks, ys, sws, ctx, True)
         self._run_backward(self._train_steps, caches, grads, ctx)
         if store.size:
             store.zero_untouched(ctx.stamp)
-        return store, total, per_out, preds, pmasks
+        penalty = ctx.penalty or 0.0
+        if weight_penalty and pen[1]:
+            penalty += self.weight_penalty(gradients=True)
+        return store, total + penalty, per_out, preds, pmasks, penalty
 
     # --- the step interface -------------------------------------------------------------------
 
-    def compute_step(self, xs, ys, sws, training=True, gradients=True, rng=None):
+    def compute_step(self, xs, ys, sws, training=True, gradients=True, rng=None, weight_penalty=True):
         """Forward (and backward) on one prepared batch; no weight or metric changes.
 
         Args:
@@ -172,14 +192,21 @@ class StepMixin:
             gradients: also run the backward pass into the flat gradient buffer.
             rng: the Generator dropout draws from where a layer has no seed of its own
                 (None: the library's stream, fusedlstm.utils).
+            weight_penalty: include the weight regularizers' penalties (and gradients);
+                a data-parallel strategy leaves them out and adds them once
+                (weight_penalty()).
         """
         if gradients:
-            store, total, per_out, preds, pmasks = self._forward_backward(xs, ys, sws, training, rng=rng)
-            return StepResult(total, per_out, store.grad, preds, pmasks)
-        ctx = Context(training=training, want_grads=False, rng=rng)
+            store, total, per_out, preds, pmasks, penalty = self._forward_backward(
+                xs, ys, sws, training, rng=rng, weight_penalty=weight_penalty)
+            return StepResult(total, per_out, store.grad, preds, pmasks, penalty)
+        ctx, pen = self._step_context(self._ensure_store(), training, False, rng)
         vals, masks, _ = self._run_forward(xs, training, ctx, steps=self._train_steps)
         total, per_out, preds, pmasks, _ = self._loss_and_grads(vals, masks, ys, sws, ctx, False)
-        return StepResult(total, per_out, None, preds, pmasks)
+        penalty = ctx.penalty or 0.0
+        if weight_penalty and pen[1]:
+            penalty += self.weight_penalty()
+        return StepResult(total + penalty, per_out, None, preds, pmasks, penalty)
 
     def apply_gradients(self, grads, loss):
         """One optimizer update of the flat weights from `grads` (the flat gradient buffer,
@@ -193,6 +220,7 @@ class StepMixin:
         self._step_skipped = self._skip_nonfinite and not finite_step(loss, grads)
         if store.size and not self._step_skipped:
             self.optimizer.apply_flat(store.flat, grads, store.segments)
+            self._apply_constraints(store)
         return not self._step_skipped
 
     def record_step(self, batch_size, result, ys=None, sws=None):
@@ -236,7 +264,7 @@ class StepMixin:
         self._maybe_build_from_data(x)
         self._assert_compiled("compute_gradients")
         xs, ys, sws = self._prepare_batch(x, y, sample_weight)
-        store, total, _, _, _ = self._forward_backward(xs, ys, sws, training)
+        store, total, _, _, _, _ = self._forward_backward(xs, ys, sws, training)
         return total, [v.grad.copy() for v in store.variables]
 
     def _result(self, logs, return_dict):

@@ -6,6 +6,7 @@ Split by job:
   compile_from_config;
 * step.py: one step (forward, losses, backward into the flat gradient buffer, update)
   and the step interface strategies build on: compute_step, apply_gradients, record_step;
+* penalties.py: regularizer penalties in the loss and constraints after each update;
 * loops.py: fit / evaluate / predict over arrays, generators and Sequences;
 * training_state.py: get_training_state / set_training_state and fit's position;
 * strategy.py: the strategy that runs each step (compile's `distribute`).
@@ -19,13 +20,14 @@ from ..layers.base import assign_weights
 from ..saving import export_model, load_weights, save_model, save_weights
 from .compiling import CompileMixin
 from .loops import LoopMixin
+from .penalties import PenaltyMixin
 from .step import StepMixin
 from .training_state import StateMixin
 
 __all__ = ["Trainer"]
 
 
-class Trainer(LoopMixin, StepMixin, CompileMixin, StateMixin):
+class Trainer(LoopMixin, StepMixin, PenaltyMixin, CompileMixin, StateMixin):
     """Mixin for the models: everything after the graph is built."""
 
     def __init__(self):
@@ -51,6 +53,7 @@ class Trainer(LoopMixin, StepMixin, CompileMixin, StateMixin):
         self._pending_metric_state = None
         self._sigint_guard = None
         self._distribute = None  # the strategy given to compile(distribute=...); None: one process
+        self._penalty_cache = None  # penalties.py: the regularized/constrained weights, found once
 
     # --- weights and saving -----------------------------------------------------------------------
 

@@ -233,7 +233,7 @@ class StateMixin:
             if t is not None:
                 out[t.name] = [t.total, t.count]
         for _, m, name, _ in self._metric_objs or []:
-            out["metric:" + name] = [m.total, m.count]
+            out["metric:" + name] = [float(v) for v in m.state()]
         return out
 
     def _restore_trackers(self, saved, data):
@@ -263,4 +263,4 @@ class StateMixin:
         if saved:
             for _, m, name, _ in self._metric_objs or []:
                 if name in saved:
-                    m.total, m.count = saved[name]
+                    m.set_state(saved[name])

@@ -73,8 +73,9 @@ class Context:
         self.verbose = verbose
         self.print = out
 
-    def adam(self, lr):
-        return self.engine.optimizers.Adam(learning_rate=lr)
+    def adam(self, lr, clipnorm=0.0):
+        """Adam(lr); clipnorm > 0 limits each variable's gradient norm (0 = no clipping)."""
+        return self.engine.optimizers.Adam(learning_rate=lr, clipnorm=clipnorm or None)
 
 
 def fit_loop(ctx, n_iterations, make_data, fit_one, label, after_each=None, window=100):

@@ -20,7 +20,7 @@ from .encoders import one_hot_decode
 from .generators import generate_batch, generate_example
 
 
-def build_model(ctx, length, features, units, lr, go_backwards=False):
+def build_model(ctx, length, features, units, lr, go_backwards=False, clipnorm=0.0):
     K = ctx.engine
     model = K.models.Sequential(
         [
@@ -29,7 +29,7 @@ def build_model(ctx, length, features, units, lr, go_backwards=False):
             K.layers.Dense(features, activation="softmax"),
         ]
     )
-    model.compile(loss="categorical_crossentropy", optimizer=ctx.adam(lr), metrics=["acc"])
+    model.compile(loss="categorical_crossentropy", optimizer=ctx.adam(lr, clipnorm), metrics=["acc"])
     return model
 
 
@@ -79,28 +79,33 @@ def run_echo(cfg, ctx: Context) -> TaskResult:
 
 
 def run_echo_long(cfg, ctx: Context) -> TaskResult:
-    """Train on fresh batches until `time_budget` seconds or 100% on a held-out set.
+    """Train on fresh batches until `time_budget` seconds, `max_steps` steps (when > 0) or
+    100% on a held-out set.
 
     Two ways to make the long dependency learnable (both off by default):
     reverse=1 reads the sequence backwards (go_backwards=True), so the value is
     3 steps from the end; curriculum=1 trains on short sequences first and
     doubles the length each time the current length is learnt (>= 95%).
+    clipnorm > 0 limits each gradient's norm: without it, lr 0.01 sometimes diverges
+    right after the length doubles and the curriculum does not recover.
     """
     if cfg.index >= cfg.length:
         raise ValueError(f"echo-long: --index must be < --length ({cfg.length}), got {cfg.index}.")
     model = build_model(ctx, None if cfg.curriculum else cfg.length, cfg.features, cfg.units, cfg.lr,
-                        go_backwards=bool(cfg.reverse))
+                        go_backwards=bool(cfg.reverse), clipnorm=cfg.clipnorm)
     Xv, yv = generate_batch(cfg.eval, cfg.length, cfg.features, cfg.index, rng=ctx.rng)
     tricks = [t for t, on in (("reversed input", cfg.reverse), ("length curriculum", cfg.curriculum)) if on]
     ctx.print(
         f"echo-long: value at index {cfg.index} of {cfg.length} one-hot values in [0, {cfg.features}); "
-        f"LSTM({cfg.units}), batch {cfg.batch_size}, lr {cfg.lr}{'; ' + ', '.join(tricks) if tricks else ''}; "
-        f"up to {cfg.time_budget:g} s"
+        f"LSTM({cfg.units}), batch {cfg.batch_size}, lr {cfg.lr}"
+        f"{f', clipnorm {cfg.clipnorm:g}' if cfg.clipnorm else ''}{'; ' + ', '.join(tricks) if tricks else ''}; "
+        f"up to {cfg.time_budget:g} s" + (f" or {cfg.max_steps} steps" if cfg.max_steps else "")
     )
     length = min(cfg.length, cfg.index + 3) if cfg.curriculum else cfg.length
     steps, seconds, best, acc = 0, 0.0, 0.0, 0.0
     curve, reached = [], None
-    while seconds < cfg.time_budget:
+    # A step budget (max_steps > 0) makes a run the same on any machine: tests use it.
+    while seconds < cfg.time_budget and (not cfg.max_steps or steps < cfg.max_steps):
         X, y = generate_batch(cfg.chunk * cfg.batch_size, length, cfg.features, cfg.index, rng=ctx.rng)
         t0 = time.perf_counter()
         hist = model.fit(X, y, epochs=1, batch_size=cfg.batch_size, verbose=0)
@@ -159,8 +164,8 @@ ECHO_LONG = TaskSpec(
     summary="echo index 2 of 50 one-hot values (100) within a time budget",
     target="report",
     classic=dict(length=50, features=100, index=2, units=25, lr=0.01, batch_size=64, chunk=50,
-                 time_budget=300.0, eval=1000, reverse=0, curriculum=0),
+                 time_budget=300.0, max_steps=0, eval=1000, reverse=0, curriculum=0, clipnorm=0.0),
     quick=dict(length=50, features=100, index=2, units=25, lr=0.01, batch_size=64, chunk=50,
-               time_budget=30.0, eval=500, reverse=0, curriculum=1),
+               time_budget=30.0, max_steps=0, eval=500, reverse=0, curriculum=1, clipnorm=1.0),
     run=run_echo_long,
 )

@@ -20,7 +20,7 @@ TASKS = {
 }
 
 # Config keys that may be 0 (a count of "none"/"all") or need not be positive.
-_NON_NEGATIVE = {"index", "windows", "split_seed", "temperature"}
+_NON_NEGATIVE = {"index", "windows", "split_seed", "temperature", "max_steps", "clipnorm"}
 _SWITCHES = {"reverse", "curriculum"}  # 0 or 1
 _OPTIONAL_STR = {"text"}
 

@@ -7,7 +7,7 @@ from .registry import TASKS, run_task
 
 def format_table(rows):
     """rows: [(task, result text, target, wall, steps/s, verdict)] -> aligned text."""
-    header = ("task", "result", "target", "wall", "steps/s", "")
+    header = ("task", "result", "target", "wall", "steps/s", "verdict")
     table = [header] + rows
     widths = [max(len(str(r[i])) for r in table) for i in range(len(header))]
     lines = []
