@@ -8,8 +8,8 @@ optimizer class: each class registers itself where it is defined, and importing
 `fusedlstm` imports every module that defines one.
 
 Names live in kinds, because one name can mean two things ("MeanSquaredError" is a loss
-and a metric): layers, models, losses, metrics, optimizers, initializers, activations
-(more kinds can be added by registering into them). Within a kind an object has one
+and a metric): layers, models, losses, metrics, optimizers, initializers, activations,
+schedules (more kinds can be added by registering into them). Within a kind an object has one
 registered name (what serialization writes) and any number of aliases (other spellings
 a user may pass to `get()`: "mse" for mean_squared_error).
 
@@ -144,9 +144,10 @@ def serialize_keras_object(obj):
 
 
 _SINGULAR = {"layers": "Layer", "models": "Model", "losses": "Loss", "metrics": "Metric", "optimizers": "Optimizer",
-             "initializers": "Initializer", "activations": "Activation"}
+             "initializers": "Initializer", "activations": "Activation", "schedules": "LearningRateSchedule"}
 _MODULE_KINDS = {"layers": "layers", "models": "models", "losses": "losses", "metrics": "metrics",
-                 "optimizers": "optimizers", "initializers": "initializers", "activations": "activations"}
+                 "optimizers": "optimizers", "initializers": "initializers", "activations": "activations",
+                 "schedules": "schedules"}
 
 
 def _kind_of(config, kind):
