@@ -29,39 +29,6 @@ template <class F> void for_blocks(size_t n, int nt, F&& f) {
 
 }  // namespace
 
-template <class Real>
-void adam_update(size_t n, Real* w, const Real* g, Real* m, Real* v, long long step, double lr, double beta1,
-                 double beta2, double eps, int nt) {
-  // Keras 3 Adam (keras/src/backend/torch/optimizers/torch_adam.py), in the
-  // variable's dtype: alpha = lr * sqrt(1 - b2^t) / (1 - b1^t).
-  const Real t = Real(step);
-  const Real b1p = std::pow(Real(beta1), t), b2p = std::pow(Real(beta2), t);
-  const Real alpha = Real(lr) * std::sqrt(Real(1) - b2p) / (Real(1) - b1p);
-  // 1 - β is Python arithmetic in Keras (double, then rounded to the dtype).
-  const Real c1 = Real(1.0 - beta1), c2 = Real(1.0 - beta2);
-  const KernelOps<Real>& k = ops<Real>();
-  for_blocks(n, nt, [&](size_t i, size_t len) {
-    k.adam(len, w + i, g + i, m + i, v + i, alpha, Real(beta1), Real(beta2), Real(eps), c1, c2);
-  });
-}
-
-template <class Real>
-void sgd_update(size_t n, Real* w, const Real* g, Real* u, double lr, double momentum, bool nesterov, int nt) {
-  const KernelOps<Real>& k = ops<Real>();
-  for_blocks(n, nt, [&](size_t i, size_t len) {
-    k.sgd(len, w + i, g + i, u ? u + i : nullptr, Real(lr), Real(momentum), nesterov);
-  });
-}
-
-template <class Real>
-void rmsprop_update(size_t n, Real* w, const Real* g, Real* s, double lr, double rho, double eps, int nt) {
-  const Real c = Real(1.0 - rho);  // as Keras: 1 - ρ in double, then the dtype
-  const KernelOps<Real>& k = ops<Real>();
-  for_blocks(n, nt, [&](size_t i, size_t len) {
-    k.rmsprop(len, w + i, g + i, s + i, Real(lr), Real(rho), Real(eps), c);
-  });
-}
-
 // ============================================================================
 // Keras 3.15.1 optimizer steps (issue 25)
 //
@@ -285,9 +252,9 @@ void sgd_step(size_t n, Real* w, const Real* g, Real* u, const SgdStep& h, const
   const Real lr = Real(h.lr), mu = Real(h.momentum);
   drive(n, w, g, o, nt, [&](size_t i, size_t len, const Real* gc) {
     if (u && h.nesterov)
-      k.sgd_nesterov_keras(len, w + i, gc, u + i, lr, mu);
+      k.sgd_nesterov(len, w + i, gc, u + i, lr, mu);
     else
-      k.sgd(len, w + i, gc, u ? u + i : nullptr, lr, mu, false);
+      k.sgd(len, w + i, gc, u ? u + i : nullptr, lr, mu);
   });
 }
 
@@ -305,10 +272,6 @@ void accumulate_step(size_t n, Real* w, const Real* g, Real* acc, const StepOpti
 }
 
 #define FUSEDLSTM_INSTANTIATE(Real)                                                                          \
-  template void adam_update<Real>(size_t, Real*, const Real*, Real*, Real*, long long, double, double, double, \
-                                  double, int);                                                              \
-  template void sgd_update<Real>(size_t, Real*, const Real*, Real*, double, double, bool, int);              \
-  template void rmsprop_update<Real>(size_t, Real*, const Real*, Real*, double, double, double, int);         \
   template void adam_step<Real>(size_t, Real*, const Real*, Real*, Real*, Real*, const AdamStep&,             \
                                 const StepOptions<Real>&, int);                                              \
   template void nadam_step<Real>(size_t, Real*, const Real*, Real*, Real*, const NadamStep&,                  \

@@ -6,22 +6,6 @@
 
 namespace fusedlstm {
 
-// Adam; step is the 1-based iteration count. Computes
-// alpha = lr·sqrt(1-β2^step)/(1-β1^step) in Real arithmetic, as Keras does in
-// the variable's dtype, then m, v, w in one pass.
-template <class Real>
-void adam_update(size_t n, Real* w, const Real* g, Real* m, Real* v, long long step, double lr, double beta1,
-                 double beta2, double eps, int nthreads);
-
-// SGD with (Nesterov) momentum; u may be null when momentum == 0.
-template <class Real>
-void sgd_update(size_t n, Real* w, const Real* g, Real* u, double lr, double momentum, bool nesterov,
-                int nthreads);
-
-// RMSprop (no momentum, not centred).
-template <class Real>
-void rmsprop_update(size_t n, Real* w, const Real* g, Real* s, double lr, double rho, double eps, int nthreads);
-
 // ============================================================================
 // Keras 3.15.1 optimizer steps (issue 25): BaseOptimizer.apply's work on the
 // flat buffer in one call — gradient accumulation, clipping, weight decay, the

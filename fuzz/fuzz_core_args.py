@@ -351,24 +351,6 @@ def scalar(g, normal):
     return normal
 
 
-def call_optimizer(g):
-    n = g.int(1, 40)
-    dt = g.pick([np.float32, np.float32, np.float64])
-    w, grad, s1, s2 = (g.array((n,), dt) for _ in range(4))
-    if g.chance(8):
-        s1 = w  # aliasing buffers: allowed, must not crash
-    which = g.int(0, 2)
-    if which == 0:
-        step = g.int(-2, 0) if g.chance(8) else g.int(1, 2 ** 20)
-        _core.adam_update(w, grad, s1, s2, step=scalar(g, step), lr=scalar(g, 1e-3), beta_1=scalar(g, 0.9),
-                          beta_2=scalar(g, 0.999), epsilon=scalar(g, 1e-7))
-    elif which == 1:
-        _core.sgd_update(w, grad, None if g.chance(3) else s1, lr=scalar(g, 0.01), momentum=scalar(g, 0.9),
-                         nesterov=g.bool())
-    else:
-        _core.rmsprop_update(w, grad, s1, lr=scalar(g, 1e-3), rho=scalar(g, 0.9), epsilon=scalar(g, 1e-7))
-
-
 STEP_STATE = {  # Keras 3 optimizer steps (issue 25): required state buffers, optional ones
     "adam_step": (("m", "v"), ("vhat",)), "nadam_step": (("m", "v"), ()), "adamax_step": (("m", "u"), ()),
     "adagrad_step": (("accumulator",), ()), "adadelta_step": (("accumulated_grad", "accumulated_delta_var"), ()),
@@ -457,7 +439,7 @@ def call_misc(g):
 
 
 CALLS = [call_lstm, call_lstm, call_lstm, call_gru_or_simple_rnn, call_gru_or_simple_rnn, call_conv1d, call_dense,
-         call_matmul, call_gemm_bf16, call_optimizer, call_optimizer_step, call_optimizer_step, call_onehot,
+         call_matmul, call_gemm_bf16, call_optimizer_step, call_optimizer_step, call_optimizer_step, call_onehot,
          call_misc]
 
 

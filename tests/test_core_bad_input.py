@@ -64,15 +64,15 @@ def gemm_packed_call():
 
 
 def adam_call():
-    return dict(w=_r(10), g=_r(10), m=np.zeros(10, F32), v=np.zeros(10, F32)), dict(step=1, lr=0.01)
+    return dict(w=_r(10), g=_r(10), m=np.zeros(10, F32), v=np.zeros(10, F32)), dict(alpha=0.01)
 
 
 def sgd_call():
-    return dict(w=_r(10), g=_r(10), u=np.zeros(10, F32)), dict(lr=0.1, momentum=0.9)
+    return dict(w=_r(10), g=_r(10), u=np.zeros(10, F32)), dict(lr=0.1, momentum=0.9, nesterov=True)
 
 
 def rmsprop_call():
-    return dict(w=_r(10), g=_r(10), s=np.zeros(10, F32)), dict(lr=0.01)
+    return dict(w=_r(10), g=_r(10), velocity=np.zeros(10, F32)), dict(lr=0.01)
 
 
 def finite_call():
@@ -92,9 +92,9 @@ CALLS = {
     "gemm_bf16": (_core.gemm_bf16, gemm_bf16_call),
     "pack_b": (_core.pack_b, pack_b_call),
     "gemm_packed": (_core.gemm_packed, gemm_packed_call),
-    "adam_update": (_core.adam_update, adam_call),
-    "sgd_update": (_core.sgd_update, sgd_call),
-    "rmsprop_update": (_core.rmsprop_update, rmsprop_call),
+    "adam_step": (_core.adam_step, adam_call),
+    "sgd_step": (_core.sgd_step, sgd_call),
+    "rmsprop_step": (_core.rmsprop_step, rmsprop_call),
     "onehot_ids": (_core.onehot_ids, onehot_call),
     "first_nonfinite": (_core.first_nonfinite, finite_call),
 }
@@ -103,7 +103,7 @@ KW_ONLY = {"mask", "rec_mask", "go_backwards", "zero_output_for_mask", "activati
            "recurrent_activation", "return_sequences", "training", "onehot", "need_dx",
            "from_logits", "clip_eps", "backward", "trans_a", "trans_b", "out", "accumulate",
            "dW_out", "dU_out", "db_out", "precision", "level", "packed",
-           "step", "lr", "beta_1", "beta_2", "epsilon", "momentum", "nesterov", "rho"}
+           "alpha", "lr", "beta_1", "beta_2", "epsilon", "momentum", "nesterov", "rho"}
 
 
 def call(fn_key, **changes):
@@ -325,31 +325,30 @@ CASES = [
     bad("gemm_packed", "out", shp(3, 2, dtype=np.float64), TYPE, "float64"),
     bad("gemm_packed", "accumulate", True, VAL, "accumulate-without-out", pattern=r"\baccumulate=True needs out\b"),
     # ---- optimizers ----
-    bad("adam_update", "w", shp(10, 1), VAL, "rank2"),
-    bad("adam_update", "w", F64, TYPE, "float64"),
-    bad("adam_update", "w", I32, TYPE, "int"),
-    bad("adam_update", "g", shp(9), VAL, "length"),
-    bad("adam_update", "g", F64, TYPE, "float64"),
-    bad("adam_update", "g", OBJ, TYPE, "object"),
-    bad("adam_update", "m", shp(11), VAL, "length"),
-    bad("adam_update", "m", F64, TYPE, "float64"),
-    bad("adam_update", "v", shp(10, 1), VAL, "rank2"),
-    bad("adam_update", "v", STR, TYPE, "str"),
-    bad("adam_update", "v", None, TYPE, "None"),
-    bad("adam_update", "step", 0, VAL, "zero"),
-    bad("adam_update", "step", -3, VAL, "negative"),
-    bad("sgd_update", "w", shp(9), VAL, "length", name="w|g"),
-    bad("sgd_update", "w", F64, TYPE, "float64"),
-    bad("sgd_update", "g", shp(10, 1), VAL, "rank2"),
-    bad("sgd_update", "g", F16, TYPE, "float16"),
-    bad("sgd_update", "u", shp(11), VAL, "length"),
-    bad("sgd_update", "u", F64, TYPE, "float64"),
-    bad("sgd_update", "u", None, VAL, "None-with-momentum", pattern=r"\bmomentum\b.*\bu\b"),
-    bad("rmsprop_update", "w", C64, TYPE, "complex"),
-    bad("rmsprop_update", "g", shp(3), VAL, "length"),
-    bad("rmsprop_update", "s", shp(9), VAL, "length"),
-    bad("rmsprop_update", "s", F64, TYPE, "float64"),
-    bad("rmsprop_update", "s", OBJ, TYPE, "object"),
+    bad("adam_step", "w", shp(10, 1), VAL, "rank2"),
+    bad("adam_step", "w", F64, TYPE, "float64"),
+    bad("adam_step", "w", I32, TYPE, "int"),
+    bad("adam_step", "g", shp(9), VAL, "length"),
+    bad("adam_step", "g", F64, TYPE, "float64"),
+    bad("adam_step", "g", OBJ, TYPE, "object"),
+    bad("adam_step", "m", shp(11), VAL, "length"),
+    bad("adam_step", "m", F64, TYPE, "float64"),
+    bad("adam_step", "v", shp(10, 1), VAL, "rank2"),
+    bad("adam_step", "v", STR, TYPE, "str"),
+    bad("adam_step", "v", None, TYPE, "None"),
+    bad("adam_step", "alpha", float("nan"), VAL, "nan"),
+    bad("sgd_step", "w", shp(9), VAL, "length", name="w|g"),
+    bad("sgd_step", "w", F64, TYPE, "float64"),
+    bad("sgd_step", "g", shp(10, 1), VAL, "rank2"),
+    bad("sgd_step", "g", F16, TYPE, "float16"),
+    bad("sgd_step", "u", shp(11), VAL, "length"),
+    bad("sgd_step", "u", F64, TYPE, "float64"),
+    bad("sgd_step", "u", None, VAL, "None-with-momentum", pattern=r"\bmomentum\b.*\bu\b"),
+    bad("rmsprop_step", "w", C64, TYPE, "complex"),
+    bad("rmsprop_step", "g", shp(3), VAL, "length"),
+    bad("rmsprop_step", "velocity", shp(9), VAL, "length"),
+    bad("rmsprop_step", "velocity", F64, TYPE, "float64"),
+    bad("rmsprop_step", "velocity", OBJ, TYPE, "object"),
     # ---- onehot_ids ----
     bad("onehot_ids", "x", shp(B, V), VAL, "rank2"),
     bad("onehot_ids", "x", shp(B, T, V, 1), VAL, "rank4"),
@@ -374,8 +373,8 @@ def test_bad_argument_is_named(fn_key, arg, change, exc, pattern):
 
 
 # A read-only in-place buffer needs its own case: setflags returns None.
-@pytest.mark.parametrize("fn_key, arg", [("adam_update", "w"), ("adam_update", "m"),
-                                         ("sgd_update", "u"), ("rmsprop_update", "s"),
+@pytest.mark.parametrize("fn_key, arg", [("adam_step", "w"), ("adam_step", "m"),
+                                         ("sgd_step", "u"), ("rmsprop_step", "velocity"),
                                          ("matmul", "out"), ("gemm_bf16", "out"), ("gemm_packed", "out"),
                                          ("lstm_backward", "dU_out")])
 def test_read_only_in_place_buffer_is_refused(fn_key, arg):
@@ -389,9 +388,9 @@ def test_read_only_in_place_buffer_is_refused(fn_key, arg):
         call(fn_key, **{arg: frozen})
 
 
-@pytest.mark.parametrize("fn_key, arg", [("adam_update", "w"), ("adam_update", "v"),
-                                         ("sgd_update", "w"), ("sgd_update", "u"),
-                                         ("rmsprop_update", "s")])
+@pytest.mark.parametrize("fn_key, arg", [("adam_step", "w"), ("adam_step", "v"),
+                                         ("sgd_step", "w"), ("sgd_step", "u"),
+                                         ("rmsprop_step", "velocity")])
 def test_strided_in_place_buffer_is_refused(fn_key, arg):
     with pytest.raises(ValueError, match=rf"\b{arg}\b"):
         call(fn_key, **{arg: lambda a: np.repeat(a, 2)[::2]})

@@ -51,6 +51,9 @@ def _compare(got, want, exact, level):
 
 def test_fixtures_were_written_by_the_pre_refactor_code():
     assert META["written_by"] == ff.WRITTEN_BY == "5055592"
+    # The only numbers recorded since: SGD Nesterov's, in Keras's order (tests/fixtures/README.md).
+    assert META.get("recomputed") == [{"prefixes": ["sequential/fit_loss", "sequential/trained/"],
+                                       "see": "tests/fixtures/README.md"}]
     for name in ("functional.fusedlstm", "sequential.fusedlstm", "functional.weights.npz",
                  "checkpoint.weights.npz", "checkpoint.fusedlstm", "stateful.fusedlstm"):
         assert os.path.exists(os.path.join(ff.FIXTURES, name)), name

@@ -57,6 +57,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from conftest import require  # noqa: E402
 from fusedlstm import _core  # noqa: E402
+from fusedlstm import optimizer_steps  # noqa: E402
 from fusedlstm import reference as ref  # noqa: E402
 from gradcheck import (FD_STEP, GRAD_NAMES, differentiable, fd_gradient, kernel_forward, kernel_run,  # noqa: E402
                        loss_weights, lstm_problem, reference_forward, reference_run, rel_error)
@@ -490,19 +491,25 @@ def optimizers_float32_match_reference(n, which, offset, first_step, seed):
     s1 = misaligned((0.1 * rng.standard_normal(n)).astype(np.float32), offset)
     s2 = misaligned(np.abs(0.01 * rng.standard_normal(n)).astype(np.float32), offset)
     befores = {id(a): a.copy() for a in (w, s1, s2)}
+    lr = 1e-3 if which in ("adam", "rmsprop") else 0.01
     if which == "adam":
-        want = ref.adam_update(w, g, s1, s2, first_step, 1e-3)
-        _core.adam_update(w, g, s1, s2, step=first_step, lr=1e-3)
-        got = (w, s1, s2)
+        hyper, slots, rule = dict(beta_1=0.9, beta_2=0.999, epsilon=1e-7), {"m": s1, "v": s2}, "adam"
     elif which == "rmsprop":
-        want = ref.rmsprop_update(w, g, s2, 1e-3)
-        _core.rmsprop_update(w, g, s2, lr=1e-3)
-        got = (w, s2)
+        hyper, slots, rule = dict(rho=0.9, momentum=0.0, epsilon=1e-7), {"velocity": s2}, "rmsprop"
     else:
         mom = 0.0 if which == "sgd" else 0.9
-        want = ref.sgd_update(w, g, s1, 0.01, mom, which == "sgd-nesterov")
-        _core.sgd_update(w, g, s1, lr=0.01, momentum=mom, nesterov=which == "sgd-nesterov")
-        got = (w, s1)
+        hyper, slots, rule = dict(momentum=mom, nesterov=which == "sgd-nesterov"), ({"u": s1} if mom else {}), "sgd"
+    s64 = {k: a.astype(np.float64) for k, a in slots.items()}
+    want_w = ref.optimizer_rule(rule, w.astype(np.float64), g.astype(np.float64), s64, lr, first_step, hyper,
+                                np.float32)
+    want = [want_w] + [s64[k] for k in slots]
+    if rule == "adam":
+        _core.adam_step(w, g, s1, s2, alpha=float(optimizer_steps.adam_alpha(lr, 0.9, 0.999, first_step)), **hyper)
+    elif rule == "rmsprop":
+        _core.rmsprop_step(w, g, s2, lr=lr, **hyper)
+    else:
+        _core.sgd_step(w, g, s1 if hyper["momentum"] else None, lr=lr, **hyper)
+    got = [w] + list(slots.values())
     context = f"{which} n={n} offset={offset} step={first_step} seed={seed}"
     for k, (a, b) in enumerate(zip(got, want)):
         # float32 rounds at the operands' scale: a moment that cancels to near zero
@@ -600,11 +607,11 @@ def in_place_buffers_are_used_or_refused(n, which, lay, seed):
 
     def run(bufs):
         if which == "adam":
-            _core.adam_update(bufs[0], bufs[1], bufs[2], bufs[3], step=3, lr=0.01)
+            _core.adam_step(bufs[0], bufs[1], bufs[2], bufs[3], alpha=0.01)
         elif which == "sgd":
-            _core.sgd_update(bufs[0], bufs[1], bufs[2], lr=0.01, momentum=0.9, nesterov=True)
+            _core.sgd_step(bufs[0], bufs[1], bufs[2], lr=0.01, momentum=0.9, nesterov=True)
         elif which == "rmsprop":
-            _core.rmsprop_update(bufs[0], bufs[1], bufs[3], lr=0.01)
+            _core.rmsprop_step(bufs[0], bufs[1], bufs[3], lr=0.01)
         else:
             _core.matmul(bufs[0], bufs[1], out=bufs[2], accumulate=True)
 

@@ -67,23 +67,23 @@ record("matmul", _core.matmul(x, x, trans_a=True), x.T.astype(np.float64) @ x)
 Wt = rng.standard_normal((41, 19)).astype(np.float32)  # B transposed: packed through register tiles
 record("matmul", _core.matmul(x, Wt, trans_b=True), x.astype(np.float64) @ Wt.T)
 
+from fusedlstm.optimizer_steps import FlatStep
 n = 1003
-w, m, v, u, s = (rng.standard_normal(n).astype(np.float32) for _ in range(5))
-m[:] = 0; v[:] = 0; s[:] = 0
-rw, rm, rv = w.copy(), m.copy(), v.copy()
-sw, su, qw, qs = w.copy(), u.copy(), w.copy(), s.copy()
-ksw, ksu, kqw, kqs = w.copy(), u.copy(), w.copy(), s.copy()
-for step in range(1, 5):
-    g = rng.standard_normal(n).astype(np.float32)
-    _core.adam_update(w, g, m, v, step=step, lr=0.01)
-    rw, rm, rv = ref.adam_update(rw, g, rm, rv, step, 0.01)
-    _core.sgd_update(ksw, g, ksu, lr=0.1, momentum=0.9, nesterov=True)
-    sw, su = ref.sgd_update(sw, g, su, 0.1, 0.9, True)
-    _core.rmsprop_update(kqw, g, kqs, lr=0.01)
-    qw, qs = ref.rmsprop_update(qw, g, qs, 0.01)
-for name, a, r in (("adam", w, rw), ("adam", m, rm), ("adam", v, rv), ("sgd", ksw, sw),
-                   ("sgd", ksu, su), ("rmsprop", kqw, qw), ("rmsprop", kqs, qs)):
-    record(f"optim.{name}", a, r)
+for name, hyper in (("adam", dict(beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False)),
+                    ("sgd", dict(momentum=0.9, nesterov=True)),
+                    ("rmsprop", dict(rho=0.9, momentum=0.0, epsilon=1e-7, centered=False))):
+    kernel = FlatStep(name, n, **hyper)
+    opt = ref.KerasOptimizer(name, [(n,)], np.float32, learning_rate=0.01, **hyper)
+    w = rng.standard_normal(n).astype(np.float32)
+    for step in range(4):
+        g = rng.standard_normal(n).astype(np.float32)
+        for key in opt.slots[0]:  # each step from the kernel's state: no drift is measured
+            opt.slots[0][key] = kernel.slots[key].copy()
+        want = opt.apply([g], [w.copy()])[0]
+        kernel.apply(w, g, 0.01)
+        record(f"optim.{name}", w, want)
+        for key in opt.slots[0]:
+            record(f"optim.{name}", kernel.slots[key], opt.slots[0][key])
 
 print(json.dumps({"isa": _core.build_info()["isa"], "errors": errors}))
 """

@@ -92,7 +92,7 @@ def test_non_finite_gradient_with_finite_loss_keeps_adam_state(rng, capsys):
     m.compile(Adam(0.01), "sparse_categorical_crossentropy")
     snap = {}
     keep = LambdaCallback(on_train_batch_end=lambda b, logs: snap.update(
-        w=m.get_weights(), slots=[s.copy() for s in m.optimizer._slot_arrays()]) if not m._step_skipped else None)
+        w=m.get_weights(), slots=[s.copy() for s in m.optimizer.get_state()["slots"]]) if not m._step_skipped else None)
     _inject_nan_gradient(m, at_step=5 + 3)  # 5 batches per epoch: epoch 2, batch 2
     m.fit(x, y, batch_size=8, epochs=4, verbose=0, callbacks=[keep, TerminateOnNaN()])
     out = capsys.readouterr().out
@@ -100,7 +100,7 @@ def test_non_finite_gradient_with_finite_loss_keeps_adam_state(rng, capsys):
     assert m.optimizer.iterations == 7
     for a, b in zip(m.get_weights(), snap["w"]):
         assert np.array_equal(a, b)
-    for a, b in zip(m.optimizer._slot_arrays(), snap["slots"]):
+    for a, b in zip(m.optimizer.get_state()["slots"], snap["slots"]):
         assert np.array_equal(a, b) and np.isfinite(a).all()
 
 

@@ -107,7 +107,7 @@ def adam_job(rng, n):
     def job():
         w, m, v = w0.copy(), np.zeros(n, F32), np.zeros(n, F32)
         for step in range(1, 4):
-            _core.adam_update(w, g, m, v, step=step, lr=1e-2)
+            _core.adam_step(w, g, m, v, alpha=1e-2 * step)
         return w, m, v
     return job
 
@@ -255,9 +255,9 @@ def gil_cases(rng):
         "lstm_backward": lambda: _core.lstm_backward(cache, dy),
         "dense_softmax_xent": lambda: _core.dense_softmax_xent(xd, Wd, None, labels),
         "matmul": lambda: _core.matmul(a, a),
-        "adam_update": repeat(lambda: _core.adam_update(w, g, m, v, step=1, lr=0.1), 5),
-        "sgd_update": repeat(lambda: _core.sgd_update(w, g, m, lr=0.1, momentum=0.9), 5),
-        "rmsprop_update": repeat(lambda: _core.rmsprop_update(w, g, v, lr=0.1), 5),
+        "adam_step": repeat(lambda: _core.adam_step(w, g, m, v, alpha=0.1), 5),
+        "sgd_step": repeat(lambda: _core.sgd_step(w, g, m, lr=0.1, momentum=0.9, nesterov=True), 5),
+        "rmsprop_step": repeat(lambda: _core.rmsprop_step(w, g, v, lr=0.1), 5),
         "onehot_ids": repeat(lambda: _core.onehot_ids(onehot), 10),
     }
 

@@ -94,7 +94,7 @@ struct KernelOps {
   size_t (*first_nonfinite)(const T* x, size_t n);
 
   // ---- optimizer updates over one flat buffer (Keras 3 formulas) ----------
-  // The complements 1-β1, 1-β2, 1-ρ are passed in, formed by the caller in double
+  // The complements 1-β1, 1-β2 are passed in, formed by the caller in double
   // from the user's β and then rounded to T, as Keras does (1 - self.beta_2 is
   // Python arithmetic): 1 - 0.999f in float is 1.3e-5 (relative) off 0.001f.
   // Adam (order of operations of Keras's PyTorch backend):
@@ -102,10 +102,8 @@ struct KernelOps {
   //   where alpha = lr·sqrt(1-β2^t)/(1-β1^t) is computed by the caller.
   void (*adam)(size_t n, T* w, const T* g, T* m, T* v, T alpha, T beta1, T beta2, T eps,
                T one_minus_beta1, T one_minus_beta2);
-  // SGD: u = μ·u - lr·g; w += u  (nesterov: w += μ·u - lr·g); μ = 0: w -= lr·g (u untouched).
-  void (*sgd)(size_t n, T* w, const T* g, T* u, T lr, T momentum, bool nesterov);
-  // RMSprop: s = ρ·s + (1-ρ)·g²; w -= lr·g / sqrt(s + ε).
-  void (*rmsprop)(size_t n, T* w, const T* g, T* s, T lr, T rho, T eps, T one_minus_rho);
+  // SGD: u = μ·u - lr·g; w += u; μ = 0: w -= lr·g (u untouched). Nesterov: sgd_nesterov.
+  void (*sgd)(size_t n, T* w, const T* g, T* u, T lr, T momentum);
 
   // ---- optimizers (issue 25) ------------------------------------------------
   // Keras 3.15.1's BaseOptimizer around the rules, over a run of n elements that
@@ -142,9 +140,8 @@ struct KernelOps {
   //   s = ρ·s + (1-ρ)·g²;  d = s + ε;  [mg = ρ·mg + (1-ρ)·g;  d = d - mg²];  d = sqrt(d);
   //   inc = (g·lr)/d;  [mom = μ·mom + inc;  w -= mom]  else  w -= inc.
   void (*rmsprop_full)(size_t n, T* w, const T* g, T* s, T* mom, T* mg, const RmspropArgs<T>& a);
-  // Nesterov SGD in torch_sgd.py's order: u = μ·u - lr·g; w = (w - lr·g) + μ·u (the older
-  // sgd above adds μ·u - lr·g in one go, one rounding apart; files written with it keep their bits).
-  void (*sgd_nesterov_keras)(size_t n, T* w, const T* g, T* u, T lr, T momentum);
+  // Nesterov SGD in torch_sgd.py's order: u = μ·u - lr·g; w = (w - lr·g) + μ·u.
+  void (*sgd_nesterov)(size_t n, T* w, const T* g, T* u, T lr, T momentum);
 
   // ---- bfloat16 GEMM, portable level (mixed precision, issue #22) ----------
   // gemm / packed_b_size / pack_b / gemm_packed with both operands rounded to

@@ -82,7 +82,6 @@ constexpr KernelOps<typename V::T> make_table(const char* name) {
                       &first_nonfinite<T>,
                       &adam<T>,
                       &sgd<T>,
-                      &rmsprop<T>,
                       // optimizers (issue 25)
                       &opt_accumulate<T>,
                       &opt_average<T>,
@@ -97,7 +96,7 @@ constexpr KernelOps<typename V::T> make_table(const char* name) {
                       &lion<T>,
                       &ftrl<T>,
                       &rmsprop_full<T>,
-                      &sgd_nesterov_keras<T>,
+                      &sgd_nesterov<T>,
                       // bfloat16 GEMM, portable level (issue 22)
                       PortableBf16<V, S>::gemm(),
                       PortableBf16<V, S>::packed_b_size(),

@@ -16,7 +16,7 @@ namespace FUSEDLSTM_ISA_NS {
 
 // ============================================================================
 // Optimizer updates over one flat buffer (Keras 3 formulas; see ops.h, where
-// c1, c2, c are the complements 1-β, 1-ρ formed by the caller in double).
+// c1, c2 are the complements 1-β formed by the caller in double).
 // Plain loops: with -ffp-contract=off the compiler vectorises them without
 // fusing, so every ISA level gives the same bits.
 // ============================================================================
@@ -34,32 +34,17 @@ void adam(size_t n, T* __restrict w, const T* __restrict g, T* __restrict m, T* 
   }
 }
 
+// SGD without Nesterov (torch_sgd.py): u = μ·u - lr·g; w += u; μ = 0: w -= lr·g.
 template <class T>
-void sgd(size_t n, T* __restrict w, const T* __restrict g, T* __restrict u, T lr, T momentum, bool nesterov) {
+void sgd(size_t n, T* __restrict w, const T* __restrict g, T* __restrict u, T lr, T momentum) {
   if (momentum == T(0)) {
     for (size_t i = 0; i < n; ++i) w[i] -= lr * g[i];
-  } else if (nesterov) {
-    for (size_t i = 0; i < n; ++i) {
-      const T ui = momentum * u[i] - lr * g[i];
-      u[i] = ui;
-      w[i] += momentum * ui - lr * g[i];
-    }
   } else {
     for (size_t i = 0; i < n; ++i) {
       const T ui = momentum * u[i] - lr * g[i];
       u[i] = ui;
       w[i] += ui;
     }
-  }
-}
-
-template <class T>
-void rmsprop(size_t n, T* __restrict w, const T* __restrict g, T* __restrict s, T lr, T rho, T eps, T c) {
-  for (size_t i = 0; i < n; ++i) {
-    const T gi = g[i];
-    const T si = rho * s[i] + c * (gi * gi);
-    s[i] = si;
-    w[i] -= (lr * gi) / std::sqrt(si + eps);
   }
 }
 
@@ -112,7 +97,7 @@ void opt_clip(size_t n, const T* __restrict g, T* __restrict out, Clip mode, T a
 
 // Keras's Nesterov SGD (torch_sgd.py: two _foreach_add_ on w, the gradient's first).
 template <class T>
-void sgd_nesterov_keras(size_t n, T* __restrict w, const T* __restrict g, T* __restrict u, T lr, T momentum) {
+void sgd_nesterov(size_t n, T* __restrict w, const T* __restrict g, T* __restrict u, T lr, T momentum) {
   for (size_t i = 0; i < n; ++i) {
     const T ui = momentum * u[i] - lr * g[i];
     u[i] = ui;

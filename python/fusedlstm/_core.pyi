@@ -221,25 +221,6 @@ def gemm_packed(
     """op(a)·B (a float32 (M,K), or (K,M) with trans_a) for a PackedB on the level it was
     packed for; out/accumulate as for matmul."""
 
-def adam_update(
-    w: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, *, step: int, lr: float,
-    beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,
-) -> None:
-    """In place over flat 1-D float32 buffers of equal length (Keras 3 Adam, PyTorch
-    backend order of operations); step is the 1-based iteration count."""
-
-def sgd_update(
-    w: np.ndarray, g: np.ndarray, u: Optional[np.ndarray], *, lr: float,
-    momentum: float = 0.0, nesterov: bool = False,
-) -> None:
-    """u = μu - lr·g; w += u (nesterov: w += μu - lr·g); u may be None when momentum == 0."""
-
-def rmsprop_update(
-    w: np.ndarray, g: np.ndarray, s: np.ndarray, *, lr: float, rho: float = 0.9,
-    epsilon: float = 1e-7,
-) -> None:
-    """s = ρs + (1-ρ)g²; w -= lr·g/sqrt(s + ε)."""
-
 # ---- optimizers (issue 25): Keras 3.15.1 steps --------------------------------
 # One call = one Keras `Optimizer.apply` on the PyTorch backend, in place over flat
 # 1-D buffers of one float dtype (float32 or float64) and equal length n (w, g and

@@ -58,9 +58,6 @@ __all__ = [
     "conv1d_forward",
     "conv1d_backward",
     "dense_softmax_xent",
-    "adam_update",
-    "sgd_update",
-    "rmsprop_update",
     "OPTIMIZER_RULES",
     "optimizer_rule",
     "optimizer_slots",
@@ -428,53 +425,6 @@ def dense_softmax_xent(x, W, b, labels, weights=None, from_logits=False, clip_ep
     dW = mm(x, dz, True, False)
     db = dz.sum(axis=0) if b is not None else None
     return loss, p, dx, dW, db
-
-
-# ---------------------------------------------------------------------------
-# Optimizers (Keras 3 formulas, as csrc/isa/ops.h states them)
-#
-# Each returns new arrays in the dtype of w and leaves its arguments alone.
-# They compute in float64: the float32 kernels must match them to rounding.
-# ---------------------------------------------------------------------------
-
-def adam_update(w, g, m, v, step, lr, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
-    """Adam, Keras 3 PyTorch-backend order; step is 1-based. Returns (w, m, v)."""
-    dt = np.asarray(w).dtype
-    w, g, m, v = (np.asarray(a, dtype=np.float64) for a in (w, g, m, v))
-    # Keras computes alpha in the variable's dtype: β is cast, raised to the step count,
-    # and 1 - β2^t cancels, so for float32 at small t alpha is off by up to ~1e-5 relative
-    # (0.999f^2 = 0.998001 rounded); for large t the cast β shows (0.999f^1000 is 1.3e-5
-    # off). Transcribed as such: it is part of the formula Keras users get.
-    t = dt.type(step)
-    alpha = float(dt.type(lr) * np.sqrt(dt.type(1) - dt.type(beta_2) ** t) / (dt.type(1) - dt.type(beta_1) ** t))
-    m = beta_1 * m + (1.0 - beta_1) * g
-    v = beta_2 * v + (1.0 - beta_2) * g * g
-    w = w - alpha * m / (np.sqrt(v) + epsilon)
-    return w.astype(dt), m.astype(dt), v.astype(dt)
-
-
-def sgd_update(w, g, u, lr, momentum=0.0, nesterov=False):
-    """SGD: u = μu - lr·g; w += u (nesterov: w += μu - lr·g with the new u).
-
-    With momentum == 0, w -= lr·g and u (may be None) is returned unchanged.
-    Returns (w, u).
-    """
-    dt = np.asarray(w).dtype
-    w64, g64 = np.asarray(w, dtype=np.float64), np.asarray(g, dtype=np.float64)
-    if momentum == 0.0:
-        return (w64 - lr * g64).astype(dt), (None if u is None else np.array(u))
-    u64 = momentum * np.asarray(u, dtype=np.float64) - lr * g64
-    step = momentum * u64 - lr * g64 if nesterov else u64
-    return (w64 + step).astype(dt), u64.astype(dt)
-
-
-def rmsprop_update(w, g, s, lr, rho=0.9, epsilon=1e-7):
-    """RMSprop: s = ρs + (1-ρ)g²; w -= lr·g / sqrt(s + ε). Returns (w, s)."""
-    dt = np.asarray(w).dtype
-    w, g, s = (np.asarray(a, dtype=np.float64) for a in (w, g, s))
-    s = rho * s + (1.0 - rho) * g * g
-    w = w - lr * g / np.sqrt(s + epsilon)
-    return w.astype(dt), s.astype(dt)
 
 
 # ---------------------------------------------------------------------------

@@ -9,9 +9,9 @@ optimizer class: each class registers itself where it is defined, and importing
 
 Names live in kinds, because one name can mean two things ("MeanSquaredError" is a loss
 and a metric): layers, models, losses, metrics, optimizers, initializers, activations,
-regularizers, constraints (more kinds can be added by registering into them). Within a kind an object has one
-registered name (what serialization writes) and any number of aliases (other spellings
-a user may pass to `get()`: "mse" for mean_squared_error).
+regularizers, constraints, schedules (more kinds can be added by registering into them).
+Within a kind an object has one registered name (what serialization writes) and any
+number of aliases (other spellings a user may pass to `get()`: "mse" for mean_squared_error).
 
     @register("layers")                       # the library's own classes
     class LSTM(Layer): ...
@@ -145,10 +145,10 @@ def serialize_keras_object(obj):
 
 _SINGULAR = {"layers": "Layer", "models": "Model", "losses": "Loss", "metrics": "Metric", "optimizers": "Optimizer",
              "initializers": "Initializer", "activations": "Activation", "regularizers": "Regularizer",
-             "constraints": "Constraint"}
+             "constraints": "Constraint", "schedules": "LearningRateSchedule"}
 _MODULE_KINDS = {"layers": "layers", "models": "models", "losses": "losses", "metrics": "metrics",
                  "optimizers": "optimizers", "initializers": "initializers", "activations": "activations",
-                 "regularizers": "regularizers", "constraints": "constraints"}
+                 "regularizers": "regularizers", "constraints": "constraints", "schedules": "schedules"}
 
 
 def _kind_of(config, kind):

@@ -4,8 +4,8 @@ A checkpoint that ModelCheckpoint writes in fusedlstm's formats ('.fusedlstm' or
 '.weights.npz') holds, beside the weights, everything the rest of the run depends
 on, in the `__train_state__` entry (JSON) and the optimizer entries:
 
-* the optimizer: class, iterations, learning rate, slot buffers (Adam's m and v,
-  SGD's momentum, RMSprop's mean square);
+* the optimizer: class, iterations, learning rate, state buffers (Adam's m and v,
+  SGD's momentum, ..., the EMA and gradient accumulator; Nadam's momentum product);
 * the position: epoch, batches done in it, batches per epoch and sample count;
 * the random streams: fusedlstm.utils' global Generator now and at the start of
   the epoch (the epoch's shuffle permutation is drawn from it), the Generator of
@@ -144,15 +144,13 @@ def _training_state(model, arrays, saved, path):
     """The file's entries as the model's training-state form (the weights checked here)."""
     weights = _saving.weight_arrays(model, arrays, path)
     opt = saved.get("optimizer") or {}
-    entries = _saving.optimizer_entries(arrays)
-    iterations = entries[0] if entries is not None else int(opt.get("iterations", 0))
+    entries = _saving.optimizer_entries(arrays) or {"iterations": int(opt.get("iterations", 0)), "slots": []}
     layer_states = {p: [arrays.get(f"state:{p}:{i}") for i in range(int(n))]
                     for p, n in (saved.get("layer_states") or {}).items()}
     rng = saved.get("rng") or {}
     return {
         "weights": weights,
-        "optimizer": {"class_name": opt.get("class_name"), "iterations": iterations,
-                      "learning_rate": opt.get("learning_rate"), "slots": entries[1] if entries is not None else []},
+        "optimizer": dict(entries, class_name=opt.get("class_name"), learning_rate=opt.get("learning_rate")),
         "rng": {"global": rng.get("global"), "layers": rng.get("layers") or {}},
         "layer_states": layer_states,
         "position": saved.get("position"),

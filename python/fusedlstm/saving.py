@@ -246,18 +246,30 @@ def file_arrays(model, kind, with_optimizer=False):
         arrays[f"w{i:04d}"] = np.ascontiguousarray(v.value)
     opt = model.optimizer if model.compiled else None
     if (kind == "model" or with_optimizer) and opt is not None and opt.built:
-        st = opt.get_state()
-        arrays["opt_iterations"] = np.array(st["iterations"], dtype=np.int64)
-        for i, s in enumerate(st["slots"]):
-            arrays[f"opt_{i:04d}"] = s
+        arrays.update(optimizer_arrays(opt.get_state()))
     return arrays
 
 
+def optimizer_arrays(state):
+    """The entries of an optimizer's get_state(): `opt_iterations`, the slots `opt_0000, ...`
+    and, for Nadam, `opt_u_product`."""
+    out = {"opt_iterations": np.array(state["iterations"], dtype=np.int64)}
+    for i, s in enumerate(state["slots"]):
+        out[f"opt_{i:04d}"] = s
+    if "u_product" in state:
+        out["opt_u_product"] = np.array(state["u_product"], dtype=np.float64)
+    return out
+
+
 def optimizer_entries(arrays):
-    """(iterations, slot arrays) stored in a file's entries, or None."""
+    """The optimizer state stored in a file's entries ({"iterations", "slots"[, "u_product"]}), or None."""
     if "opt_iterations" not in arrays:
         return None
-    return int(arrays["opt_iterations"]), [arrays[k] for k in sorted(a for a in arrays if a.startswith("opt_0"))]
+    state = {"iterations": int(arrays["opt_iterations"]),
+             "slots": [arrays[k] for k in sorted(a for a in arrays if a.startswith("opt_0"))]}
+    if "opt_u_product" in arrays:
+        state["u_product"] = float(arrays["opt_u_product"])
+    return state
 
 
 def weight_arrays(model, arrays, path):
@@ -327,7 +339,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
         opt = optimizer_entries(arrays)
         if opt is not None:
             try:
-                model.set_training_state({"optimizer": {"iterations": opt[0], "slots": opt[1]}})
+                model.set_training_state({"optimizer": opt})
             except ValueError as exc:
                 raise ValueError(f"{os.fspath(filepath)!r}: {exc}") from None
     return model

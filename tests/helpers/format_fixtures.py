@@ -8,6 +8,7 @@ old code's output, and a new fusedlstm must keep reading them and computing the 
 
     python tests/helpers/format_fixtures.py write     # (re)write files + expected.npz
     python tests/helpers/format_fixtures.py compute OUT.npz   # today's results (the test)
+    python tests/helpers/format_fixtures.py recompute PREFIX...  # re-record some numbers only
 
 Only the public API is used here, so the same code ran against the old package.
 
@@ -324,6 +325,27 @@ def main(argv):
             {"written_by": WRITTEN_BY, "levels": _levels()}).encode(), dtype=np.uint8)
         np.savez(EXPECTED, **expected)
         print(f"wrote {sorted(os.listdir(FIXTURES))} ({len(expected)} expected arrays)")
+        return 0
+    if argv[1:2] == ["recompute"] and len(argv) > 2:
+        # Recompute only the expected numbers under the given key prefixes with today's code, at
+        # every level; the files and every other number stay as the old code wrote them.
+        # tests/fixtures/README.md says which keys were recomputed and why.
+        with np.load(EXPECTED, allow_pickle=False) as z:
+            expected = {k: z[k] for k in z.files}
+        meta = json.loads(expected.pop("__meta__").tobytes())
+        prefixes = argv[2:]
+        changed = []
+        for level in meta["levels"]:
+            for k, v in compute_at(level).items():
+                key = f"{level}/{k}"
+                if any(k.startswith(p) for p in prefixes) and key in expected:
+                    if not np.array_equal(expected[key], v):
+                        changed.append(key)
+                    expected[key] = v
+        meta.setdefault("recomputed", []).append({"prefixes": prefixes, "see": "tests/fixtures/README.md"})
+        expected["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        np.savez(EXPECTED, **expected)
+        print(f"recomputed {len(changed)} arrays: {changed}")
         return 0
     print(__doc__)
     return 2

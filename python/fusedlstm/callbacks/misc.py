@@ -136,7 +136,10 @@ class LearningRateScheduler(Callback):
             lr = self.schedule(epoch)
         if isinstance(lr, bool) or not isinstance(lr, (float, np.floating, numbers.Integral)):
             raise ValueError(f"The output of the `schedule` function should be a float. Got: {lr!r}")
-        optimizer.learning_rate = float(lr)
+        try:
+            optimizer.learning_rate = float(lr)
+        except TypeError as exc:  # a LearningRateSchedule or callable learning rate: Keras refuses too
+            raise TypeError(f"LearningRateScheduler cannot set the learning rate: {exc}") from None
         if self.verbose > 0:
             print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {float(lr)}.", flush=True)
 

@@ -236,6 +236,12 @@ class ReduceLROnPlateau(MonitorCallback):
         self.best = None
         self.cooldown_counter = 0
         self.wait = 0
+        get_state = getattr(self.model.optimizer, "get_state", None)
+        if callable(get_state) and get_state()["learning_rate"] is None:
+            warnings.warn(
+                "ReduceLROnPlateau: the optimizer's learning rate is a schedule (or a callable), which cannot be "
+                f"lowered: if `{self.monitor}` stops improving for {self.patience} epoch(s), fit raises TypeError "
+                "(as Keras does). Use a float learning rate with this callback.", UserWarning, stacklevel=2)
 
     def in_cooldown(self):
         return self.cooldown_counter > 0
@@ -263,7 +269,10 @@ class ReduceLROnPlateau(MonitorCallback):
                 # that rounds to min_lr counts as having reached it.
                 if np.float32(old_lr) > np.float32(self.min_lr):
                     new_lr = max(old_lr * self.factor, self.min_lr)
-                    optimizer.learning_rate = new_lr
+                    try:
+                        optimizer.learning_rate = new_lr
+                    except TypeError as exc:  # a schedule: Keras raises the same TypeError here
+                        raise TypeError(f"ReduceLROnPlateau cannot lower the learning rate: {exc}") from None
                     if self.verbose > 0:
                         print(
                             f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new_lr}.",

@@ -80,13 +80,17 @@ def sync_from_root(comm, model):
                 v.value[...] = buf
     opt = model.optimizer
     if opt is not None and store.size:
-        opt.build(store.size)
+        opt.build(store.variables)
         st = opt.get_state()
         it = np.array([st["iterations"]], dtype=np.int64)
         comm.bcast(it, "the broadcast of rank 0's optimizer state")
         for slot in st["slots"]:
             comm.bcast(slot, "the broadcast of rank 0's optimizer state")
-        opt.set_state({"iterations": int(it[0]), "slots": st["slots"]}, store.size)
+        if "u_product" in st:
+            u = np.array([st["u_product"]], dtype=np.float64)
+            comm.bcast(u, "the broadcast of rank 0's optimizer state")
+            st["u_product"] = float(u[0])
+        opt.set_state(dict(st, iterations=int(it[0]), learning_rate=None), store.variables)
     mine = pickle.dumps(model.get_training_state()["rng"]["global"])
     state = comm.bcast_bytes(mine, "the broadcast of rank 0's random state")
     model.set_training_state({"rng": {"global": pickle.loads(state)}})

@@ -1,11 +1,15 @@
 """Training configuration across the Keras boundary: optimizer, loss, metrics, optimizer state.
 
 Keras 3 keeps `compile_config` in config.json and the optimizer's variables in the
-weights file under `optimizer/vars`: [iterations (int64), learning_rate (float32),
-then per trainable variable, in model.trainable_variables order, its slots —
-Adam: momentum, velocity; SGD with momentum: momentum; RMSprop: velocity]. Our
-optimizers keep the same slots as flat buffers over the model's trainable
-weights (fusedlstm.variables.ParamStore), in our model's weight order; the two orders are
+weights file under `optimizer/vars`: [iterations (int64), learning_rate (float32;
+absent with a schedule), then groups of per-variable buffers, each group interleaved
+over the trainable variables in model.trainable_variables order — the EMA
+("average") with use_ema, the gradient accumulators with gradient_accumulation_steps,
+then the rule's (Adam: momentum and velocity of each variable, then velocity_hat of
+each with amsgrad; RMSprop: velocities, then momentums, then average gradients; ...:
+Optimizer.keras_variable_groups()), and Nadam's momentum product last]. Our
+optimizers keep the same buffers flat over the model's trainable weights
+(fusedlstm.variables.ParamStore), in our model's weight order; the two orders are
 matched variable by variable (layer name, index in the layer).
 
 Carrying the state lets training resume across libraries with the same Adam
@@ -29,27 +33,10 @@ from .weight_layout import keras_layer_order, layer_var_names
 
 __all__ = ["CompileInfo", "describe", "apply"]
 
-# Keras 3 constructor arguments we write for each optimizer (others are Keras defaults).
-_OPT_KEYS = {
-    "Adam": ("name", "learning_rate", "beta_1", "beta_2", "epsilon", "clipnorm", "clipvalue", "global_clipnorm"),
-    "SGD": ("name", "learning_rate", "momentum", "nesterov", "clipnorm", "clipvalue", "global_clipnorm"),
-    "RMSprop": ("name", "learning_rate", "rho", "epsilon", "clipnorm", "clipvalue", "global_clipnorm"),
-}
-
-
 class CompileInfo(NamedTuple):
     config: dict  # Keras 3 compile_config
     optimizer_vars: Optional[List[np.ndarray]]
     optimizer_name: str
-
-
-def _n_slots(optimizer) -> int:
-    cls = type(optimizer).__name__
-    if cls == "Adam":
-        return 2
-    if cls == "SGD":
-        return 1 if getattr(optimizer, "momentum", 0.0) else 0
-    return 1  # RMSprop
 
 
 def _keras_var_order(model, spec: ModelNode):
@@ -114,18 +101,21 @@ def describe(model, spec: ModelNode) -> Optional[CompileInfo]:
     if not getattr(model, "compiled", False) or opt is None:
         return None
     cls = type(opt).__name__
-    if cls not in _OPT_KEYS:
+    try:
+        config = opt.get_config()
+    except NotImplementedError as exc:  # a learning rate Keras's file cannot name
+        warnings.warn(f"model {model.name!r}: the optimizer is left out of the Keras file ({exc})",
+                      UserWarning, stacklevel=4)
         return None
-    raw = opt.get_config()
-    if raw.get("decay"):
-        warnings.warn(f"model {model.name!r}: the optimizer's Keras 2 `decay`={raw['decay']} is not a Keras 3 "
+    decay = config.pop("decay", 0.0)
+    if decay:
+        warnings.warn(f"model {model.name!r}: the optimizer's Keras 2 `decay`={decay} is not a Keras 3 "
                       "setting and is left out of the Keras file.", UserWarning, stacklevel=4)
     try:
         ours = model.get_compile_config()
         loss = _keras_loss(ours["loss"])
     except (NotImplementedError, ValueError):
         return None  # a loss or metric Keras's file cannot name: the model is written uncompiled
-    config = {k: raw[k] for k in _OPT_KEYS[cls] if k in raw}
     optimizer = {"module": "keras.optimizers", "class_name": cls, "config": config, "registered_name": None}
     compile_config = {"optimizer": optimizer, "loss": loss, "loss_weights": None,
                       "metrics": _first_output_metrics(ours["metrics"], model.output_names),
@@ -134,25 +124,43 @@ def describe(model, spec: ModelNode) -> Optional[CompileInfo]:
     return CompileInfo(compile_config, _optimizer_vars(model, spec, opt), config.get("name", cls.lower()))
 
 
+def _has_lr_variable(opt) -> bool:
+    """Keras keeps the learning rate as a variable unless it is a schedule or a callable."""
+    return opt.get_state()["learning_rate"] is not None
+
+
 def _optimizer_vars(model, spec: ModelNode, opt) -> List[np.ndarray]:
     trainable = list(model.trainable_weights)
     keys = _our_var_keys(model)
     state = opt.get_state()
-    slots = state.get("slots") or []
-    n_slots = _n_slots(opt)
-    per_var = {}
+    names = opt.slot_names()
+    by_name = dict(zip(names, state["slots"])) if len(state["slots"]) == len(names) else {}
+    per_var = {}  # (layer name, index) -> {slot name: array shaped like the variable}
     offset = 0
     for v in trainable:
         size = v.value.size
-        per_var[keys[id(v)]] = [
-            (s[offset:offset + size].reshape(v.shape) if len(slots) == n_slots else np.zeros(v.shape, np.float32))
-            for s in (slots if len(slots) == n_slots else [None] * n_slots)]
+        per_var[keys[id(v)]] = {n: (by_name[n][offset:offset + size].reshape(v.shape) if by_name
+                                    else _initial_slot(opt, n, v.shape)) for n in names}
         offset += size
-    out = [np.asarray(state.get("iterations", 0), dtype=np.int64),
-           np.asarray(opt.learning_rate, dtype=np.float32)]
-    for key in _keras_var_order(model, spec):
-        out += [np.asarray(a, dtype=np.float32) for a in per_var.get(key, [])]
+    out = [np.asarray(state.get("iterations", 0), dtype=np.int64)]
+    if _has_lr_variable(opt):
+        out.append(np.asarray(opt.learning_rate, dtype=np.float32))
+    order = _keras_var_order(model, spec)
+    for group in opt.keras_variable_groups():
+        for key in order:
+            out += [np.asarray(per_var[key][n], dtype=np.float32) for n in group if key in per_var]
+    if "u_product" in state:
+        out.append(np.asarray(state["u_product"], dtype=np.float32))
     return out
+
+
+def _initial_slot(opt, name, shape):
+    """A buffer's value before the first update (Adagrad's and Ftrl's accumulators start at
+    initial_accumulator_value, everything else at zero)."""
+    initial = opt.get_config().get("initial_accumulator_value")
+    if name == "accumulator" and initial is not None:
+        return np.full(shape, initial, np.float32)
+    return np.zeros(shape, np.float32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,25 +168,16 @@ def _optimizer_vars(model, spec: ModelNode, opt) -> List[np.ndarray]:
 # ---------------------------------------------------------------------------------------------
 
 def _optimizer_config(cfg):
-    """Keras's optimizer config as ours: a name, or {"class_name", "config"} without the settings
-    Keras 3 writes at their inactive defaults."""
+    """Keras's optimizer config as ours: a name, or {"class_name", "config"} without the flags of
+    TensorFlow's Keras 2.11+ optimizers that mean nothing here."""
     if isinstance(cfg, str):
         return cfg
     if not isinstance(cfg, dict):
         raise ValueError(f"optimizer config {cfg!r} is not understood")
-    cls = cfg.get("class_name")
     kwargs = dict(cfg.get("config") or {})
-    # Keras 3 writes its whole constructor signature; drop settings at their inactive defaults.
-    for key, default in (("weight_decay", None), ("use_ema", False), ("ema_momentum", 0.99),
-                         ("ema_overwrite_frequency", None), ("loss_scale_factor", None),
-                         ("gradient_accumulation_steps", None), ("amsgrad", False), ("centered", False),
-                         ("momentum", 0.0), ("is_legacy_optimizer", False)):
-        if key in kwargs and kwargs[key] == default and not (key == "momentum" and cls == "SGD"):
-            kwargs.pop(key)
-    lr = kwargs.get("learning_rate")
-    if isinstance(lr, dict):
-        raise ValueError("a learning-rate schedule is not supported")
-    return {"class_name": cls, "config": kwargs}
+    for key in ("is_legacy_optimizer", "jit_compile"):
+        kwargs.pop(key, None)
+    return {"class_name": cfg.get("registered_name") or cfg.get("class_name"), "config": kwargs}
 
 
 def _loss_config(cfg):
@@ -232,23 +231,32 @@ def apply(model, data, source: str, warning_cls) -> None:
 
 def _restore_state(model, data, source: str, warning_cls) -> None:
     opt = model.optimizer
-    n_slots = _n_slots(opt)
     order = _keras_var_order(model, data.model)
-    expected = 2 + n_slots * len(order)
-    if len(data.optimizer) == 2 and int(np.asarray(data.optimizer[0])) == 0:
+    groups = opt.keras_variable_groups()
+    head = 2 if _has_lr_variable(opt) else 1
+    nadam = "u_product" in opt.get_state()
+    expected = head + sum(len(g) for g in groups) * len(order) + (1 if nadam else 0)
+    if len(data.optimizer) == head and int(np.asarray(data.optimizer[0])) == 0:
         return  # a compiled, never-trained Keras optimizer: nothing to restore
     if len(data.optimizer) != expected:
         warnings.warn(f"{source}: the file's optimizer state has {len(data.optimizer)} variables, "
                       f"{type(opt).__name__} here needs {expected}; starting with a fresh optimizer state.",
                       warning_cls, stacklevel=4)
         return
-    by_key = {}
-    for i, key in enumerate(order):
-        by_key[key] = data.optimizer[2 + i * n_slots: 2 + (i + 1) * n_slots]
+    by_key = {key: {} for key in order}  # (layer name, index) -> {slot name: array}
+    i = head
+    for group in groups:
+        for key in order:
+            for name in group:
+                by_key[key][name] = data.optimizer[i]
+                i += 1
     keys = _our_var_keys(model)
     trainable = list(model.trainable_weights)
-    slots = [np.concatenate([np.asarray(by_key[keys[id(v)]][s], dtype=np.float32).reshape(-1) for v in trainable])
-             if trainable else np.zeros(0, np.float32) for s in range(n_slots)]
-    size = int(sum(v.value.size for v in trainable))
-    opt.set_state({"iterations": int(np.asarray(data.optimizer[0])), "slots": slots}, size)
-    opt.learning_rate = float(np.asarray(data.optimizer[1]))
+    slots = [np.concatenate([np.asarray(by_key[keys[id(v)]][n], dtype=np.float32).reshape(-1) for v in trainable])
+             if trainable else np.zeros(0, np.float32) for n in opt.slot_names()]
+    state = {"iterations": int(np.asarray(data.optimizer[0])), "slots": slots}
+    if nadam:
+        state["u_product"] = float(np.asarray(data.optimizer[-1]))
+    opt.set_state(state, int(sum(v.value.size for v in trainable)))
+    if head == 2:
+        opt.learning_rate = float(np.asarray(data.optimizer[1]))

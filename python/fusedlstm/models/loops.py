@@ -211,6 +211,9 @@ class LoopMixin:
             guard.check(f"at the end of epoch {epoch + 1}")
             if self.stop_training:
                 break
+        if epochs > 0 and self.optimizer.use_ema and self.optimizer.built:
+            # Keras's fit ends by copying the optimizer's moving average into the weights.
+            self.optimizer.finalize_variable_values(self._ensure_store().variables)
         cbs.on_train_end(epoch_logs)
         return self.history
 

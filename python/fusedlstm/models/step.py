@@ -210,7 +210,7 @@ class StepMixin:
 
     def apply_gradients(self, grads, loss):
         """One optimizer update of the flat weights from `grads` (the flat gradient buffer,
-        clipped in place when the optimizer clips); `loss` is the step's total loss.
+        which the update only reads); `loss` is the step's total loss.
 
         Returns False, leaving weights and optimizer state untouched, when a callback in
         fit asked to skip non-finite steps (TerminateOnNaN) and the loss or a gradient is
@@ -219,6 +219,7 @@ class StepMixin:
         store = self._ensure_store()
         self._step_skipped = self._skip_nonfinite and not finite_step(loss, grads)
         if store.size and not self._step_skipped:
+            self.optimizer.build(store.variables)  # per-variable options (clipnorm, decay exclusions)
             self.optimizer.apply_flat(store.flat, grads, store.segments)
             self._apply_constraints(store)
         return not self._step_skipped

@@ -6,8 +6,9 @@ checking all of it (a state that does not fit raises ValueError and changes
 nothing). The keys, each optional in set_training_state:
 
     "weights":      arrays in model.weights order
-    "optimizer":    {"class_name", "iterations", "learning_rate" (None for a schedule),
-                     "slots": the flat state arrays (Adam's m, v), None before the first step}
+    "optimizer":    {"class_name", "iterations" (calls to apply), "learning_rate" (None for a
+                     schedule), "slots": the flat state arrays (optimizer.slot_names(): Adam's
+                     m, v, ..., the EMA), None before the first step; Nadam: "u_product"}
     "rng":          {"global": the library Generator's state (fit's shuffle, unseeded
                      dropout), "layers": {path: state} of layers built with seed=}
     "layer_states": {path: [h, c]} of stateful LSTMs
@@ -141,6 +142,8 @@ class StateMixin:
             st = opt.get_state()
             optimizer = {"class_name": type(opt).__name__, "iterations": int(st["iterations"]),
                          "learning_rate": st["learning_rate"], "slots": st["slots"] if opt.built else None}
+            if "u_product" in st:
+                optimizer["u_product"] = st["u_product"]
         progress = self._fit_progress
         return {
             "weights": [v.value.copy() for v in self.weights],
