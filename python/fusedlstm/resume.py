@@ -124,20 +124,26 @@ def restore_checkpoint(model, filepath):
             "model.save/save_weights, not by ModelCheckpoint. Use model.load_weights for its weights.")
     try:
         saved = json.loads(arrays[STATE_KEY].tobytes().decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"restore_checkpoint: {os.fspath(filepath)!r} has an unreadable training state ({exc}).") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ValueError(f"restore_checkpoint: {os.fspath(filepath)!r} has an unreadable training state "
+                         f"({type(exc).__name__}: {str(exc)[:200]}).") from None
     if not isinstance(saved, dict) or saved.get("version") != STATE_VERSION:
         raise ValueError(
             f"restore_checkpoint: {os.fspath(filepath)!r} has training-state version "
             f"{saved.get('version') if isinstance(saved, dict) else saved!r}; this fusedlstm reads version {STATE_VERSION}.")
-    state = _training_state(model, arrays, saved, filepath)
     try:
+        state = _training_state(model, arrays, saved, filepath)
+        pos = saved["position"]
+        info = {"initial_epoch": int(pos["next_epoch"]) if pos else 0, "epoch": int(pos["epoch"]) if pos else None,
+                "batch": int(pos["done"]) if pos else None, "iterations": state["optimizer"]["iterations"]}
         model.set_training_state(state)
     except ValueError as exc:
         raise ValueError(f"restore_checkpoint: {os.fspath(filepath)!r}: {exc}") from None
-    pos = saved["position"]
-    return {"initial_epoch": pos["next_epoch"] if pos else 0, "epoch": pos["epoch"] if pos else None,
-            "batch": pos["done"] if pos else None, "iterations": state["optimizer"]["iterations"]}
+    except (TypeError, KeyError, AttributeError, IndexError, OverflowError) as exc:
+        # A training state no ModelCheckpoint writes: the file was forged (its checksum recomputed).
+        raise ValueError(f"restore_checkpoint: {os.fspath(filepath)!r} has a malformed training state "
+                         f"({type(exc).__name__}: {str(exc)[:200]}).") from None
+    return info
 
 
 def _training_state(model, arrays, saved, path):
