@@ -286,7 +286,8 @@ def weight_arrays(model, arrays, path):
 
 def _assign(model, arrays, path):
     # Everything is checked before the first weight changes: a bad file never half-loads.
-    values = [np.asarray(a, dtype=p.value.dtype) for p, a in zip(model.weights, weight_arrays(model, arrays, path))]
+    with np.errstate(over="ignore", invalid="ignore"):  # out-of-range values become inf: warned about below
+        values = [np.asarray(a, dtype=p.value.dtype) for p, a in zip(model.weights, weight_arrays(model, arrays, path))]
     untrusted.warn_nonfinite(((p.path, a) for p, a in zip(model.weights, values)), repr(os.fspath(path)))
     for p, a in zip(model.weights, values):
         p.value[...] = a
@@ -303,8 +304,10 @@ def _model_from_meta(meta, arrays, path):
         # The weights the config declares cannot outgrow the arrays the file holds.
         with untrusted.weight_budget(sum(a.nbytes for a in arrays.values()), where):
             return cls.from_config(config)
-    except (NotImplementedError, ValueError):
+    except NotImplementedError:
         raise
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
     except (TypeError, KeyError, AttributeError, IndexError, OverflowError, RecursionError) as exc:
         # from_config met a config no writer of ours produces: the file is damaged or forged.
         raise ValueError(f"{where}: its model config cannot be built ({type(exc).__name__}: "

@@ -211,7 +211,8 @@ def _fitted(model, node: LayerNode, weights, source: str) -> List[np.ndarray]:
             raise ValueError(f"{where}: weight {name!r} has shape {cur.shape} in the model, {arr.shape} in the file.")
         if arr.dtype.kind not in "fiu":
             raise ValueError(f"{where}: weight {name!r} has dtype {arr.dtype} in the file, expected numbers.")
-        fixed.append(arr.astype(cur.dtype, copy=False))
+        with np.errstate(over="ignore", invalid="ignore"):  # out-of-range values become inf: warned about later
+            fixed.append(arr.astype(cur.dtype, copy=False))
     return fixed
 
 
