@@ -39,6 +39,7 @@ file written outside the loader's target (archive extraction).
 
 import argparse
 import contextlib
+import hashlib
 import io
 import json
 import math
@@ -870,6 +871,7 @@ class Harness:
         self.counts = {n: 0 for n in self.names}
         self.stats_file = stats_file
         self.last_write = 0.0
+        self.artifact_prefix = None
 
     def pick(self, data: bytes):
         """(loader name, loader, the loader's input)."""
@@ -881,6 +883,16 @@ class Harness:
         return self.names[k], self.loaders[k], data[1:]
 
     def one(self, data: bytes):
+        try:
+            return self._one(data)
+        except Exception:
+            # Kept before libFuzzer reports it: its own crash dump can lose the race with its timeout alarm.
+            if self.artifact_prefix is not None:
+                with open(f"{self.artifact_prefix}finding-{hashlib.sha1(data).hexdigest()}", "wb") as f:
+                    f.write(data)
+            raise
+
+    def _one(self, data: bytes):
         name, loader, data = self.pick(data)
         self.counts[name] += 1
         if self.stats_file and time.monotonic() - self.last_write > 1.0:
@@ -986,6 +998,7 @@ def main():
             for out, (data, msg) in findings.items():
                 print(out, "|", msg)
             return
+        h.artifact_prefix = next((a.split("=", 1)[1] for a in rest if a.startswith("-artifact_prefix=")), "./")
         corpus = [a for a in rest if not a.startswith("-") and not os.path.isfile(a)]  # folders (made if missing)
         for folder in corpus[:1]:
             write_corpus(h.names, folder)

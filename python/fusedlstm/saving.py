@@ -262,10 +262,20 @@ def optimizer_entries(arrays):
     """The optimizer state stored in a file's entries ({"iterations", "slots"[, "u_product"]}), or None."""
     if "opt_iterations" not in arrays:
         return None
-    state = {"iterations": int(arrays["opt_iterations"]),
-             "slots": [arrays[k] for k in sorted(a for a in arrays if a.startswith("opt_0"))]}
+    it = arrays["opt_iterations"]
+    if it.shape != () or it.dtype.kind not in "iu" or int(it) < 0:
+        raise ValueError(f"the optimizer's step count (opt_iterations) is {it.dtype} of shape {it.shape}, "
+                         "expected a non-negative integer.")
+    names = sorted(a for a in arrays if a.startswith("opt_0"))
+    bad = [k for k in names if arrays[k].dtype.kind not in "fiu"]
+    if bad:
+        raise ValueError(f"optimizer entry {bad[0]} has dtype {arrays[bad[0]].dtype}, expected numbers.")
+    state = {"iterations": int(it), "slots": [arrays[k] for k in names]}
     if "opt_u_product" in arrays:
-        state["u_product"] = float(arrays["opt_u_product"])
+        u = arrays["opt_u_product"]
+        if u.shape != () or u.dtype.kind not in "fiu":
+            raise ValueError(f"optimizer entry opt_u_product is {u.dtype} of shape {u.shape}, expected a number.")
+        state["u_product"] = float(u)
     return state
 
 
@@ -354,7 +364,10 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
         except (TypeError, KeyError, AttributeError, IndexError, OverflowError, RecursionError) as exc:
             raise ValueError(f"{os.fspath(filepath)!r}: its compile config cannot be applied "
                              f"({type(exc).__name__}: {str(exc)[:300]}). Refusing to load it.") from None
-        opt = optimizer_entries(arrays)
+        try:
+            opt = optimizer_entries(arrays)
+        except ValueError as exc:
+            raise ValueError(f"{os.fspath(filepath)!r}: {exc}") from None
         if opt is not None:
             try:
                 model.set_training_state({"optimizer": opt})

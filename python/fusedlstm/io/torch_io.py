@@ -261,6 +261,9 @@ def _weights_from_state(state: Mapping[str, np.ndarray], source: str):
     if not found:
         raise ValueError(f"{source}: the state_dict holds no torch.nn.LSTM weights.")
     layers = 1 + max(k for _, k, _ in found)
+    if 2 * layers > len(found):  # every layer has at least two entries: the rest are surely missing
+        raise ValueError(f"{source}: the state_dict names layer {layers - 1} but holds only {len(found)} LSTM "
+                         "entries; it lacks the layers in between.")
     bidirectional = any(rev for _, _, rev in found)
     bias = any(kind.startswith("bias") for kind, _, _ in found)
     needed = [(kind, k, rev) for k in range(layers) for rev in ([False, True] if bidirectional else [False])
