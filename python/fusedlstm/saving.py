@@ -16,9 +16,12 @@ This module knows configs, weights and the registry of classes by name
 (fusedlstm.registry), never the model or layer classes: a model is rebuilt by looking
 up its class name and calling `from_config`, which rebuilds its layers the same way.
 
-Loading reads arrays with `allow_pickle=False` and JSON only: it never unpickles
-and never imports or runs code named in a file. A config naming a class that is not
-registered (Lambda, a custom class) is refused with NotImplementedError.
+Loading reads plain `.npy` arrays and JSON only, through fusedlstm.untrusted's
+checks (no zip bomb, no duplicate or escaping member names, headers that match
+their bytes, weights a config declares bounded by what the file holds): it never
+unpickles and never imports or runs code named in a file. A config naming a class
+that is not registered (Lambda, a custom class) is refused with
+NotImplementedError; NaN/Inf weights load with a NonFiniteWeightsWarning.
 
 Integrity (format version 2): every file also holds `__integrity__` (JSON: the
 sha256 of all other entries, fusedlstm.atomic.digest_arrays, and their names).
