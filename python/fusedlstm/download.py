@@ -208,10 +208,10 @@ def _extract_into(file_path, dest, archive_type):
             archive.extractall(dest, **kwargs)
     else:
         with zipfile.ZipFile(file_path) as archive:
-            # Distinct names, no encryption, no member inflating past 100x its stored size once
-            # above 64 MiB (a zip bomb would fill the disk), at most MAX_EXTRACT_BYTES in all.
-            untrusted.zip_members(archive, repr(file_path), MAX_EXTRACT_BYTES)
             _check_members("zip", _zip_members(archive), base)
+            # Then distinct names, no encryption, no member inflating past 100x its stored size
+            # once above 64 MiB (a zip bomb would fill the disk).
+            untrusted.zip_members(archive, repr(file_path), MAX_EXTRACT_BYTES)
             archive.extractall(dest)
 
 
