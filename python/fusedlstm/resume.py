@@ -151,8 +151,11 @@ def _training_state(model, arrays, saved, path):
     weights = _saving.weight_arrays(model, arrays, path)
     opt = saved.get("optimizer") or {}
     entries = _saving.optimizer_entries(arrays) or {"iterations": int(opt.get("iterations", 0)), "slots": []}
-    layer_states = {p: [arrays.get(f"state:{p}:{i}") for i in range(int(n))]
-                    for p, n in (saved.get("layer_states") or {}).items()}
+    counts = {p: int(n) for p, n in (saved.get("layer_states") or {}).items()}
+    if any(not 0 <= n <= len(arrays) for n in counts.values()):  # a forged count would build a huge list
+        raise ValueError(f"its training state lists layer-state counts {counts}, more than the file's "
+                         f"{len(arrays)} entries.")
+    layer_states = {p: [arrays.get(f"state:{p}:{i}") for i in range(n)] for p, n in counts.items()}
     rng = saved.get("rng") or {}
     return {
         "weights": weights,
