@@ -10,8 +10,10 @@ are found where Keras put them (`$KERAS_HOME/datasets/imdb.npz`, or
   take for the real one;
 * extraction checks every member before writing anything: absolute paths, `..`
   components, links pointing outside the extraction folder, device files and
-  archives larger than MAX_EXTRACT_BYTES / MAX_EXTRACT_MEMBERS are refused with a
-  ValueError naming the member (Keras skips unsafe members with a warning), and
+  archives larger than MAX_EXTRACT_BYTES / MAX_EXTRACT_MEMBERS, zip members that
+  inflate past 100x their stored size above 64 MiB, duplicate or encrypted zip
+  members are refused with a ValueError naming the member (Keras skips unsafe
+  members with a warning); a damaged archive is a ValueError too, and
   the archive is extracted into a temporary folder renamed into place at the end;
 * an existing extraction folder is reused unless the archive was downloaded again
   (Keras extracts on every call).
@@ -19,7 +21,9 @@ are found where Keras put them (`$KERAS_HOME/datasets/imdb.npz`, or
 Progress goes to a tqdm bar when tqdm is installed, else nowhere.
 """
 
+import errno
 import hashlib
+import lzma
 import os
 import shutil
 import sys
@@ -30,7 +34,9 @@ import urllib.parse
 import urllib.request
 import warnings
 import zipfile
+import zlib
 
+from . import untrusted
 from .atomic import atomic_path
 
 __all__ = ["get_file", "keras_home", "hash_file", "validate_file", "extract_archive",
@@ -186,6 +192,12 @@ def _zip_members(archive):
         yield info.filename, info.file_size, None, None
 
 
+# What tarfile/zipfile raise for a damaged archive or a member the file system refuses
+# (a name too long, a file named "." or over a folder, a link to a member not there).
+_DAMAGED = (tarfile.TarError, zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, RuntimeError, KeyError,
+            NotImplementedError, OSError)
+
+
 def _extract_into(file_path, dest, archive_type):
     """Check, then extract into dest (a fresh, empty folder)."""
     base = os.path.realpath(dest)
@@ -197,6 +209,9 @@ def _extract_into(file_path, dest, archive_type):
     else:
         with zipfile.ZipFile(file_path) as archive:
             _check_members("zip", _zip_members(archive), base)
+            # Then distinct names, no encryption, no member inflating past 100x its stored size
+            # once above 64 MiB (a zip bomb would fill the disk).
+            untrusted.zip_members(archive, repr(file_path), MAX_EXTRACT_BYTES)
             archive.extractall(dest)
 
 
@@ -226,7 +241,14 @@ def extract_archive(file_path, path=".", archive_format="auto"):
         os.makedirs(parent, exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".extracting", dir=parent)
         try:
-            _extract_into(file_path, tmp, archive_type)
+            try:
+                _extract_into(file_path, tmp, archive_type)
+            except _DAMAGED as exc:
+                if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS):
+                    raise  # the disk's fault, not the archive's
+                raise ValueError(f"Cannot extract {file_path!r}: the {archive_type} archive is damaged or holds a "
+                                 f"member that cannot be written ({type(exc).__name__}: {str(exc)[:200]}). Nothing "
+                                 "was extracted.") from None
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path)
             elif os.path.lexists(path):

@@ -124,20 +124,26 @@ def restore_checkpoint(model, filepath):
             "model.save/save_weights, not by ModelCheckpoint. Use model.load_weights for its weights.")
     try:
         saved = json.loads(arrays[STATE_KEY].tobytes().decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"restore_checkpoint: {os.fspath(filepath)!r} has an unreadable training state ({exc}).") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ValueError(f"restore_checkpoint: {os.fspath(filepath)!r} has an unreadable training state "
+                         f"({type(exc).__name__}: {str(exc)[:200]}).") from None
     if not isinstance(saved, dict) or saved.get("version") != STATE_VERSION:
         raise ValueError(
             f"restore_checkpoint: {os.fspath(filepath)!r} has training-state version "
             f"{saved.get('version') if isinstance(saved, dict) else saved!r}; this fusedlstm reads version {STATE_VERSION}.")
-    state = _training_state(model, arrays, saved, filepath)
     try:
+        state = _training_state(model, arrays, saved, filepath)
+        pos = saved["position"]
+        info = {"initial_epoch": int(pos["next_epoch"]) if pos else 0, "epoch": int(pos["epoch"]) if pos else None,
+                "batch": int(pos["done"]) if pos else None, "iterations": state["optimizer"]["iterations"]}
         model.set_training_state(state)
     except ValueError as exc:
         raise ValueError(f"restore_checkpoint: {os.fspath(filepath)!r}: {exc}") from None
-    pos = saved["position"]
-    return {"initial_epoch": pos["next_epoch"] if pos else 0, "epoch": pos["epoch"] if pos else None,
-            "batch": pos["done"] if pos else None, "iterations": state["optimizer"]["iterations"]}
+    except (TypeError, KeyError, AttributeError, IndexError, OverflowError) as exc:
+        # A training state no ModelCheckpoint writes: the file was forged (its checksum recomputed).
+        raise ValueError(f"restore_checkpoint: {os.fspath(filepath)!r} has a malformed training state "
+                         f"({type(exc).__name__}: {str(exc)[:200]}).") from None
+    return info
 
 
 def _training_state(model, arrays, saved, path):
@@ -145,8 +151,11 @@ def _training_state(model, arrays, saved, path):
     weights = _saving.weight_arrays(model, arrays, path)
     opt = saved.get("optimizer") or {}
     entries = _saving.optimizer_entries(arrays) or {"iterations": int(opt.get("iterations", 0)), "slots": []}
-    layer_states = {p: [arrays.get(f"state:{p}:{i}") for i in range(int(n))]
-                    for p, n in (saved.get("layer_states") or {}).items()}
+    counts = {p: int(n) for p, n in (saved.get("layer_states") or {}).items()}
+    if any(not 0 <= n <= len(arrays) for n in counts.values()):  # a forged count would build a huge list
+        raise ValueError(f"its training state lists layer-state counts {counts}, more than the file's "
+                         f"{len(arrays)} entries.")
+    layer_states = {p: [arrays.get(f"state:{p}:{i}") for i in range(n)] for p, n in counts.items()}
     rng = saved.get("rng") or {}
     return {
         "weights": weights,

@@ -16,9 +16,12 @@ This module knows configs, weights and the registry of classes by name
 (fusedlstm.registry), never the model or layer classes: a model is rebuilt by looking
 up its class name and calling `from_config`, which rebuilds its layers the same way.
 
-Loading reads arrays with `allow_pickle=False` and JSON only: it never unpickles
-and never imports or runs code named in a file. A config naming a class that is not
-registered (Lambda, a custom class) is refused with NotImplementedError.
+Loading reads plain `.npy` arrays and JSON only, through fusedlstm.untrusted's
+checks (no zip bomb, no duplicate or escaping member names, headers that match
+their bytes, weights a config declares bounded by what the file holds): it never
+unpickles and never imports or runs code named in a file. A config naming a class
+that is not registered (Lambda, a custom class) is refused with
+NotImplementedError; NaN/Inf weights load with a NonFiniteWeightsWarning.
 
 Integrity (format version 2): every file also holds `__integrity__` (JSON: the
 sha256 of all other entries, fusedlstm.atomic.digest_arrays, and their names).
@@ -43,6 +46,7 @@ import os
 import numpy as np
 
 from . import registry as _registry
+from . import untrusted
 from .atomic import atomic_path, digest_arrays
 from .registry import (deserialize_keras_object, get_registered_name, get_registered_object,
                        register_keras_serializable, serialize_keras_object)
@@ -150,18 +154,13 @@ def write_npz(path, arrays):
 
 
 def _read_npz(path):
-    """Every entry of the file, read in full (nothing is applied to a model here)."""
+    """Every entry of the file, read in full and checked by fusedlstm.untrusted before anything
+    is allocated for it (nothing is applied to a model here)."""
+    where = repr(os.fspath(path))
     try:
-        # Our own handle: np.load leaks the one it opens when the archive is damaged.
-        with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except MemoryError:
-        raise
-    except Exception as exc:  # noqa: BLE001 -- any decoding failure of a damaged archive
-        size = os.path.getsize(path) if os.path.exists(path) else 0
-        raise ValueError(
-            f"{os.fspath(path)!r} is not a fusedlstm file, or it is truncated or damaged "
-            f"({size} bytes; {type(exc).__name__}: {exc}). Refusing to load it.") from None
+        return untrusted.read_npz(path, where)
+    except ValueError as exc:
+        raise ValueError(f"{exc} Refusing to load it: not a fusedlstm file, or a damaged one.") from None
 
 
 def _verify_integrity(arrays, path, version):
@@ -174,9 +173,12 @@ def _verify_integrity(arrays, path, version):
         return
     try:
         info = json.loads(arrays[INTEGRITY_KEY].tobytes().decode("utf-8"))
-        stored, names = str(info["digest"]), list(info["entries"])
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{os.fspath(path)!r} is damaged: its checksum entry is unreadable ({exc}).") from None
+        stored, names = str(info["digest"]), info["entries"]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise TypeError("its entries are not a list of names")
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ValueError(f"{os.fspath(path)!r} is damaged: its checksum entry is unreadable "
+                         f"({type(exc).__name__}: {str(exc)[:200]}).") from None
     body = {k: v for k, v in arrays.items() if k != INTEGRITY_KEY}
     if sorted(body) != sorted(names):
         missing = sorted(set(names) - set(body))
@@ -197,8 +199,9 @@ def _read_json(arrays, key, path):
         raise ValueError(f"{os.fspath(path)!r} is not a fusedlstm file (no {key} entry).")
     try:
         meta = json.loads(arrays[key].tobytes().decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{os.fspath(path)!r} is damaged: its {key} entry is not valid JSON ({exc}).") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested past Python's limit
+        raise ValueError(f"{os.fspath(path)!r} is damaged: its {key} entry is not valid JSON "
+                         f"({type(exc).__name__}: {str(exc)[:200]}).") from None
     version = meta.get("version", 0) if isinstance(meta, dict) else None
     if not isinstance(meta, dict) or meta.get("format") != "fusedlstm" or not isinstance(version, int) \
             or not 1 <= version <= FORMAT_VERSION:
@@ -211,10 +214,7 @@ def _read_json(arrays, key, path):
 
 def read_checked(path, kind):
     """(arrays, meta) of a fusedlstm file of `kind` ('model' or 'weights'), fully verified."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"No file found at {os.fspath(path)!r}.")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"{os.fspath(path)!r} is a directory, not a fusedlstm {kind} file.")
+    path = untrusted.check_regular_file(path, f"a fusedlstm {kind} file")
     arrays = _read_npz(path)
     meta = _read_json(arrays, "__weights__" if kind == "weights" else "__model__", path)
     return arrays, meta
@@ -265,10 +265,20 @@ def optimizer_entries(arrays):
     """The optimizer state stored in a file's entries ({"iterations", "slots"[, "u_product"]}), or None."""
     if "opt_iterations" not in arrays:
         return None
-    state = {"iterations": int(arrays["opt_iterations"]),
-             "slots": [arrays[k] for k in sorted(a for a in arrays if a.startswith("opt_0"))]}
+    it = arrays["opt_iterations"]
+    if it.shape != () or it.dtype.kind not in "iu" or int(it) < 0:
+        raise ValueError(f"the optimizer's step count (opt_iterations) is {it.dtype} of shape {it.shape}, "
+                         "expected a non-negative integer.")
+    names = sorted(a for a in arrays if a.startswith("opt_0"))
+    bad = [k for k in names if arrays[k].dtype.kind not in "fiu"]
+    if bad:
+        raise ValueError(f"optimizer entry {bad[0]} has dtype {arrays[bad[0]].dtype}, expected numbers.")
+    state = {"iterations": int(it), "slots": [arrays[k] for k in names]}
     if "opt_u_product" in arrays:
-        state["u_product"] = float(arrays["opt_u_product"])
+        u = arrays["opt_u_product"]
+        if u.shape != () or u.dtype.kind not in "fiu":
+            raise ValueError(f"optimizer entry opt_u_product is {u.dtype} of shape {u.shape}, expected a number.")
+        state["u_product"] = float(u)
     return state
 
 
@@ -289,17 +299,32 @@ def weight_arrays(model, arrays, path):
 
 def _assign(model, arrays, path):
     # Everything is checked before the first weight changes: a bad file never half-loads.
-    values = weight_arrays(model, arrays, path)
+    with np.errstate(over="ignore", invalid="ignore"):  # out-of-range values become inf: warned about below
+        values = [np.asarray(a, dtype=p.value.dtype) for p, a in zip(model.weights, weight_arrays(model, arrays, path))]
+    untrusted.warn_nonfinite(((p.path, a) for p, a in zip(model.weights, values)), repr(os.fspath(path)))
     for p, a in zip(model.weights, values):
         p.value[...] = a
 
 
-def _model_from_meta(meta):
+def _model_from_meta(meta, arrays, path):
     name = meta.get("class_name")
-    cls = _registry.lookup("models", name)
+    cls = _registry.lookup("models", name) if isinstance(name, str) else None
     if not isinstance(cls, type):
         raise NotImplementedError(f"Model class {name!r} is not supported (refusing to load it).")
-    return cls.from_config(meta.get("config", {}))
+    config = meta.get("config", {})
+    where = repr(os.fspath(path))
+    try:
+        # The weights the config declares cannot outgrow the arrays the file holds.
+        with untrusted.weight_budget(sum(a.nbytes for a in arrays.values()), where):
+            return cls.from_config(config)
+    except NotImplementedError:
+        raise
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    except (TypeError, KeyError, AttributeError, IndexError, OverflowError, RecursionError) as exc:
+        # from_config met a config no writer of ours produces: the file is damaged or forged.
+        raise ValueError(f"{where}: its model config cannot be built ({type(exc).__name__}: "
+                         f"{str(exc)[:300]}). Refusing to load it.") from None
 
 
 # --- public API --------------------------------------------------------------------------------
@@ -331,12 +356,21 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     if kind != "model":
         _bad_suffix(filepath, "load_model()", [MODEL_SUFFIX])
     arrays, meta = read_checked(filepath, "model")
-    model = _model_from_meta(meta)
+    model = _model_from_meta(meta, arrays, filepath)
     _assign(model, arrays, filepath)
     cc = meta.get("compile_config")
     if compile and cc:
-        model.compile_from_config(cc)
-        opt = optimizer_entries(arrays)
+        try:
+            model.compile_from_config(cc)
+        except (NotImplementedError, ValueError):
+            raise
+        except (TypeError, KeyError, AttributeError, IndexError, OverflowError, RecursionError) as exc:
+            raise ValueError(f"{os.fspath(filepath)!r}: its compile config cannot be applied "
+                             f"({type(exc).__name__}: {str(exc)[:300]}). Refusing to load it.") from None
+        try:
+            opt = optimizer_entries(arrays)
+        except ValueError as exc:
+            raise ValueError(f"{os.fspath(filepath)!r}: {exc}") from None
         if opt is not None:
             try:
                 model.set_training_state({"optimizer": opt})

@@ -10,10 +10,14 @@ does).
 
 import io
 import numbers
+import os
 import pickle
+import struct
 import zipfile
 
 import numpy as np
+
+from .. import untrusted
 
 _ALLOWED_PICKLE_GLOBALS = frozenset({
     ("numpy", "ndarray"),
@@ -32,40 +36,88 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
             "corrupted or malicious.")
 
 
-def _read_npy(fp):
+_UNPICKLE_DAMAGE = (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError,
+                    OverflowError, RecursionError, MemoryError, UnicodeDecodeError, struct.error)
+
+
+def _read_npy(buf, where):
+    """One .npy entry: plain arrays through fusedlstm.untrusted (header checked against the
+    bytes), object arrays through the restricted unpickler."""
+    fp = io.BytesIO(bytes(buf))
     try:
-        return np.lib.format.read_array(fp, allow_pickle=False)
-    except ValueError:
-        fp.seek(0)
         version = np.lib.format.read_magic(fp)
         if version[0] == 1:
-            np.lib.format.read_array_header_1_0(fp)
+            _, _, dtype = np.lib.format.read_array_header_1_0(fp)
         elif version[0] in (2, 3):  # 3.0 differs from 2.0 only in the header's text encoding
-            np.lib.format.read_array_header_2_0(fp)
+            _, _, dtype = np.lib.format.read_array_header_2_0(fp)
         else:
-            raise ValueError(f"Unsupported `.npy` file version: {version}.") from None
-        return _ArraysOnlyUnpickler(fp).load()
+            raise ValueError(f"unsupported .npy version {version}")
+    except (ValueError, SyntaxError, TypeError, KeyError, RecursionError, MemoryError) as exc:
+        raise ValueError(f"{where}: its .npy header is damaged ({type(exc).__name__}: {str(exc)[:200]}).") from None
+    if not dtype.hasobject:
+        return untrusted.read_npy(buf, where)
+    try:
+        out = _ArraysOnlyUnpickler(fp).load()
+    except _UNPICKLE_DAMAGE as exc:
+        raise ValueError(f"{where}: its pickled array is damaged or refused ({type(exc).__name__}: "
+                         f"{str(exc)[:200]}).") from None
+    if not isinstance(out, np.ndarray):
+        raise ValueError(f"{where}: its pickle holds a {type(out).__name__}, expected an array.")
+    return out
 
 
 def load_npz(path):
-    """The arrays of an .npz file by name, object arrays unpickled safely."""
+    """The arrays of an .npz file by name, object arrays unpickled safely; the archive checked
+    by fusedlstm.untrusted first (no zip bomb, no duplicate or lying entries)."""
+    source = untrusted.check_regular_file(path, "a dataset file")
+    size = os.path.getsize(source)
     arrays = {}
     try:
-        with zipfile.ZipFile(path) as archive:
-            for member in archive.namelist():
-                if member.endswith(".npy"):
-                    with archive.open(member) as raw:
-                        arrays[member[:-4]] = _read_npy(io.BytesIO(raw.read()))
-    except (zipfile.BadZipFile, EOFError, pickle.UnpicklingError) as exc:
-        raise ValueError(f"{path} is not a readable dataset file ({type(exc).__name__}: {exc}).") from exc
+        with zipfile.ZipFile(source) as archive:
+            for info in untrusted.zip_members(archive, source,
+                                              untrusted.EXPANSION_FLOOR + untrusted.MAX_EXPANSION * size):
+                if info.filename.endswith(".npy"):
+                    buf = untrusted.read_member(archive, info, source)
+                    arrays[info.filename[:-4]] = _read_npy(buf, f"{source}: entry {info.filename!r}")
+    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise ValueError(f"{source} is not a readable dataset file ({type(exc).__name__}: {exc}).") from None
     return arrays
 
 
+def _ids(x, where):
+    """x as a list of ints (a sequence of word ids), or ValueError."""
+    try:
+        arr = np.asarray(x.tolist() if isinstance(x, np.ndarray) else list(x))
+    except (TypeError, ValueError):
+        raise ValueError(f"{where} is a {type(x).__name__}, expected a list of word ids.") from None
+    if arr.ndim != 1 or (arr.size and (arr.dtype.kind not in "iu" or arr.min() < 0 or arr.max() >= 2 ** 31)):
+        raise ValueError(f"{where} holds {str(arr.tolist())[:80]}, expected word ids (integers from 0 to 2**31-1).")
+    return arr.astype(np.int64).tolist()
+
+
 def require(arrays, path, names):
+    """The named arrays; every x* a 1-D sequence of word-id lists and every y* as many integer
+    labels (a damaged or forged file is refused here, not deep in the re-indexing)."""
     missing = [n for n in names if n not in arrays]
     if missing:
         raise ValueError(f"{path} lacks the arrays {missing} (it holds {sorted(arrays)}); is it the right file?")
-    return [arrays[n] for n in names]
+    out = []
+    for n in names:
+        a = arrays[n]
+        if n.startswith("x"):
+            if a.ndim not in (1, 2) or (a.ndim == 2 and a.dtype.kind not in "iu"):
+                raise ValueError(f"{path}: {n} has shape {a.shape} and dtype {a.dtype}, expected sequences of word ids.")
+            a = ragged([_ids(x, f"{path}: {n}[{i}]") for i, x in enumerate(a)])
+        else:
+            if a.ndim != 1 or a.dtype.kind not in "iu":
+                raise ValueError(f"{path}: {n} has shape {a.shape} and dtype {a.dtype}, expected 1-D integer labels.")
+            a = a.astype(np.int64)
+        out.append(a)
+    for xn, yn in zip(names[0::2], names[1::2]):
+        xa, ya = out[names.index(xn)], out[names.index(yn)]
+        if len(xa) != len(ya):
+            raise ValueError(f"{path}: {xn} holds {len(xa)} sequences but {yn} {len(ya)} labels.")
+    return out
 
 
 def remove_long_seq(maxlen, seq, label):

@@ -3,17 +3,36 @@
 A weights file is data from elsewhere. HDF5 can point outside itself (external
 and soft links, external or virtual datasets) or declare a huge array that is
 mostly fill value; Keras refuses those and so do we, before reading anything.
+A damaged file makes h5py raise OSError, KeyError, RuntimeError, ... at any
+access: `open_file` reports all of them as one ValueError naming the file.
 """
 
+import contextlib
 import math
 
 import numpy as np
 
-__all__ = ["get_group", "read_dataset", "attr_strings"]
+__all__ = ["open_file", "get_group", "read_dataset", "attr_strings"]
 
-# Above this, a dataset must store at least 1/1000 of what it declares (Keras's guard too).
-_BOMB_FLOOR_BYTES = 1 << 32
-_MAX_EXPANSION = 1000
+# Above this, a dataset must store at least 1/100 of what it declares (as a zip member must:
+# fusedlstm.untrusted); Keras writes weights uncompressed, so a real file stores all of it.
+_BOMB_FLOOR_BYTES = 64 << 20
+_MAX_EXPANSION = 100
+# What h5py raises for a damaged file (a bit flip in a B-tree, a truncated chunk, a bad attribute).
+_DAMAGE = (OSError, KeyError, RuntimeError, TypeError, AttributeError, IndexError, UnicodeDecodeError,
+           OverflowError, RecursionError, SystemError)
+
+
+@contextlib.contextmanager
+def open_file(h5py, file, source: str):
+    """h5py.File(file, "r") for the duration of the block; any h5py failure inside the block
+    (opening included) becomes ValueError naming `source`."""
+    try:
+        with h5py.File(file, "r") as f:
+            yield f
+    except _DAMAGE as exc:
+        raise ValueError(f"{source}: not a readable HDF5 file, or a damaged one ({type(exc).__name__}: "
+                         f"{str(exc)[:300]}).") from None
 
 
 def _link_ok(h5py, parent, name: str, source: str) -> None:

@@ -24,6 +24,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
+from .. import untrusted
 from ..models import Functional, Sequential
 from ..saving import KERAS_KINDS, register_format
 from . import compile_config as _compile
@@ -188,6 +189,8 @@ def _set_weights(model, spec: ModelNode, weights: Dict[str, List[np.ndarray]], s
             continue
         if fixed:
             plan.append((model.get_layer(node.name), fixed))
+    untrusted.warn_nonfinite(((f"{layer.name}[{i}]", a) for layer, fixed in plan for i, a in enumerate(fixed)),
+                             source)
     for layer, fixed in plan:
         layer.set_weights(fixed)
 
@@ -208,7 +211,8 @@ def _fitted(model, node: LayerNode, weights, source: str) -> List[np.ndarray]:
             raise ValueError(f"{where}: weight {name!r} has shape {cur.shape} in the model, {arr.shape} in the file.")
         if arr.dtype.kind not in "fiu":
             raise ValueError(f"{where}: weight {name!r} has dtype {arr.dtype} in the file, expected numbers.")
-        fixed.append(arr.astype(cur.dtype, copy=False))
+        with np.errstate(over="ignore", invalid="ignore"):  # out-of-range values become inf: warned about later
+            fixed.append(arr.astype(cur.dtype, copy=False))
     return fixed
 
 
@@ -238,7 +242,9 @@ def load_keras_file(path, model=None, *, compile: bool = True, skip_mismatch: bo
             raise ValueError(f"{source} holds weights only; build the model in code and call "
                              "model.load_weights on it.")
         data = read_keras_archive(source) if kind == "keras3_archive" else read_legacy_h5(source)
-        model = build_model(data.model, source)
+        # The weights the config declares cannot outgrow the arrays the file holds.
+        with untrusted.weight_budget(sum(a.nbytes for arrays in data.weights.values() for a in arrays), source):
+            model = build_model(data.model, source)
         _set_weights(model, data.model, data.weights, source)
         if compile:
             _compile.apply(model, data, source, KerasCompatibilityWarning)

@@ -24,6 +24,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from .. import untrusted
 from . import _h5
 from ._files import atomic_path, require_h5py
 from .keras_v3 import KERAS_FORMAT_VERSION, KerasFile
@@ -68,12 +69,8 @@ def read_legacy_h5(path, model: Optional[ModelNode] = None) -> KerasFile:
         is parsed (a weights-only file then raises ValueError saying so).
     """
     h5py = require_h5py()
-    source = os.fspath(path)
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise ValueError(f"{source}: not an HDF5 file ({exc}).") from None
-    with f:
+    source = untrusted.check_regular_file(path, "a Keras .h5 file")
+    with _h5.open_file(h5py, source, source) as f:
         version = _attr_str(f, "keras_version")
         if model is None:
             raw = _attr_str(f, "model_config")
@@ -82,8 +79,8 @@ def read_legacy_h5(path, model: Optional[ModelNode] = None) -> KerasFile:
                                  "code and call model.load_weights on it.")
             try:
                 config = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{source}: model_config is not JSON: {exc}.") from None
+            except (ValueError, RecursionError) as exc:
+                raise ValueError(f"{source}: model_config is not JSON: {str(exc)[:200]}.") from None
             model = parse_model_config(config, keras_version=version or "1", source=source)
             model.compile_config = _compile_config_from_training(_attr_str(f, "training_config"), source)
             from_config = True
@@ -192,8 +189,8 @@ def _compile_config_from_training(raw: Optional[str], source: str) -> Optional[d
         return None
     try:
         tc = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{source}: training_config is not JSON: {exc}.") from None
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"{source}: training_config is not JSON: {str(exc)[:200]}.") from None
     if not isinstance(tc, dict):
         return None
     return {"optimizer": tc.get("optimizer_config"), "loss": tc.get("loss"), "metrics": tc.get("metrics"),

@@ -24,6 +24,7 @@ from typing import Dict, List, NamedTuple, Optional
 import numpy as np
 
 from .._version import __version__
+from .. import untrusted
 from . import _h5
 from ._files import atomic_path, require_h5py
 from .model_config import ModelNode, keras3_model_config, parse_model_config
@@ -38,9 +39,6 @@ KERAS_FORMAT_VERSION = "3.15.1"
 _CONFIG = "config.json"
 _METADATA = "metadata.json"
 _WEIGHTS = "model.weights.h5"
-# A member may expand at most this much over its stored size once above the floor (zip bombs).
-_ZIP_FLOOR = 1 << 28
-_ZIP_EXPANSION = 100
 _MAX_CONFIG_BYTES = 64 << 20
 
 
@@ -151,8 +149,8 @@ def write_keras3_weights(root, model: ModelNode, weights: Dict[str, List[np.ndar
 def load_keras3_weights_file(path, model: ModelNode) -> KerasFile:
     """Read a `.weights.h5` file for `model` (its layer structure decides the paths)."""
     h5py = require_h5py()
-    source = os.fspath(path)
-    with h5py.File(path, "r") as f:
+    source = untrusted.check_regular_file(path, "a Keras weights file")
+    with _h5.open_file(h5py, source, source) as f:
         weights = read_keras3_weights(f, model, source)
         optimizer = read_optimizer_vars(f, source)
     return KerasFile(None, weights, optimizer, None, [])
@@ -174,13 +172,15 @@ def _member(zf: zipfile.ZipFile, name: str, source: str, limit: Optional[int] = 
     try:
         info = zf.getinfo(name)
     except KeyError:
-        raise ValueError(f"{source}: not a Keras archive: it has no {name} (members: {zf.namelist()}).") from None
-    if info.file_size > _ZIP_FLOOR and info.file_size > _ZIP_EXPANSION * max(info.compress_size, 1):
-        raise ValueError(f"{source}: {name} declares {info.file_size} bytes but stores {info.compress_size}; "
-                         "refusing a likely zip bomb.")
-    if limit is not None and info.file_size > limit:
-        raise ValueError(f"{source}: {name} is {info.file_size} bytes, more than the {limit} a config can need.")
-    return zf.read(name)
+        raise ValueError(f"{source}: not a Keras archive: it has no {name} (members: {zf.namelist()[:20]}).") from None
+    return bytes(untrusted.read_member(zf, info, source, limit))
+
+
+def _json_member(zf: zipfile.ZipFile, name: str, source: str):
+    try:
+        return json.loads(_member(zf, name, source, _MAX_CONFIG_BYTES))
+    except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, nested deeper than Python recurses
+        raise ValueError(f"{source}: {name} is not JSON ({type(exc).__name__}: {str(exc)[:200]}).") from None
 
 
 def read_keras_archive(path, model: Optional[ModelNode] = None) -> KerasFile:
@@ -188,34 +188,33 @@ def read_keras_archive(path, model: Optional[ModelNode] = None) -> KerasFile:
 
     model: read only the weights, laid out for this model (like keras load_weights on a
         .keras file); None: parse the archive's config into a ModelNode and read its weights.
+    The archive is checked first (fusedlstm.untrusted: distinct member names, no zip bomb,
+    at most MAX_EXPANSION times the file's size in all); nothing is extracted to disk.
     """
     h5py = require_h5py()
-    source = os.fspath(path)
+    source = untrusted.check_regular_file(path, "a Keras archive")
+    size = os.path.getsize(source)
     try:
-        zf = zipfile.ZipFile(path, "r")
-    except zipfile.BadZipFile as exc:
-        raise ValueError(f"{source}: not a Keras archive (not a zip file: {exc}).") from None
+        zf = zipfile.ZipFile(source, "r")
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise ValueError(f"{source}: not a Keras archive (not a readable zip file: {exc}).") from None
     with zf:
+        untrusted.zip_members(zf, source, untrusted.EXPANSION_FLOOR + untrusted.MAX_EXPANSION * size)
         names = zf.namelist()
         version = None
         if _METADATA in names:
-            try:
-                meta = json.loads(_member(zf, _METADATA, source, _MAX_CONFIG_BYTES))
-                version = meta.get("keras_version") if isinstance(meta, dict) else None
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{source}: {_METADATA} is not JSON: {exc}.") from None
+            meta = _json_member(zf, _METADATA, source)
+            version = meta.get("keras_version") if isinstance(meta, dict) else None
+            version = version if isinstance(version, str) else None
         if model is None:
-            try:
-                config = json.loads(_member(zf, _CONFIG, source, _MAX_CONFIG_BYTES))
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{source}: {_CONFIG} is not JSON: {exc}.") from None
+            config = _json_member(zf, _CONFIG, source)
             model = parse_model_config(config, keras_version=version or "3", source=source)
         if _WEIGHTS not in names:
             other = [n for n in names if n.startswith("model.weights")]
             what = f"weights in {other[0]!r}, a layout fusedlstm does not read" if other else "no model.weights.h5"
             raise ValueError(f"{source}: the archive has {what}.")
         data = io.BytesIO(_member(zf, _WEIGHTS, source))
-    with h5py.File(data, "r") as f:
+    with _h5.open_file(h5py, data, f"{source}: {_WEIGHTS}") as f:
         weights = read_keras3_weights(f, model, source)
         optimizer = read_optimizer_vars(f, source)
     return KerasFile(model, weights, optimizer, version, [])

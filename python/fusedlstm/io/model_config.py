@@ -303,7 +303,12 @@ def parse_model_config(cfg: dict, *, keras_version: Optional[str], source: str) 
     if reader.major < 2:
         raise UnsupportedModelError(f"{source}: model configs written by Keras 1 are not supported; load the "
                                     "weights into a model built in code instead.")
-    return reader.model(copy.deepcopy(cfg))
+    try:
+        return reader.model(copy.deepcopy(cfg))
+    except (RecursionError, TypeError, KeyError, AttributeError, IndexError, OverflowError) as exc:
+        # A config no Keras writes (nested past Python's recursion limit, values of the wrong type).
+        raise UnsupportedModelError(f"{source}: the model config is malformed ({type(exc).__name__}: "
+                                    f"{str(exc)[:200]}).") from None
 
 
 def parse_layer_config(cfg: dict, *, source: str) -> LayerNode:

@@ -27,7 +27,7 @@ import numpy as np
 from .. import constraints as _constraints
 from .. import initializers as _inits
 from .. import regularizers as _regularizers
-from .. import utils
+from .. import untrusted, utils
 from ..validation import check_finite, check_numeric
 from ..variables import Variable, bump_generation
 
@@ -295,6 +295,8 @@ class Layer:
         # A plain function (LSTM's unit_forget_bias initializer) is called as is.
         plain_fn = callable(initializer) and not isinstance(initializer, _inits.Initializer)
         init = initializer if plain_fn else _inits.get(initializer)
+        # A model built from a file's config may not allocate more than the file holds.
+        untrusted.charge_weight(tuple(shape), np.dtype(dtype or self.dtype).itemsize, f"{self.name}/{name}")
         value = np.ascontiguousarray(init(tuple(shape), dtype or self.dtype), dtype=dtype or self.dtype)
         if value.shape != tuple(shape):
             raise ValueError(f"Initializer for {self.name}/{name} returned shape {value.shape}, expected {tuple(shape)}.")
