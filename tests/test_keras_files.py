@@ -417,7 +417,14 @@ def _seq_config(*layers):
     ({"class_name": "Lambda", "config": {"name": "lam", "function": {"class_name": "__lambda__",
                                                                        "config": {"code": "4wEAAAAAAAAA"}}}},
      r"layer 'lam' \(Lambda\): fusedlstm has no Lambda layer"),
-    ({"class_name": "GRU", "config": {"name": "gru", "units": 3}}, "fusedlstm has no GRU layer"),
+    ({"class_name": "ConvLSTM1D", "config": {"name": "c", "filters": 3}}, "fusedlstm has no ConvLSTM1D layer"),
+    ({"class_name": "GRU", "config": {"name": "g", "units": 3, "recurrent_activation": "softmax"}},
+     "recurrent_activation='softmax' is not supported by the GRU kernel"),
+    ({"class_name": "SimpleRNN", "config": {"name": "s", "units": 3, "recurrent_regularizer": {
+        "class_name": "L2", "config": {"l2": 0.01}}}}, r"layer 's' \(SimpleRNN\): recurrent_regularizer=.*not supported"),
+    ({"class_name": "Bidirectional", "config": {"name": "b", "layer": {"class_name": "GRU", "config": {
+        "name": "g", "units": 3}}, "backward_layer": {"class_name": "SimpleRNN", "config": {
+        "name": "s", "units": 3, "go_backwards": True}}}}, "backward_layer is a SimpleRNN, the forward layer a GRU"),
     ({"module": "my_project.layers", "class_name": "LSTM", "config": {"name": "mine", "units": 3}},
      "module 'my_project.layers'"),
     ({"class_name": "LSTM", "registered_name": "Custom>Thing", "config": {"name": "mine", "units": 3}},

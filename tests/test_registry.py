@@ -19,7 +19,7 @@ def test_every_kind_resolves_its_classes_by_name():
     assert registry.lookup("optimizers", "adam") is optimizers.Adam
     assert registry.lookup("initializers", "glorot_uniform") is initializers.GlorotUniform
     assert registry.lookup("activations", "swish") is activations.silu
-    assert registry.lookup("layers", "GRU") is None
+    assert registry.lookup("layers", "ConvLSTM1D") is None
     assert "LSTM" in registry.names("layers") and "Sequential" not in registry.names("layers")
 
 

@@ -28,7 +28,7 @@ from .. import constraints as _constraints
 from .. import regularizers as _regularizers
 
 __all__ = [
-    "REQUIRED", "Rule", "RULES", "LSTM_ACTIVATIONS", "UnsupportedModelError", "layer_arguments",
+    "REQUIRED", "Rule", "RULES", "LSTM_ACTIVATIONS", "RECURRENT", "UnsupportedModelError", "layer_arguments",
     "keras_layer_config", "snake_case",
 ]
 
@@ -57,17 +57,31 @@ class Rule(NamedTuple):
 _REGULARIZED = ("kernel_regularizer", "bias_regularizer", "activity_regularizer", "kernel_constraint",
                 "bias_constraint")
 _NONE = dict.fromkeys
+_RNN_ARGS = {"return_sequences": False, "return_state": False, "go_backwards": False, "stateful": False,
+             "dropout": 0.0, "recurrent_dropout": 0.0, "zero_output_for_mask": False,
+             **_NONE(_REGULARIZED + ("recurrent_regularizer", "recurrent_constraint"))}
+_RNN_IGNORED = ("kernel_initializer", "recurrent_initializer", "bias_initializer", "unroll", "seed")
 
 RULES: Dict[str, Rule] = {
     "LSTM": Rule(
         args={"units": REQUIRED, "activation": "tanh", "recurrent_activation": "sigmoid", "use_bias": True,
-              "return_sequences": False, "return_state": False, "go_backwards": False, "stateful": False,
-              "dropout": 0.0, "recurrent_dropout": 0.0, "zero_output_for_mask": False,
-              **_NONE(_REGULARIZED + ("recurrent_regularizer", "recurrent_constraint"))},
+              **_RNN_ARGS},
         fixed={"time_major": False},
-        ignored=("kernel_initializer", "recurrent_initializer", "bias_initializer", "unit_forget_bias", "unroll",
-                 "implementation", "seed"),
+        ignored=_RNN_IGNORED + ("unit_forget_bias", "implementation"),
         activations=("activation", "recurrent_activation"),
+    ),
+    "GRU": Rule(
+        args={"units": REQUIRED, "activation": "tanh", "recurrent_activation": "sigmoid", "use_bias": True,
+              "reset_after": True, **_RNN_ARGS},
+        fixed={"time_major": False},
+        ignored=_RNN_IGNORED + ("implementation",),
+        activations=("activation", "recurrent_activation"),
+    ),
+    "SimpleRNN": Rule(
+        args={"units": REQUIRED, "activation": "tanh", "use_bias": True, **_RNN_ARGS},
+        fixed={"time_major": False},
+        ignored=_RNN_IGNORED,
+        activations=("activation",),
     ),
     "Dense": Rule(
         args={"units": REQUIRED, "activation": "linear", "use_bias": True, **_NONE(_REGULARIZED)},
@@ -99,8 +113,10 @@ RULES: Dict[str, Rule] = {
     "Average": Rule(args={}),
 }
 
-# What the LSTM kernel computes (csrc, see _core.pyi); 'hard_sigmoid_k2' is Keras 2's clip(0.2x+0.5, 0, 1).
+# What the recurrent kernels compute (csrc, see _core.pyi); 'hard_sigmoid_k2' is Keras 2's clip(0.2x+0.5, 0, 1).
 LSTM_ACTIVATIONS = ("tanh", "sigmoid", "hard_sigmoid", "hard_sigmoid_k2", "relu", "linear")
+# The recurrent layers (one fused kernel each) and how many states each carries.
+RECURRENT = {"LSTM": 2, "GRU": 1, "SimpleRNN": 1}
 
 # Keys every layer config may hold that are not constructor semantics.
 _COMMON = ("name", "trainable", "dtype", "batch_input_shape", "batch_shape", "input_shape", "build_config")
@@ -162,8 +178,8 @@ def layer_arguments(class_name: str, config: Mapping[str, Any], where: str, *, l
         value = config[key]
         if key in rule.activations:
             value = _activation(value, key, where, legacy_hard_sigmoid)
-            if class_name == "LSTM" and value not in LSTM_ACTIVATIONS:
-                raise UnsupportedModelError(f"{where}: {key}={value!r} is not supported by the LSTM kernel "
+            if class_name in RECURRENT and value not in LSTM_ACTIVATIONS:
+                raise UnsupportedModelError(f"{where}: {key}={value!r} is not supported by the {class_name} kernel "
                                             f"(expected one of {', '.join(LSTM_ACTIVATIONS)}).")
         elif key in rule.nested and value is not None:
             value = parse_nested(value)
@@ -248,6 +264,7 @@ _INITIALIZERS = {
     "Dense": {"kernel_initializer": ("GlorotUniform", _GLOROT), "bias_initializer": ("Zeros", {})},
     "Embedding": {"embeddings_initializer": ("RandomUniform", {"seed": None, "minval": -0.05, "maxval": 0.05})},
 }
+_INITIALIZERS["GRU"] = _INITIALIZERS["SimpleRNN"] = _INITIALIZERS["LSTM"]
 
 
 def keras_layer_config(class_name: str, name: str, args: Mapping[str, Any], trainable: bool, serialize_nested,
@@ -278,5 +295,7 @@ def keras_layer_config(class_name: str, name: str, args: Mapping[str, Any], trai
     for key in rule.not_written:
         config.pop(key, None)
     if class_name == "LSTM":
-        config.update(unit_forget_bias=True, unroll=False, seed=None)
+        config.update(unit_forget_bias=True)
+    if class_name in RECURRENT:
+        config.update(unroll=False, seed=None)
     return {"module": "keras.layers", "class_name": class_name, "config": config, "registered_name": None}

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
-from .layer_rules import (RULES, UnsupportedModelError, keras_layer_config, layer_arguments)
+from .layer_rules import (RECURRENT, RULES, UnsupportedModelError, keras_layer_config, layer_arguments)
 
 __all__ = ["TensorRef", "Call", "LayerNode", "ModelNode", "parse_model_config", "parse_layer_config",
            "keras3_model_config", "output_shapes", "keras_major"]
@@ -177,7 +177,8 @@ class _Reader:
         config = dict(config)
         if self.legacy and cls in ("CuDNNLSTM", "CuDNNGRU"):
             if cls == "CuDNNGRU":
-                raise UnsupportedModelError(f"{where}: fusedlstm has no GRU.")
+                raise UnsupportedModelError(f"{where}: CuDNNGRU files are not supported yet (their weight layout "
+                                            "is not converted); rebuild the model with GRU(reset_after=True).")
             # CuDNN's LSTM has fixed activations; its weights are rearranged on load (weight_layout).
             cls = "LSTM"
             config.update(activation="tanh", recurrent_activation="sigmoid", use_bias=True)
@@ -209,7 +210,7 @@ class _Reader:
                     kwargs.update(entry[3])
             state = kwargs.pop("initial_state", None)
             state = None if state is None else _tensor_list(state, where)
-            if node.class_name in ("LSTM", "Bidirectional") and len(refs) > 1:
+            if (node.class_name in RECURRENT or node.class_name == "Bidirectional") and len(refs) > 1:
                 # Keras 2's RNN.__call__ appends initial_state to its inputs.
                 inputs, state = refs[0], refs[1:]
             else:
@@ -242,17 +243,19 @@ def _input_node(name: str, shape, dtype) -> LayerNode:
 
 def _bidirectional_args(args: dict, where: str) -> dict:
     fwd: LayerNode = args["layer"]
-    if fwd.class_name != "LSTM":
-        raise UnsupportedModelError(f"{where}: Bidirectional wraps a {fwd.class_name}; fusedlstm supports LSTM.")
+    if fwd.class_name not in RECURRENT:
+        raise UnsupportedModelError(f"{where}: Bidirectional wraps a {fwd.class_name}; fusedlstm supports "
+                                    f"{', '.join(RECURRENT)}.")
     if args["merge_mode"] not in ("concat", "sum", "mul", "ave", None):
         raise UnsupportedModelError(f"{where}: merge_mode={args['merge_mode']!r} is unknown.")
     bwd: Optional[LayerNode] = args.get("backward_layer")
     if bwd is None:
         # Keras 2 left it out: the backward layer is the forward config reading the other way.
-        bwd = LayerNode("LSTM", "backward_" + fwd.name, dict(fwd.args, go_backwards=not fwd.args["go_backwards"]),
+        bwd = LayerNode(fwd.class_name, "backward_" + fwd.name, dict(fwd.args, go_backwards=not fwd.args["go_backwards"]),
                         fwd.trainable)
-    if bwd.class_name != "LSTM":
-        raise UnsupportedModelError(f"{where}: backward_layer is a {bwd.class_name}; fusedlstm supports LSTM.")
+    if bwd.class_name != fwd.class_name:
+        raise UnsupportedModelError(f"{where}: backward_layer is a {bwd.class_name}, the forward layer a "
+                                    f"{fwd.class_name}; fusedlstm needs both of the same class.")
     return dict(args, backward_layer=bwd)
 
 
@@ -325,10 +328,11 @@ Shape = Tuple[Optional[int], ...]
 
 def _layer_outputs(node: LayerNode, shape, state_shapes) -> List[Shape]:
     cls, a = node.class_name, node.args
-    if cls in ("LSTM", "Bidirectional"):
-        lstm = a if cls == "LSTM" else a["layer"].args
+    if cls in RECURRENT or cls == "Bidirectional":
+        rnn = node if cls in RECURRENT else a["layer"]
+        lstm = rnn.args
         units = lstm["units"]
-        if cls == "LSTM":
+        if cls in RECURRENT:
             width = units
         else:
             width = 2 * units if a["merge_mode"] == "concat" else units
@@ -338,7 +342,7 @@ def _layer_outputs(node: LayerNode, shape, state_shapes) -> List[Shape]:
         if cls == "Bidirectional" and a["merge_mode"] is None:
             outs = [y[:-1] + (units,)] * 2
         if lstm["return_state"]:
-            outs += [(b, units)] * (2 if cls == "LSTM" else 4)
+            outs += [(b, units)] * (RECURRENT[rnn.class_name] * (1 if cls in RECURRENT else 2))
         return outs
     if cls == "Dense":
         return [tuple(shape[:-1]) + (a["units"],)]

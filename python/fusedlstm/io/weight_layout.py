@@ -20,7 +20,7 @@ from typing import Dict, List, NamedTuple, Sequence, Tuple
 
 import numpy as np
 
-from .layer_rules import UnsupportedModelError, snake_case
+from .layer_rules import RECURRENT, UnsupportedModelError, snake_case
 from .model_config import LayerNode, ModelNode, TensorRef
 
 __all__ = ["Saveable", "saveables", "layer_var_names", "keras_layer_order", "keras3_layer_paths",
@@ -37,9 +37,9 @@ class Saveable(NamedTuple):
 def saveables(node: LayerNode) -> List[Saveable]:
     """The layer and every object inside it that Keras saves, variables in get_weights() order."""
     cls, a = node.class_name, node.args
-    if cls == "LSTM":
+    if cls in RECURRENT:  # the weights belong to the cell: 'lstm_cell', 'gru_cell', 'simple_rnn_cell'
         names = ("kernel", "recurrent_kernel", "bias") if a["use_bias"] else ("kernel", "recurrent_kernel")
-        return [Saveable("", node.name, ()), Saveable("cell", "lstm_cell", names)]
+        return [Saveable("", node.name, ()), Saveable("cell", snake_case(cls) + "_cell", names)]
     if cls == "Dense":
         return [Saveable("", node.name, ("kernel", "bias") if a["use_bias"] else ("kernel",))]
     if cls == "Embedding":
@@ -152,8 +152,8 @@ def legacy_weight_names(model_name: str, node: LayerNode) -> List[str]:
 def _nested_names(node: LayerNode, s: Saveable) -> List[str]:
     a = node.args
     head = s.subpath.split("/")[0]
-    if node.class_name == "LSTM":
-        return ["lstm_cell"]
+    if node.class_name in RECURRENT:
+        return [snake_case(node.class_name) + "_cell"]
     sub = {"forward_layer": a.get("layer"), "backward_layer": a.get("backward_layer"), "layer": a.get("layer")}[head]
     rest = Saveable(s.subpath[len(head) + 1:], s.group_name, s.var_names)
     return [sub.name] + (_nested_names(sub, rest) if rest.subpath else [])
@@ -212,7 +212,7 @@ def convert_legacy_layer_weights(node: LayerNode, weights: List[np.ndarray], whe
     """A legacy file's arrays for one layer, converted to the layer's Keras 3 get_weights() layout."""
     if node.class_name == "LSTM":
         return _convert_lstm(node, list(weights), where, notes)
-    if node.class_name == "Bidirectional":
+    if node.class_name == "Bidirectional" and node.args["layer"].class_name == "LSTM":
         half = len(weights) // 2
         fwd = _convert_lstm(node.args["layer"], list(weights[:half]), where + " (forward)", notes)
         bwd = _convert_lstm(node.args["backward_layer"], list(weights[half:]), where + " (backward)", notes)

@@ -1,6 +1,6 @@
 """Keras-compatible layers (`from fusedlstm.layers import LSTM, Dense, ...`).
 
-Importing a Keras layer this library does not implement (GRU, Conv1D, Attention...)
+Importing a Keras layer this library does not implement (Conv1D, Attention...)
 raises NotImplementedError naming it, rather than a bare ImportError, so a ported
 notebook says exactly what is missing.
 """
@@ -11,19 +11,21 @@ from .core import (Activation, Dropout, Flatten, Input, InputLayer, Masking, Rep
                    Reshape, SpatialDropout1D)
 from .dense import Dense
 from .embedding import Embedding
+from .gru import GRU
 from .lstm import LSTM
 from .merge import Add, Average, Concatenate, Multiply, Subtract
+from .simple_rnn import SimpleRNN
 from .serialization import deserialize, get_layer_class, serialize
 from .wrappers import Bidirectional, TimeDistributed
 
-__all__ = ["Layer", "Variable", "KerasTensor", "Input", "InputLayer", "LSTM", "Dense", "Embedding",
+__all__ = ["Layer", "Variable", "KerasTensor", "Input", "InputLayer", "LSTM", "GRU", "SimpleRNN", "Dense", "Embedding",
            "TimeDistributed", "Bidirectional", "RepeatVector", "Dropout", "SpatialDropout1D",
            "Activation", "Masking", "Flatten", "Reshape", "Concatenate", "Add", "Subtract",
            "Multiply", "Average", "deserialize", "serialize", "get_layer_class"]
 
 # Keras layers a notebook may import that fusedlstm does not provide.
 _KERAS_ONLY = {
-    "GRU", "SimpleRNN", "RNN", "LSTMCell", "GRUCell", "SimpleRNNCell", "StackedRNNCells",
+    "RNN", "LSTMCell", "GRUCell", "SimpleRNNCell", "StackedRNNCells",
     "ConvLSTM1D", "ConvLSTM2D", "CuDNNLSTM", "CuDNNGRU", "Conv1D", "Conv2D", "MaxPooling1D",
     "MaxPool1D", "GlobalMaxPooling1D", "GlobalAveragePooling1D", "AveragePooling1D",
     "BatchNormalization", "LayerNormalization", "Attention", "AdditiveAttention",

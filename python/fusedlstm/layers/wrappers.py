@@ -3,7 +3,7 @@
 TimeDistributed folds time into the batch: (B, T, ...) is run through the inner
 layer as (B·T, ...) rows, so TimeDistributed(Dense) is one GEMM, not T of them.
 
-Bidirectional holds two LSTMs rebuilt from the wrapped layer's config (as Keras
+Bidirectional holds two recurrent layers (LSTM, GRU or SimpleRNN) rebuilt from the wrapped layer's config (as Keras
 does: 'forward_<name>' and 'backward_<name>' with go_backwards=True) and runs each
 as one kernel call. With return_sequences the backward outputs are flipped back to
 input order before merging, and masked steps output zeros (Keras forces
@@ -14,7 +14,7 @@ import numpy as np
 
 from ..registry import register
 from .base import Layer
-from .lstm import LSTM
+from .recurrent import FusedRecurrent
 from .serialization import deserialize, serialize
 
 
@@ -83,12 +83,12 @@ _MERGES = ("concat", "sum", "mul", "ave", None)
 
 @register("layers")
 class Bidirectional(Layer):
-    """Runs an LSTM forwards and backwards over the input and merges the two outputs.
+    """Runs a recurrent layer forwards and backwards over the input and merges the two outputs.
 
     Args:
-        layer: an LSTM (its config is copied; the instance itself is not run).
+        layer: an LSTM, GRU or SimpleRNN (its config is copied; the instance itself is not run).
         merge_mode: 'concat' (default), 'sum', 'mul', 'ave' or None (a list of both).
-        backward_layer: optional LSTM with go_backwards=True for the backward half.
+        backward_layer: optional layer of the same class with go_backwards=True for the backward half.
         weights: optional initial weights, forward layer's then backward layer's.
     """
 
@@ -98,11 +98,15 @@ class Bidirectional(Layer):
         if not isinstance(layer, Layer):
             raise ValueError(
                 "Please initialize `Bidirectional` layer with a `keras.layers.Layer` instance (argument "
-                f"`layer`, expected an LSTM). Received: {layer!r}")
-        if not isinstance(layer, LSTM):
-            raise NotImplementedError(f"Bidirectional: only LSTM layers are supported, got {type(layer).__name__}.")
-        if backward_layer is not None and not isinstance(backward_layer, LSTM):
-            raise NotImplementedError(f"Bidirectional: `backward_layer` must be an LSTM, got {type(backward_layer).__name__}.")
+                f"`layer`, expected an LSTM, GRU or SimpleRNN). Received: {layer!r}")
+        if not isinstance(layer, FusedRecurrent):
+            raise NotImplementedError(
+                f"Bidirectional: only LSTM, GRU and SimpleRNN layers are supported, got {type(layer).__name__}.")
+        rnn_cls = type(layer)
+        if backward_layer is not None and type(backward_layer) is not rnn_cls:
+            raise NotImplementedError(
+                f"Bidirectional: `backward_layer` must be a {rnn_cls.__name__} like `layer`, got "
+                f"{type(backward_layer).__name__}.")
         if merge_mode not in _MERGES:
             raise ValueError(
                 f"Invalid merge mode. Received: {merge_mode}. Merge mode should be one of "
@@ -111,11 +115,11 @@ class Bidirectional(Layer):
         cfg = layer.get_config()
         cfg.pop("batch_input_shape", None)
         fcfg = dict(cfg, name="forward_" + _strip(layer.name, "forward_"))
-        self.forward_layer = LSTM.from_config(fcfg)
+        self.forward_layer = rnn_cls.from_config(fcfg)
         if backward_layer is None:
             bcfg = dict(cfg, name="backward_" + _strip(layer.name, "backward_"),
                         go_backwards=not cfg["go_backwards"])
-            self.backward_layer = LSTM.from_config(bcfg)
+            self.backward_layer = rnn_cls.from_config(bcfg)
         else:
             self.backward_layer = backward_layer
         f, b = self.forward_layer, self.backward_layer
@@ -133,7 +137,8 @@ class Bidirectional(Layer):
         if f.activity_regularizer is not None or b.activity_regularizer is not None:
             # Keras penalises each direction's own outputs; the fused pair never exposes them.
             raise NotImplementedError(
-                "Bidirectional: an activity_regularizer on the wrapped LSTM is not supported by fusedlstm; "
+                f"Bidirectional: an activity_regularizer on the wrapped {type(layer).__name__} is not supported by "
+                "fusedlstm; "
                 "pass activity_regularizer= to Bidirectional itself (it then applies to the merged output).")
         f.zero_output_for_mask = f.return_sequences
         b.zero_output_for_mask = b.return_sequences
@@ -151,8 +156,10 @@ class Bidirectional(Layer):
 
     def _check_input_shapes(self, shapes):
         self.forward_layer._check_input_shapes([shapes[0]])
-        if len(shapes) not in (1, 5):
-            raise ValueError(f"Bidirectional '{self.name}': initial_state must have 4 tensors (forward h, c, backward h, c), got {len(shapes) - 1}.")
+        n = 2 * self.forward_layer._n_states
+        if len(shapes) not in (1, 1 + n):
+            raise ValueError(f"Bidirectional '{self.name}': initial_state must have {n} tensors "
+                             f"({self._state_description()}), got {len(shapes) - 1}.")
 
     def build(self, input_shape):
         self.forward_layer._build_from_shapes([input_shape])
@@ -164,9 +171,15 @@ class Bidirectional(Layer):
             raise NotImplementedError("Bidirectional: pass initial states with `initial_state=`.")
         if initial_state is None:
             return [inputs], 0
-        if not isinstance(initial_state, (list, tuple)) or len(initial_state) != 4:
-            raise ValueError(f"Bidirectional '{self.name}' expects initial_state with 4 tensors [h_fwd, c_fwd, h_bwd, c_bwd].")
-        return [inputs] + list(initial_state), 4
+        n = 2 * self.forward_layer._n_states
+        if not isinstance(initial_state, (list, tuple)) or len(initial_state) != n:
+            raise ValueError(f"Bidirectional '{self.name}' expects initial_state with {n} tensors "
+                             f"[{self._state_description()}].")
+        return [inputs] + list(initial_state), n
+
+    def _state_description(self):
+        names = self.forward_layer._state_names
+        return ", ".join([f"{s}_fwd" for s in names] + [f"{s}_bwd" for s in names])
 
     def compute_output_shape(self, input_shape):
         out = self.forward_layer.compute_output_shape(input_shape)
@@ -179,19 +192,20 @@ class Bidirectional(Layer):
         state = (shapes[0][0], self.forward_layer.units)
         outs = [y, y] if self.merge_mode is None else [self.compute_output_shape(shapes[0])]
         if self.return_state:
-            outs += [state] * 4
+            outs += [state] * (2 * self.forward_layer._n_states)
         return outs
 
     def _n_outputs(self):
-        return (2 if self.merge_mode is None else 1) + (4 if self.return_state else 0)
+        return (2 if self.merge_mode is None else 1) + (2 * self.forward_layer._n_states if self.return_state else 0)
 
     def reset_states(self, states=None):
         if states is None:
             self.forward_layer.reset_states()
             self.backward_layer.reset_states()
         else:
-            self.forward_layer.reset_states(states[:2])
-            self.backward_layer.reset_states(states[2:])
+            n = self.forward_layer._n_states
+            self.forward_layer.reset_states(states[:n])
+            self.backward_layer.reset_states(states[n:])
 
     reset_state = reset_states
 
@@ -238,8 +252,10 @@ class Bidirectional(Layer):
 
     def _run_both(self, xf, Wf, xb, Wb, inputs, mask, training, ctx):
         fl, bl = self.forward_layer, self.backward_layer
-        sf = [inputs[0]] + list(inputs[1:3]) if len(inputs) == 5 else [inputs[0]]
-        sb = [inputs[0]] + list(inputs[3:5]) if len(inputs) == 5 else [inputs[0]]
+        n = fl._n_states
+        has_state = len(inputs) == 1 + 2 * n
+        sf = [inputs[0]] + list(inputs[1:1 + n]) if has_state else [inputs[0]]
+        sb = [inputs[0]] + list(inputs[1 + n:]) if has_state else [inputs[0]]
         of, _, cf = fl._run(xf, Wf, sf, mask, training, ctx)
         ob, _, cb = bl._run(xb, Wb, sb, mask, training, ctx)
         outs = self._merge(of[0], ob[0])
@@ -249,20 +265,21 @@ class Bidirectional(Layer):
         out_mask = mask if self.return_sequences else None
         masks = [out_mask] * n_y + [None] * (len(outs) - n_y)
         keep = (of[0], ob[0]) if self.merge_mode == "mul" else (None, None)
-        return outs, masks, (cf, cb, keep, len(inputs) == 5)
+        return outs, masks, (cf, cb, keep, has_state)
 
     def _bwd_both(self, cache, douts, need_dx, ctx, kernel_grad=False):
         cf, cb, (yf, yb), has_state = cache
         n_y = 2 if self.merge_mode is None else 1
         dyf, dyb = self._split(douts, yf, yb)
-        st = douts[n_y:] if self.return_state else [None] * 4
         fl, bl = self.forward_layer, self.backward_layer
-        dxf, dh0f, dc0f, dWf = fl._run_backward(cf, [dyf] + list(st[0:2]), need_dx, ctx, kernel_grad)
-        dxb, dh0b, dc0b, dWb = bl._run_backward(cb, [dyb] + list(st[2:4]), need_dx, ctx, kernel_grad)
+        n = fl._n_states
+        st = douts[n_y:] if self.return_state else [None] * (2 * n)
+        dxf, dsf, dWf = fl._run_backward(cf, [dyf] + list(st[:n]), need_dx, ctx, kernel_grad)
+        dxb, dsb, dWb = bl._run_backward(cb, [dyb] + list(st[n:]), need_dx, ctx, kernel_grad)
         dx = None
         if dxf is not None and dxb is not None:
             dx = dxf + dxb
-        extra = [dh0f, dc0f, dh0b, dc0b] if has_state else []
+        extra = list(dsf) + list(dsb) if has_state else []
         return dx, dWf, dWb, extra
 
     def _fwd(self, inputs, masks, training, ctx):

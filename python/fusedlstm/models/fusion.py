@@ -1,4 +1,4 @@
-"""Plan-level fusions of a producer layer into the LSTM that consumes it.
+"""Plan-level fusions of a producer layer into the recurrent layer (LSTM, GRU, SimpleRNN) that consumes it.
 
 Both rewrites feed the LSTM kernel integer ids and a lookup table instead of a
 dense (B, T, I) input, so the input projection x·W is computed once per distinct
@@ -22,7 +22,7 @@ import numpy as np
 from .. import _core
 from ..layers.core import RepeatVector
 from ..layers.embedding import Embedding
-from ..layers.lstm import LSTM, dropout_mask
+from ..layers.recurrent import FusedRecurrent, dropout_mask
 from ..layers.wrappers import Bidirectional
 
 
@@ -43,8 +43,8 @@ def _bwd_rnn(rnn, cache, douts, ctx):
     if isinstance(rnn, Bidirectional):
         _, dWf, dWb, extra = rnn._bwd_both(cache, douts, False, ctx)
         return extra, [dWf, dWb]
-    _, dh0, dc0, dW = rnn._run_backward(cache, douts, False, ctx)
-    return ([dh0, dc0] if cache[2] else []), [dW]
+    _, dinit, dW = rnn._run_backward(cache, douts, False, ctx)
+    return (list(dinit) if cache[2] else []), [dW]
 
 
 class EmbeddingLSTM:
@@ -145,7 +145,7 @@ class RepeatLSTM:
 def fuse(producer, consumer):
     """The fused step for producer -> consumer, or None when the pair does not fuse (nor
     when the producer's output carries an activity penalty: fused, it is never made)."""
-    if not isinstance(consumer, (LSTM, Bidirectional)) or producer.activity_regularizer is not None:
+    if not isinstance(consumer, (FusedRecurrent, Bidirectional)) or producer.activity_regularizer is not None:
         return None
     if type(producer) is Embedding:
         return EmbeddingLSTM(producer, consumer)

@@ -1,0 +1,242 @@
+"""GRU and SimpleRNN against Keras 3.15.1 (torch backend): parity and Keras files both ways.
+
+Parity (keras_parity_support, its tolerances): the same builder makes a Keras model
+and ours, Keras's randomised weights are copied into ours, then predictions, the
+loss, every weight gradient of one train_on_batch, and 10 Adam steps are compared.
+Files: a Keras model's .keras / .weights.h5 / .h5 load into ours and predict as
+Keras does; ours saved in those formats load in Keras and predict as ours does.
+Figures measured on this machine are in docs/keras-parity.md's GRU section.
+"""
+
+import numpy as np
+import pytest
+
+from conftest import require
+import keras_parity_support as ps
+
+pytestmark = [pytest.mark.keras, pytest.mark.filterwarnings(ps.KERAS_WARNINGS)]
+
+B, T, I = 4, 5, 3
+
+
+@pytest.fixture(scope="module")
+def keras():
+    require("torch", "compare")
+    return require("keras", "compare")
+
+
+def seq(*layer_fns, shape=(T, I), dtype="float32", batch_size=None):
+    def build(lib):
+        L = lib.layers
+        return lib.Sequential([lib.Input(shape=shape, dtype=dtype, batch_size=batch_size)] + [f(L) for f in layer_fns])
+    return build
+
+
+def gru(units, **kw):
+    return lambda L: L.GRU(units, **kw)
+
+
+def rnn(units, **kw):
+    return lambda L: L.SimpleRNN(units, **kw)
+
+
+def dense(units, activation=None):
+    return lambda L: L.Dense(units, activation=activation)
+
+
+def td(units, activation=None):
+    return lambda L: L.TimeDistributed(L.Dense(units, activation=activation))
+
+
+def _gru_return_state_initial_state(lib):
+    L = lib.layers
+    enc_in, dec_in = lib.Input(shape=(T, I)), lib.Input(shape=(T - 2, 3))
+    _, h = L.GRU(5, return_state=True)(enc_in)
+    dec, hd = L.SimpleRNN(5, return_sequences=True, return_state=True)(dec_in, initial_state=[h])
+    return lib.Model([enc_in, dec_in], [L.TimeDistributed(L.Dense(3, activation="softmax"))(dec), hd])
+
+
+def _embedding(core):
+    def build(lib):
+        L = lib.layers
+        return lib.Sequential([lib.Input(shape=(T,), dtype="int32"), L.Embedding(12, 6, mask_zero=True), core(L),
+                               L.Dense(3, activation="softmax")])
+    return build
+
+
+def _masking(core):
+    def build(lib):
+        L = lib.layers
+        return lib.Sequential([lib.Input(shape=(T, I)), L.Masking(0.0), core(L), L.Dense(2)])
+    return build
+
+
+def _padded_ids(rng, n=B, t=T, vocab=12):
+    ids = rng.integers(1, vocab, size=(n, t)).astype(np.int32)
+    lengths = rng.integers(1, t + 1, size=n)
+    lengths[0], lengths[1] = t, 1
+    for r, n_real in enumerate(lengths):
+        ids[r, : t - n_real] = 0
+    return ids
+
+
+def _holes(rng):
+    x = xs(rng)
+    x[1, 3:] = 0.0
+    x[2, :2] = 0.0
+    x[3, 2] = 0.0
+    return x
+
+
+def onehot(rng, shape, classes):
+    return np.eye(classes, dtype=np.float32)[rng.integers(0, classes, size=shape)]
+
+
+def xs(rng, shape=(B, T, I)):
+    return rng.normal(size=shape).astype(np.float32)
+
+
+def normal(rng, *shape):
+    return rng.normal(size=shape).astype(np.float32)
+
+
+def _case(name, build, make_xy, loss="mse"):
+    return pytest.param(dict(build=build, make_xy=make_xy, loss=loss), id=name)
+
+
+CASES = [
+    _case("gru-last", seq(gru(5), dense(3)), lambda r: (xs(r), normal(r, B, 3))),
+    _case("gru-reset_after=False-sequences", seq(gru(5, reset_after=False, return_sequences=True), td(2)),
+          lambda r: (xs(r), normal(r, B, T, 2))),
+    _case("gru-go_backwards-no-bias", seq(gru(4, go_backwards=True, use_bias=False, return_sequences=True), dense(2)),
+          lambda r: (xs(r), normal(r, B, T, 2))),
+    _case("gru-hard_sigmoid-relu", seq(gru(4, activation="relu", recurrent_activation="hard_sigmoid"), dense(2)),
+          lambda r: (xs(r) * 2, normal(r, B, 2))),
+    _case("gru-stacked-softmax", seq(gru(6, return_sequences=True), gru(4, reset_after=False), dense(3, "softmax")),
+          lambda r: (xs(r), onehot(r, B, 3)), loss="categorical_crossentropy"),
+    _case("simple_rnn-last", seq(rnn(5), dense(3)), lambda r: (xs(r), normal(r, B, 3))),
+    _case("simple_rnn-relu-backwards-sequences", seq(rnn(4, activation="relu", go_backwards=True,
+                                                         return_sequences=True), td(2)),
+          lambda r: (xs(r), normal(r, B, T, 2))),
+    _case("return_state-initial_state", _gru_return_state_initial_state,
+          lambda r: ([xs(r), xs(r, (B, T - 2, 3))], [onehot(r, (B, T - 2), 3), normal(r, B, 5)]),
+          loss=["categorical_crossentropy", "mse"]),
+    _case("embedding-mask_zero-gru", _embedding(gru(5)), lambda r: (_padded_ids(r), r.integers(0, 3, size=B)),
+          loss="sparse_categorical_crossentropy"),
+    _case("embedding-mask_zero-bidirectional-simple_rnn", _embedding(lambda L: L.Bidirectional(L.SimpleRNN(4))),
+          lambda r: (_padded_ids(r), r.integers(0, 3, size=B)), loss="sparse_categorical_crossentropy"),
+    _case("masking-gru-sequences", _masking(gru(4, return_sequences=True)), lambda r: (_holes(r), normal(r, B, T, 2))),
+    _case("masking-bidirectional-gru-sequences",
+          _masking(lambda L: L.Bidirectional(L.GRU(4, return_sequences=True, reset_after=False), merge_mode="sum")),
+          lambda r: (_holes(r), normal(r, B, T, 2))),
+    _case("masking-simple_rnn-last", _masking(rnn(4)), lambda r: (_holes(r), normal(r, B, 2))),
+    _case("repeatvector-gru", seq(gru(5), lambda L: L.RepeatVector(3), gru(4, return_sequences=True),
+                                  td(3, "softmax")),
+          lambda r: (xs(r), onehot(r, (B, 3), 3)), loss="categorical_crossentropy"),
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_forward_loss_gradients(keras, case, rng, seed):
+    x, y = case["make_xy"](rng)
+    pair = ps.Pair(keras, case["build"], rng).compile(case["loss"])
+    ps.check_predictions(pair, x, f"seed={seed}")
+    ps.check_loss_and_gradients(pair, x, y, f"seed={seed}")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_ten_adam_steps(keras, case, rng, seed):
+    x, y = case["make_xy"](rng)
+    pair = ps.Pair(keras, case["build"], rng).compile(case["loss"], optimizer="adam")
+    lk, lo, loss_err, w_err = ps.train_steps(pair, x, y, 10)
+    assert loss_err <= ps.TRAIN_TOL, f"seed={seed}: loss curves differ by {loss_err:.3g} relative\n{lk}\n{lo}"
+    assert w_err <= ps.TRAIN_TOL, f"seed={seed}: final weights differ by {w_err:.3g} relative"
+    assert lk[-1] < lk[0], f"seed={seed}: the case does not train at all ({lk[0]} -> {lk[-1]})"
+
+
+def test_dropout_inference_and_stateful_predict(keras, rng, seed):
+    """Dropout layers predict as without dropout; a stateful GRU carries h across predict calls as Keras's."""
+    build = seq(gru(5, dropout=0.3, recurrent_dropout=0.2, return_sequences=True),
+                rnn(4, dropout=0.2, recurrent_dropout=0.4), dense(2))
+    ps.check_predictions(ps.Pair(keras, build, rng), xs(rng), f"seed={seed}: dropout")
+    stateful = seq(gru(5, stateful=True, return_sequences=True), dense(2), batch_size=B)
+    pair = ps.Pair(keras, stateful, rng)
+    for k in range(3):
+        ps.check_predictions(pair, xs(rng), f"seed={seed}: stateful call {k}", batch_size=B)
+    for model in (pair.k, pair.o):
+        for layer in model.layers:
+            if getattr(layer, "stateful", False):
+                layer.reset_states()
+    ps.check_predictions(pair, xs(rng), f"seed={seed}: after reset_states", batch_size=B)
+
+
+# ---------------------------------------------------------------------------------------------
+# Keras files, both ways
+# ---------------------------------------------------------------------------------------------
+
+def _keras_sequential(keras):
+    L = keras.layers
+    return keras.Sequential([
+        keras.Input((T, I)), L.Masking(0.0), L.GRU(6, return_sequences=True),
+        L.Bidirectional(L.GRU(4, return_sequences=True, reset_after=False)),
+        L.Bidirectional(L.SimpleRNN(3, return_sequences=True, activation="relu"), merge_mode="ave"),
+        L.SimpleRNN(5, go_backwards=True), L.Dense(2)])
+
+
+def _keras_functional(keras):
+    L = keras.layers
+    inp = keras.Input((T, I))
+    h = L.GRU(6, return_sequences=True, use_bias=False)(inp)
+    y, state = L.SimpleRNN(5, return_state=True, go_backwards=True)(h)
+    y2, hf, hb = L.Bidirectional(L.GRU(3, return_state=True))(h)
+    out = L.Dense(2)(L.Concatenate()([y, state, y2, hf, hb]))
+    return keras.Model(inp, out)
+
+
+MODELS = {"sequential": _keras_sequential, "functional": _keras_functional}
+
+
+@pytest.mark.parametrize("kind", sorted(MODELS))
+@pytest.mark.parametrize("suffix", [".keras", ".h5", ".weights.h5"])
+def test_keras_written_files_load_into_ours(keras, tmp_path, rng, seed, suffix, kind):
+    import fusedlstm
+    from fusedlstm.io import from_keras
+
+    km = MODELS[kind](keras)
+    ps.randomize(km, rng)
+    x = _holes(rng)
+    path = tmp_path / f"m{suffix}"
+    if suffix == ".weights.h5":
+        km.save_weights(path)
+        ours = from_keras(MODELS[kind](keras))  # same architecture, other weights
+        ours.load_weights(path)
+    else:
+        km.save(path)
+        ours = fusedlstm.models.load_model(path)
+    err = ps.max_diff(km.predict(x, verbose=0), ours.predict(x, verbose=0))
+    assert err <= ps.PRED_TOL, f"seed={seed}: {suffix}: predictions differ by {err:.3g}"
+
+
+@pytest.mark.parametrize("kind", sorted(MODELS))
+@pytest.mark.parametrize("suffix", [".keras", ".h5", ".weights.h5"])
+def test_our_files_load_in_keras(keras, tmp_path, rng, seed, suffix, kind):
+    from fusedlstm.io import from_keras
+
+    km = MODELS[kind](keras)
+    ours = from_keras(km)
+    for layer in ours.layers:  # new weights on our side, so the file is what carries them
+        arrays = layer.get_weights()
+        if arrays:
+            layer.set_weights([rng.uniform(-0.5, 0.5, a.shape).astype(np.float32) for a in arrays])
+    x = _holes(rng)
+    path = tmp_path / f"ours{suffix}"
+    ours.save(path) if suffix != ".weights.h5" else ours.save_weights(path)
+    if suffix == ".weights.h5":
+        back = MODELS[kind](keras)
+        back.load_weights(path)
+    else:
+        back = keras.models.load_model(path, compile=False)
+    err = ps.max_diff(back.predict(x, verbose=0), ours.predict(x, verbose=0))
+    assert err <= ps.PRED_TOL, f"seed={seed}: {suffix}: predictions differ by {err:.3g}"
+    gru = [layer for layer in back.layers if type(layer).__name__ == "GRU"][0]
+    assert [w.shape for w in gru.get_weights()] == [(3, 18), (6, 18), (2, 18)][:2 + gru.use_bias]
