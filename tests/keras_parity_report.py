@@ -1,8 +1,9 @@
 """Measure the Keras parity differences over several seeds: the table in docs/keras-parity.md.
 
     KERAS_BACKEND=torch PYTHONPATH=python python tests/keras_parity_report.py --seeds 5
+    ... --cases test_gru_simple_rnn_keras   (the GRU / SimpleRNN table)
 
-Runs every case of test_keras_parity.py with the same checks (which still assert
+Runs every case of test_keras_parity.py (or of --cases) with the same checks (which still assert
 the tolerances) and prints, per case, the largest difference seen over the seeds.
 """
 
@@ -21,12 +22,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--cases", default="test_keras_parity", help="the test module whose CASES to run")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message="__array__ implementation doesn't accept a copy keyword")
     import keras
 
     import keras_parity_support as ps
-    from test_keras_parity import CASES
+    import importlib
+
+    CASES = importlib.import_module(args.cases).CASES
 
     rows = []
     for param in CASES:

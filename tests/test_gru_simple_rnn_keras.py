@@ -101,7 +101,8 @@ def normal(rng, *shape):
 
 
 def _case(name, build, make_xy, loss="mse"):
-    return pytest.param(dict(build=build, make_xy=make_xy, loss=loss), id=name)
+    # weights/train: the keys keras_parity_report.py reads (no sample weights; every case trains)
+    return pytest.param(dict(build=build, make_xy=make_xy, loss=loss, weights=None, train=True), id=name)
 
 
 CASES = [
