@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import require
-from fusedlstm.layers import LSTM, Bidirectional, Dense
+from fusedlstm.layers import GRU, LSTM, Bidirectional, Dense
 
 TOL = 1e-5
 
@@ -146,5 +146,13 @@ def test_refusals(torch, torch_io, rng):
     dense(x)
     with pytest.raises(ValueError, match="not an LSTM"):
         torch_io.load_torch_lstm([dense], lstm)
+    gru = GRU(6)
+    gru(x)
+    with pytest.raises(ValueError, match=r"layer 'gru\w*' \(GRU\) is not an LSTM"):
+        torch_io.torch_lstm_from_layers(gru)
+    bigru = Bidirectional(GRU(6))
+    bigru(x)
+    with pytest.raises(ValueError, match=r"\(Bidirectional\) has weights but is not an LSTM"):
+        torch_io.load_torch_lstm([bigru], lstm)
     with pytest.raises(ValueError, match=r"layer 0 kernel: expected shape \(4, 24\), got \(5, 24\)"):
         torch_io.set_torch_lstm_weights(torch.nn.LSTM(4, 6), [[np.zeros((5, 24)), np.zeros((6, 24)), np.zeros(24)]])

@@ -33,7 +33,7 @@ from typing import Dict, List, Mapping, Sequence
 import numpy as np
 
 from .. import untrusted
-from ..layers import LSTM, Bidirectional
+from ..layers import LSTM, Bidirectional, Layer
 
 __all__ = ["torch_lstm_weights", "set_torch_lstm_weights", "lstm_layers_from_torch", "load_torch_lstm",
            "torch_lstm_from_layers", "read_torch_state_dict", "load_torch_state_dict"]
@@ -119,15 +119,22 @@ def set_torch_lstm_weights(lstm, weights: Sequence[Sequence[np.ndarray]]) -> Non
             param.copy_(torch.as_tensor(np.ascontiguousarray(value), dtype=param.dtype, device=param.device))
 
 
-def _lstm_targets(target) -> list:
-    """Our LSTM/Bidirectional layers, in order, from a layer, a list of layers or a model."""
+def _is_lstm(layer) -> bool:
+    return isinstance(layer, LSTM) or (isinstance(layer, Bidirectional) and isinstance(layer.forward_layer, LSTM))
 
-    if isinstance(target, (LSTM, Bidirectional)):
+
+def _lstm_targets(target) -> list:
+    """Our LSTM/Bidirectional(LSTM) layers, in order, from a layer, a list of layers or a model."""
+
+    if _is_lstm(target):
         return [target]
+    if isinstance(target, Layer):
+        raise ValueError(f"layer {target.name!r} ({type(target).__name__}) is not an LSTM or Bidirectional(LSTM); "
+                         "torch.nn.LSTM interchange covers LSTM layers only.")
     layers = list(getattr(target, "layers", target))
     found = []
     for layer in layers:
-        if isinstance(layer, (LSTM, Bidirectional)):
+        if _is_lstm(layer):
             found.append(layer)
         elif layer.weights:
             raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) has weights but is not an LSTM or "
