@@ -256,6 +256,79 @@ def test_bidirectional_stacked_unmasked_with_backward_layer(rng):
     check(model, floats(rng, 3))
 
 
+# --- GRU (ONNX GRU, linear_before_reset = reset_after) and SimpleRNN (ONNX RNN) ------------------
+
+def _rnn(cls, units, **kw):
+    return L.GRU(units, **kw) if cls == "GRU" else L.SimpleRNN(units, **{k: v for k, v in kw.items()
+                                                                          if k not in ("recurrent_activation",
+                                                                                       "reset_after")})
+
+
+@pytest.mark.parametrize("cls,act,ract,reset_after", [
+    ("GRU", "tanh", "sigmoid", True), ("GRU", "tanh", "sigmoid", False), ("GRU", "relu", "hard_sigmoid", True),
+    ("GRU", "linear", "hard_sigmoid_k2", False), ("SimpleRNN", "tanh", None, None),
+    ("SimpleRNN", "relu", None, None), ("SimpleRNN", "hard_sigmoid", None, None)])
+def test_gru_simple_rnn_activations(cls, act, ract, reset_after, rng):
+    kw = dict(activation=act, return_sequences=True)
+    if cls == "GRU":
+        kw.update(recurrent_activation=ract, reset_after=reset_after)
+    model = M.Sequential([L.Input((None, 4)), _rnn(cls, 6, **kw)])
+    _randomize(model, rng, scale=0.6 if act in ("tanh", "hard_sigmoid") else 0.3)
+    check(model, floats(rng, 4))
+
+
+@pytest.mark.parametrize("cls", ["GRU", "SimpleRNN"])
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("use_bias", [False, True])
+def test_gru_simple_rnn_sequences_states_initial_state(cls, go_backwards, use_bias, rng):
+    inp, h_in = L.Input((None, 3)), L.Input((5,))
+    seq, h = _rnn(cls, 5, go_backwards=go_backwards, use_bias=use_bias, return_sequences=True,
+                  return_state=True)(inp, initial_state=[h_in])
+    last = _rnn(cls, 4, go_backwards=go_backwards, use_bias=use_bias, reset_after=False)(seq)
+    model = M.Model([inp, h_in], [seq, h, last])
+    _randomize(model, rng)
+    check(model, lambda B, T: [floats(rng, 3)(B, T), rng.standard_normal((B, 5)).astype(np.float32)])
+
+
+@pytest.mark.parametrize("cls", ["GRU", "SimpleRNN"])
+@pytest.mark.parametrize("padding", ["trailing", "random"])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_masked_gru_simple_rnn(cls, padding, return_sequences, rng):
+    model = M.Sequential([L.Input((None,), dtype="int32"), L.Embedding(11, 4, mask_zero=True),
+                          _rnn(cls, 6, go_backwards=padding == "random", return_sequences=return_sequences)])
+    _randomize(model, rng)
+    check(model, token_ids(rng, 11, padding))
+
+
+@pytest.mark.parametrize("cls", ["GRU", "SimpleRNN"])
+@pytest.mark.parametrize("merge_mode", ["concat", None])
+def test_bidirectional_gru_simple_rnn(cls, merge_mode, rng):
+    inp = L.Input((None,), dtype="int32")
+    e = L.Embedding(9, 4, mask_zero=True)(inp)
+    out = L.Bidirectional(_rnn(cls, 5, return_sequences=True, return_state=True), merge_mode=merge_mode)(e)
+    model = M.Model(inp, out)
+    _randomize(model, rng)
+    check(model, token_ids(rng, 9, "random"))
+
+
+@pytest.mark.parametrize("cls", ["GRU", "SimpleRNN"])
+def test_stateful_gru_simple_rnn_streaming(cls, rng):
+    from fusedlstm.io.onnx.runtime import StatefulSession, state_names
+
+    model = M.Sequential([L.Input(batch_shape=(3, 4, 2)), L.Bidirectional(_rnn(cls, 5, stateful=True,
+                                                                                 return_sequences=True)),
+                          _rnn(cls, 3, stateful=True)])
+    _randomize(model, rng)
+    model.reset_states()
+    proto = _export(model)
+    assert [len(s["inputs"]) for s in state_names(proto)] == [1, 1, 1]  # h only: no c
+    stream = StatefulSession(proto, batch_size=3)
+    for call in range(3):
+        x = floats(rng, 2)(3, 4)
+        got = stream.run({stream.session.get_inputs()[0].name: x})[0]
+        assert _err(got, model.predict(x, batch_size=3, verbose=0)) <= ATOL, f"call {call}"
+
+
 # --- other layers, graphs ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("activation", ["linear", "relu", "relu6", "sigmoid", "tanh", "softmax", "log_softmax",
@@ -389,14 +462,6 @@ def test_refuses_lstm_dropout_at_inference():
     inp = L.Input((None, 2))
     lstm = L.LSTM(3, dropout=0.2, name="noisy")
     _refused(M.Model(inp, lstm(inp, training=True)), "noisy", "training=True")
-
-
-@pytest.mark.parametrize("make", [lambda: L.GRU(3, name="rec"), lambda: L.SimpleRNN(3, name="rec"),
-                                  lambda: L.Bidirectional(L.GRU(3), name="rec")], ids=["GRU", "SimpleRNN", "Bidi-GRU"])
-def test_refuses_gru_and_simple_rnn_for_now(make):
-    # ONNX has GRU (linear_before_reset=1 is reset_after=True) and RNN operators; not wired up yet.
-    inp = L.Input((None, 2))
-    _refused(M.Model(inp, make()(inp)), "rec", "be exported")
 
 
 def test_refuses_nested_model():

@@ -4,7 +4,7 @@
     export_onnx(model, opset=17, dynamic_batch=True, dynamic_time=True) -> onnx.ModelProto
 
 The graph computes what `model.predict` computes (float32; ONNX Runtime agrees to
-~1e-6): LSTM as ONNX's LSTM operator, Keras masks included. What cannot be
+~1e-6): LSTM, GRU and SimpleRNN as ONNX's LSTM, GRU and RNN operators, Keras masks included. What cannot be
 written exactly is refused with `OnnxExportError` naming the layer and the reason.
 Needs the `onnx` package (pip install 'fusedlstm[onnx]'); running the graph needs
 onnxruntime (see `runtime.StatefulSession` for stateful models).
@@ -13,7 +13,7 @@ Exported: Sequential and functional models (several inputs and outputs, shared
 layers, initial_state wiring) made of LSTM (every option: activations tanh,
 sigmoid, hard_sigmoid (Keras 3 and 2), relu, linear; go_backwards;
 return_sequences/return_state; stateful; masks with any padding),
-Bidirectional(LSTM) (all merge modes), Embedding (mask_zero), Masking, Dense,
+GRU and SimpleRNN (the same options), Bidirectional of any of the three (all merge modes), Embedding (mask_zero), Masking, Dense,
 TimeDistributed, RepeatVector, Dropout/SpatialDropout1D (identity), Activation,
 Flatten, Reshape, Concatenate, Add, Subtract, Multiply, Average.
 """

@@ -51,21 +51,24 @@ class Exporter:
     def _prefix(self, call: Call, half: str) -> str:
         return f"{call.name}/{half}" if half else call.name
 
-    def state_inputs(self, call: Call, half: str, units: int) -> List[str]:
+    def state_inputs(self, call: Call, half: str, units: int, n: int = 2) -> List[str]:
+        """Graph inputs for a stateful layer's carried states: initial_h (and initial_c for an LSTM, n=2)."""
         if call.node > 0 or (call.name, half) in self._stateful_seen:
             raise OnnxExportError(f"{call.where}: a stateful layer called more than once cannot be exported "
                                   "(which call's state would carry over?).")
         self._stateful_seen.add((call.name, half))
-        names = [f"{self._prefix(call, half)}/initial_h", f"{self._prefix(call, half)}/initial_c"]
-        for n in names:
-            self.g.reserve(n)
-            self.inputs.append(helper.make_tensor_value_info(n, FLOAT, [self._batch_dim(), units]))
+        names = [f"{self._prefix(call, half)}/initial_h", f"{self._prefix(call, half)}/initial_c"][:n]
+        for name in names:
+            self.g.reserve(name)
+            self.inputs.append(helper.make_tensor_value_info(name, FLOAT, [self._batch_dim(), units]))
         self.states.append({"layer": call.name, "direction": half or None, "units": units, "inputs": names,
-                            "outputs": [f"{self._prefix(call, half)}/Y_h", f"{self._prefix(call, half)}/Y_c"]})
+                            "outputs": [f"{self._prefix(call, half)}/Y_h", f"{self._prefix(call, half)}/Y_c"][:n]})
         return names
 
     def state_outputs(self, call: Call, half: str, h: str, c: str, units: int) -> None:
         for src, name in zip((h, c), (f"{self._prefix(call, half)}/Y_h", f"{self._prefix(call, half)}/Y_c")):
+            if src is None:  # GRU, SimpleRNN: no c
+                continue
             self.g.reserve(name)
             self.g.op("Identity", [src], call.name, outputs=[name])
             self.state_outputs_info.append(helper.make_tensor_value_info(name, FLOAT, [self._batch_dim(), units]))

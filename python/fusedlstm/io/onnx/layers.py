@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import OnnxExportError
 from .graph import FLOAT, INT64, GraphBuilder, Value
-from .recurrent import activation_name, lstm_direction, lstm_params, reverse_time
+from .recurrent import CELLS, activation_name, lstm_direction, lstm_params, reverse_time
 
 __all__ = ["Call", "EMITTERS", "apply_activation"]
 
@@ -244,46 +244,58 @@ def _states(call: Call, states: List[Value], n: int):
     return [s.name for s in states]
 
 
+def _pad_states(init, n):
+    """[h0] or [h0, c0] (or nothing) -> (h0, c0), None where absent."""
+    init = list(init) if init else [None] * n
+    return (init + [None])[:2]
+
+
 def lstm(call: Call, ins: List[Value], states) -> List[Value]:
-    g, p = call.g, lstm_params(call.config, call.where)
+    """LSTM, GRU or SimpleRNN (call.class_name) as one ONNX LSTM, GRU or RNN operator."""
+    g, p = call.g, lstm_params(call.config, call.where, call.class_name)
+    n = CELLS[p.cell][2]
     _check_dropout(call, p)
     _float32(call)
     x = _as_float(g, ins[0], call.name)
-    init = _states(call, states, 2)
+    init = _states(call, states, n)
     if not init and p.stateful:
-        init = call.exporter.state_inputs(call, "", p.units)
-    h0, c0 = init if init else (None, None)
+        init = call.exporter.state_inputs(call, "", p.units, n)
+    h0, c0 = _pad_states(init, n)
     y, hT, cT = lstm_direction(g, call.name, p, call.weights, x, h0, c0, p.zero_output_for_mask)
     if p.stateful:
         call.exporter.state_outputs(call, "", hT, cT, p.units)
     outs = [Value(y, 3 if p.return_sequences else 2, FLOAT, x.mask if p.return_sequences else None)]
     if p.return_state:
-        outs += [Value(hT, 2), Value(cT, 2)]
+        outs += [Value(s, 2) for s in (hT, cT)[:n]]
     return outs
 
 
 def bidirectional(call: Call, ins: List[Value], states) -> List[Value]:
     g, cfg = call.g, call.config
     layer = cfg["layer"]
-    if layer.get("class_name", "LSTM") != "LSTM":
-        raise OnnxExportError(f"{call.where}: only a wrapped LSTM can be exported, got {layer.get('class_name')}.")
+    cell = layer.get("class_name", "LSTM")
+    if cell not in CELLS:
+        raise OnnxExportError(f"{call.where}: only a wrapped LSTM, GRU or SimpleRNN can be exported, got {cell}.")
+    n = CELLS[cell][2]
     fcfg = dict(layer["config"])
     back = cfg.get("backward_layer")
     if back is not None:
         bcfg = dict(back["config"])
     else:
         bcfg = dict(fcfg, name="backward_" + fcfg.get("name", "lstm"), go_backwards=not fcfg.get("go_backwards", False))
-    pf, pb = lstm_params(fcfg, call.where), lstm_params(bcfg, call.where)
+    pf, pb = lstm_params(fcfg, call.where, cell), lstm_params(bcfg, call.where, cell)
     for p in (pf, pb):
         _check_dropout(call, p)
     _float32(call)
     nf = 3 if pf.use_bias else 2
     wf, wb = call.weights[:nf], call.weights[nf:]
     x = _as_float(g, ins[0], call.name)
-    init = _states(call, states, 4)
+    init = _states(call, states, 2 * n)
     if not init and pf.stateful:
-        init = call.exporter.state_inputs(call, "forward", pf.units) + call.exporter.state_inputs(call, "backward", pb.units)
-    hf0, cf0, hb0, cb0 = init if init else (None,) * 4
+        init = (call.exporter.state_inputs(call, "forward", pf.units, n)
+                + call.exporter.state_inputs(call, "backward", pb.units, n))
+    hf0, cf0 = _pad_states(init[:n], n)
+    hb0, cb0 = _pad_states(init[n:], n)
     # Keras zeroes masked steps' outputs in both halves when they return sequences.
     yf, hf, cf = lstm_direction(g, f"{call.name}/forward", pf, wf, x, hf0, cf0, pf.return_sequences)
     yb, hb, cb = lstm_direction(g, f"{call.name}/backward", pb, wb, x, hb0, cb0, pb.return_sequences)
@@ -309,7 +321,7 @@ def bidirectional(call: Call, ins: List[Value], states) -> List[Value]:
         raise OnnxExportError(f"{call.where}: unknown merge_mode {mode!r}.")
     outs = [Value(y, rank, FLOAT, mask) for y in ys]
     if pf.return_state:
-        outs += [Value(s, 2) for s in (hf, cf, hb, cb)]
+        outs += [Value(s, 2) for s in (hf, cf)[:n] + (hb, cb)[:n]]
     return outs
 
 
@@ -318,5 +330,6 @@ EMITTERS: Dict[str, Callable] = {
     "SpatialDropout1D": dropout, "Activation": activation, "RepeatVector": repeat_vector,
     "Flatten": flatten, "Reshape": reshape, "Add": _chain("Add"), "Subtract": subtract,
     "Multiply": _chain("Mul"), "Average": average, "Concatenate": concatenate,
-    "TimeDistributed": time_distributed, "LSTM": lstm, "Bidirectional": bidirectional,
+    "TimeDistributed": time_distributed, "LSTM": lstm, "GRU": lstm, "SimpleRNN": lstm,
+    "Bidirectional": bidirectional,
 }

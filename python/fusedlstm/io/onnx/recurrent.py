@@ -1,4 +1,11 @@
-"""LSTM and Bidirectional(LSTM) as ONNX LSTM operators, with Keras's semantics.
+"""LSTM, GRU, SimpleRNN and their Bidirectional forms as ONNX's LSTM, GRU and RNN
+operators, with Keras's semantics.
+
+ONNX's GRU has Keras's gate order (z, r, h) and, with linear_before_reset=1,
+Keras 3's reset_after=True cell: W = kernel.T, R = recurrent_kernel.T, B = the two
+bias rows end to end (reset_after=False: the one bias, then zeros, and
+linear_before_reset=0). ONNX's RNN is SimpleRNN (W, R transposed, B = [bias, 0]).
+Everything below about activations, go_backwards and masks holds for all three.
 
 ONNX's LSTM (time-major X (T, B, I)) differs from Keras's in four ways, each
 bridged here:
@@ -32,7 +39,7 @@ import numpy as np
 from .errors import OnnxExportError
 from .graph import INT32, INT64, GraphBuilder, Value
 
-__all__ = ["LstmParams", "lstm_params", "lstm_direction", "onnx_weights", "reverse_time", "activation_name",
+__all__ = ["CELLS", "LstmParams", "lstm_params", "lstm_direction", "onnx_weights", "reverse_time", "activation_name",
            "LSTM_ACTIVATIONS"]
 
 _INT64_MIN = np.iinfo(np.int64).min
@@ -63,8 +70,13 @@ def activation_name(value, where: str) -> str:
     raise OnnxExportError(f"{where}: activation {value!r} is not a named activation; it cannot be exported.")
 
 
+# Keras class -> (ONNX operator, gate blocks along the kernel's columns, states carried).
+CELLS = {"LSTM": ("LSTM", 4, 2), "GRU": ("GRU", 3, 1), "SimpleRNN": ("RNN", 1, 1)}
+
+
 @dataclass
 class LstmParams:
+    """A recurrent layer's settings (LSTM, GRU or SimpleRNN, as `cell` says)."""
     name: str
     units: int
     activation: str
@@ -77,9 +89,13 @@ class LstmParams:
     zero_output_for_mask: bool
     dropout: float
     recurrent_dropout: float
+    cell: str = "LSTM"
+    reset_after: bool = True
 
 
-def lstm_params(cfg: dict, where: str) -> LstmParams:
+def lstm_params(cfg: dict, where: str, cell: str = "LSTM") -> LstmParams:
+    if cell not in CELLS:
+        raise OnnxExportError(f"{where}: a {cell} cannot be exported; recurrent layers: {sorted(CELLS)}.")
     p = LstmParams(
         name=cfg.get("name", "lstm"), units=int(cfg["units"]),
         activation=activation_name(cfg.get("activation", "tanh"), where),
@@ -88,14 +104,16 @@ def lstm_params(cfg: dict, where: str) -> LstmParams:
         return_sequences=bool(cfg.get("return_sequences", False)),
         return_state=bool(cfg.get("return_state", False)), stateful=bool(cfg.get("stateful", False)),
         zero_output_for_mask=bool(cfg.get("zero_output_for_mask", False)),
-        dropout=float(cfg.get("dropout", 0.0)), recurrent_dropout=float(cfg.get("recurrent_dropout", 0.0)))
+        dropout=float(cfg.get("dropout", 0.0)), recurrent_dropout=float(cfg.get("recurrent_dropout", 0.0)),
+        cell=cell, reset_after=bool(cfg.get("reset_after", True)))
     if cfg.get("time_major"):
         raise OnnxExportError(f"{where}: time_major=True is not supported.")
-    for arg in ("activation", "recurrent_activation"):
+    for arg in ("activation",) if cell == "SimpleRNN" else ("activation", "recurrent_activation"):
         name = getattr(p, arg)
         if name not in LSTM_ACTIVATIONS:
             raise OnnxExportError(
-                f"{where}: `{arg}`={name!r} has no ONNX LSTM counterpart; exportable: {sorted(LSTM_ACTIVATIONS)}.")
+                f"{where}: `{arg}`={name!r} has no ONNX {CELLS[cell][0]} counterpart; exportable: "
+                f"{sorted(LSTM_ACTIVATIONS)}.")
     return p
 
 
@@ -106,25 +124,36 @@ def _gates(m: np.ndarray) -> np.ndarray:
 
 
 def onnx_weights(p: LstmParams, weights: List[np.ndarray], where: str):
-    """(W (1, 4H, I), R (1, 4H, H), B (1, 8H) or None) from Keras's [kernel, recurrent_kernel, bias]."""
-    H = p.units
+    """(W (1, gH, I), R (1, gH, H), B (1, 2gH) or None) from Keras's [kernel, recurrent_kernel, bias]
+    (g = 4 for LSTM, 3 for GRU, 1 for SimpleRNN)."""
+    H, G = p.units, CELLS[p.cell][1] * p.units
     want = 3 if p.use_bias else 2
     if len(weights) != want:
         raise OnnxExportError(f"{where}: expected {want} weight arrays, got {len(weights)}.")
     kernel, rec = weights[0], weights[1]
-    if kernel.ndim != 2 or kernel.shape[1] != 4 * H or rec.shape != (H, 4 * H):
+    if kernel.ndim != 2 or kernel.shape[1] != G or rec.shape != (H, G):
         raise OnnxExportError(f"{where}: kernel {kernel.shape} / recurrent_kernel {rec.shape} do not fit units={H}.")
-    W = _gates(kernel).T[None].astype(np.float32)
-    R = _gates(rec).T[None].astype(np.float32)
+    order = _gates if p.cell == "LSTM" else (lambda m: m)  # GRU: Keras's z, r, h is ONNX's order
+    W = order(kernel).T[None].astype(np.float32)
+    R = order(rec).T[None].astype(np.float32)
     B = None
     if p.use_bias:
-        B = np.concatenate([_gates(weights[2]), np.zeros(4 * H, weights[2].dtype)])[None].astype(np.float32)
+        b = np.asarray(weights[2])
+        if p.cell == "GRU" and p.reset_after:
+            if b.shape != (2, G):
+                raise OnnxExportError(f"{where}: bias {b.shape} does not fit reset_after=True, expected {(2, G)}.")
+            B = b.reshape(1, 2 * G).astype(np.float32)  # [input bias, recurrent bias] = ONNX's [Wb, Rb]
+        else:
+            B = np.concatenate([order(b), np.zeros(G, b.dtype)])[None].astype(np.float32)
     return W, R, B
 
 
 def _activation_attrs(p: LstmParams) -> dict:
     names, alphas, betas = [], [], []
-    for act in (p.recurrent_activation, p.activation, p.activation):  # f, g, h
+    acts = {"LSTM": (p.recurrent_activation, p.activation, p.activation),  # f, g, h
+            "GRU": (p.recurrent_activation, p.activation),                 # f, g
+            "SimpleRNN": (p.activation,)}[p.cell]                          # f
+    for act in acts:
         onnx_name, alpha, beta = LSTM_ACTIVATIONS[act]
         names.append(onnx_name)
         if alpha is not None:
@@ -144,11 +173,14 @@ def reverse_time(g: GraphBuilder, name: str, hint: str) -> str:
 
 def lstm_direction(g: GraphBuilder, hint: str, p: LstmParams, weights, x: Value,
                    h0: Optional[str], c0: Optional[str], zero_output_for_mask: bool) -> Tuple[str, str, str]:
-    """One Keras LSTM over x (B, T, I) -> (output, h_T, c_T) tensor names.
+    """One Keras LSTM (GRU, SimpleRNN: p.cell) over x (B, T, I) -> (output, h_T, c_T) tensor names
+    (c_T None but for an LSTM; c0 is ignored for them).
 
     output is (B, T, H) in processing order with return_sequences, else (B, H).
     """
-    where = f"layer '{p.name}' (LSTM)"
+    op = CELLS[p.cell][0]
+    lstm = p.cell == "LSTM"
+    where = f"layer '{p.name}' ({p.cell})"
     if x.rank != 3:
         raise OnnxExportError(f"{where}: expects a 3-D input (batch, time, features), got rank {x.rank}.")
     W, R, B = onnx_weights(p, weights, where)
@@ -162,15 +194,21 @@ def lstm_direction(g: GraphBuilder, hint: str, p: LstmParams, weights, x: Value,
         xs, seq_lens, cnt, has = _compact(g, hint, xs, mask)
     ins = [g.op("Transpose", [xs], hint, perm=[1, 0, 2]), g.weight(W, f"{hint}/W"), g.weight(R, f"{hint}/R"),
            g.weight(B, f"{hint}/B") if B is not None else "", seq_lens or "",
-           g.op("Unsqueeze", [h0, g.i64([0])], hint) if h0 else "",
-           g.op("Unsqueeze", [c0, g.i64([0])], hint) if c0 else ""]
+           g.op("Unsqueeze", [h0, g.i64([0])], hint) if h0 else ""]
+    if lstm:
+        ins.append(g.op("Unsqueeze", [c0, g.i64([0])], hint) if c0 else "")
     while ins[-1] == "":
         ins.pop()
-    Y = g.fresh(f"{hint}/LSTM:Y") if p.return_sequences else ""
-    Yh, Yc = g.fresh(f"{hint}/LSTM:Y_h"), g.fresh(f"{hint}/LSTM:Y_c")
-    g.op("LSTM", ins, hint, outputs=[Y, Yh, Yc], hidden_size=p.units, direction="forward", **_activation_attrs(p))
+    Y = g.fresh(f"{hint}/{op}:Y") if p.return_sequences else ""
+    Yh = g.fresh(f"{hint}/{op}:Y_h")
+    Yc = g.fresh(f"{hint}/{op}:Y_c") if lstm else None
+    attrs = _activation_attrs(p)
+    if p.cell == "GRU":
+        attrs["linear_before_reset"] = int(p.reset_after)
+    g.op(op, ins, hint, outputs=[Y, Yh] + ([Yc] if lstm else []), hidden_size=p.units, direction="forward",
+         **attrs)
     hT = g.op("Squeeze", [Yh, g.i64([0])], hint)
-    cT = g.op("Squeeze", [Yc, g.i64([0])], hint)
+    cT = g.op("Squeeze", [Yc, g.i64([0])], hint) if lstm else None
     if p.return_sequences:
         y = g.op("Transpose", [g.op("Squeeze", [Y, g.i64([1])], hint)], hint, perm=[1, 0, 2])
     else:
@@ -179,7 +217,8 @@ def lstm_direction(g: GraphBuilder, hint: str, p: LstmParams, weights, x: Value,
         return y, hT, cT
     # A row with no real step keeps its initial state and outputs zeros.
     hT = g.op("Where", [has, hT, h0 or g.f32(0.0)], hint)
-    cT = g.op("Where", [has, cT, c0 or g.f32(0.0)], hint)
+    if lstm:
+        cT = g.op("Where", [has, cT, c0 or g.f32(0.0)], hint)
     if p.return_sequences:
         y = _expand_outputs(g, hint, y, cnt, mask, zero_output_for_mask)
     else:
