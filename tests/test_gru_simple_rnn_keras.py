@@ -11,25 +11,10 @@ Figures measured on this machine are in docs/keras-parity.md's GRU section.
 import numpy as np
 import pytest
 
-from conftest import require
 import keras_parity_support as ps
+from test_keras_parity import B, I, T, _padded_ids, dense, keras, onehot, seq, td, xs  # noqa: F401 (keras: fixture)
 
 pytestmark = [pytest.mark.keras, pytest.mark.filterwarnings(ps.KERAS_WARNINGS)]
-
-B, T, I = 4, 5, 3
-
-
-@pytest.fixture(scope="module")
-def keras():
-    require("torch", "compare")
-    return require("keras", "compare")
-
-
-def seq(*layer_fns, shape=(T, I), dtype="float32", batch_size=None):
-    def build(lib):
-        L = lib.layers
-        return lib.Sequential([lib.Input(shape=shape, dtype=dtype, batch_size=batch_size)] + [f(L) for f in layer_fns])
-    return build
 
 
 def gru(units, **kw):
@@ -38,14 +23,6 @@ def gru(units, **kw):
 
 def rnn(units, **kw):
     return lambda L: L.SimpleRNN(units, **kw)
-
-
-def dense(units, activation=None):
-    return lambda L: L.Dense(units, activation=activation)
-
-
-def td(units, activation=None):
-    return lambda L: L.TimeDistributed(L.Dense(units, activation=activation))
 
 
 def _gru_return_state_initial_state(lib):
@@ -71,29 +48,12 @@ def _masking(core):
     return build
 
 
-def _padded_ids(rng, n=B, t=T, vocab=12):
-    ids = rng.integers(1, vocab, size=(n, t)).astype(np.int32)
-    lengths = rng.integers(1, t + 1, size=n)
-    lengths[0], lengths[1] = t, 1
-    for r, n_real in enumerate(lengths):
-        ids[r, : t - n_real] = 0
-    return ids
-
-
 def _holes(rng):
     x = xs(rng)
     x[1, 3:] = 0.0
     x[2, :2] = 0.0
     x[3, 2] = 0.0
     return x
-
-
-def onehot(rng, shape, classes):
-    return np.eye(classes, dtype=np.float32)[rng.integers(0, classes, size=shape)]
-
-
-def xs(rng, shape=(B, T, I)):
-    return rng.normal(size=shape).astype(np.float32)
 
 
 def normal(rng, *shape):
