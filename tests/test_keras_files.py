@@ -421,7 +421,8 @@ def _seq_config(*layers):
     ({"class_name": "GRU", "config": {"name": "g", "units": 3, "recurrent_activation": "softmax"}},
      "recurrent_activation='softmax' is not supported by the GRU kernel"),
     ({"class_name": "SimpleRNN", "config": {"name": "s", "units": 3, "recurrent_regularizer": {
-        "class_name": "L2", "config": {"l2": 0.01}}}}, r"layer 's' \(SimpleRNN\): recurrent_regularizer=.*not supported"),
+        "class_name": "Spectral", "config": {}}}}, r"layer 's' \(SimpleRNN\): Regularizer class 'Spectral'"),
+    ({"class_name": "GRU", "config": {"name": "g", "units": 3, "time_major": True}}, "time_major=True"),
     ({"class_name": "Bidirectional", "config": {"name": "b", "layer": {"class_name": "GRU", "config": {
         "name": "g", "units": 3}}, "backward_layer": {"class_name": "SimpleRNN", "config": {
         "name": "s", "units": 3, "go_backwards": True}}}}, "backward_layer is a SimpleRNN, the forward layer a GRU"),
