@@ -15,7 +15,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
-from .layer_rules import (RULES, UnsupportedModelError, keras_layer_config, layer_arguments)
+from .. import registry as _registry
+from .layer_rules import (ALIASES, RULES, UnsupportedModelError, keras_layer_config, layer_arguments)
 
 __all__ = ["TensorRef", "Call", "LayerNode", "ModelNode", "parse_model_config", "parse_layer_config",
            "keras3_model_config", "output_shapes", "keras_major"]
@@ -175,6 +176,7 @@ class _Reader:
                 raise UnsupportedModelError(f"{where}: sparse/ragged inputs are not supported.")
             return _input_node(name, shape, config.get("dtype"))
         config = dict(config)
+        cls = ALIASES.get(cls, cls)
         if self.legacy and cls in ("CuDNNLSTM", "CuDNNGRU"):
             if cls == "CuDNNGRU":
                 raise UnsupportedModelError(f"{where}: fusedlstm has no GRU.")
@@ -355,7 +357,16 @@ def _layer_outputs(node: LayerNode, shape, state_shapes) -> List[Shape]:
         rest = shape[1:]
         size = None if any(d is None for d in rest) else int(math.prod(rest))
         return [(shape[0], size)]
+    if cls in _SHAPE_BY_LAYER:
+        # The layer's own compute_output_shape (through the registry: no layer class imported here).
+        layer = _registry.lookup("layers", cls).from_config(dict(a, name=node.name))
+        return [tuple(layer.compute_output_shape(tuple(shape)))]
     return [tuple(shape)]
+
+
+# Single-input layers whose output shape differs from their input's (the rest keep it).
+_SHAPE_BY_LAYER = ("Conv1D", "MaxPooling1D", "AveragePooling1D", "GlobalMaxPooling1D", "GlobalAveragePooling1D",
+                   "UpSampling1D", "ZeroPadding1D", "Cropping1D", "Permute")
 
 
 def _merge_outputs(node: LayerNode, shapes: Sequence[Shape]) -> List[Shape]:

@@ -6,6 +6,7 @@ notebook says exactly what is missing.
 """
 
 from .. import registry as _registry
+from .advanced_activations import ELU, LeakyReLU, PReLU, ReLU, Softmax
 from .base import KerasTensor, Layer, Variable
 from .core import (Activation, Dropout, Flatten, Input, InputLayer, Masking, RepeatVector,
                    Reshape, SpatialDropout1D)
@@ -13,25 +14,39 @@ from .dense import Dense
 from .embedding import Embedding
 from .lstm import LSTM
 from .merge import Add, Average, Concatenate, Multiply, Subtract
+from .noise import AlphaDropout, GaussianDropout, GaussianNoise
+from .normalization import BatchNormalization, LayerNormalization
+from .pooling import AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1D, MaxPooling1D
+from .reshaping import Cropping1D, Permute, UpSampling1D, ZeroPadding1D
 from .serialization import deserialize, get_layer_class, serialize
 from .wrappers import Bidirectional, TimeDistributed
 
 __all__ = ["Layer", "Variable", "KerasTensor", "Input", "InputLayer", "LSTM", "Dense", "Embedding",
            "TimeDistributed", "Bidirectional", "RepeatVector", "Dropout", "SpatialDropout1D",
            "Activation", "Masking", "Flatten", "Reshape", "Concatenate", "Add", "Subtract",
-           "Multiply", "Average", "deserialize", "serialize", "get_layer_class"]
+           "Multiply", "Average", "MaxPooling1D", "MaxPool1D", "AveragePooling1D", "AvgPool1D",
+           "GlobalMaxPooling1D", "GlobalMaxPool1D", "GlobalAveragePooling1D", "GlobalAvgPool1D",
+           "UpSampling1D", "ZeroPadding1D", "Cropping1D", "Permute", "LayerNormalization",
+           "BatchNormalization", "LeakyReLU", "PReLU", "ReLU", "ELU", "Softmax", "GaussianNoise",
+           "GaussianDropout", "AlphaDropout", "deserialize", "serialize", "get_layer_class"]
+
+# Keras's other names for the same classes.
+MaxPool1D = MaxPooling1D
+AvgPool1D = AveragePooling1D
+GlobalMaxPool1D = GlobalMaxPooling1D
+GlobalAvgPool1D = GlobalAveragePooling1D
 
 # Keras layers a notebook may import that fusedlstm does not provide.
 _KERAS_ONLY = {
     "GRU", "SimpleRNN", "RNN", "LSTMCell", "GRUCell", "SimpleRNNCell", "StackedRNNCells",
-    "ConvLSTM1D", "ConvLSTM2D", "CuDNNLSTM", "CuDNNGRU", "Conv1D", "Conv2D", "MaxPooling1D",
-    "MaxPool1D", "GlobalMaxPooling1D", "GlobalAveragePooling1D", "AveragePooling1D",
-    "BatchNormalization", "LayerNormalization", "Attention", "AdditiveAttention",
-    "MultiHeadAttention", "Lambda", "GaussianNoise", "LeakyReLU", "PReLU", "ReLU", "Softmax",
-    "Permute", "Cropping1D", "ZeroPadding1D", "UpSampling1D", "Dot", "Maximum", "Minimum",
+    "ConvLSTM1D", "ConvLSTM2D", "CuDNNLSTM", "CuDNNGRU", "Conv1D", "Convolution1D", "Conv2D",
+    "Conv1DTranspose", "SeparableConv1D", "DepthwiseConv1D", "MaxPooling2D", "AveragePooling2D",
+    "GlobalMaxPooling2D", "GlobalAveragePooling2D", "UpSampling2D", "ZeroPadding2D", "Cropping2D",
+    "GroupNormalization", "UnitNormalization", "RMSNormalization", "SpectralNormalization",
+    "Attention", "AdditiveAttention", "MultiHeadAttention", "Lambda", "Dot", "Maximum", "Minimum",
     "TextVectorization", "Normalization", "StringLookup", "IntegerLookup", "CategoryEncoding",
-    "Hashing", "Discretization", "Wrapper", "ActivityRegularization", "AlphaDropout",
-    "GaussianDropout", "SpatialDropout2D", "Layer_", "TimeDistributedDense", "Merge",
+    "Hashing", "Discretization", "Wrapper", "ActivityRegularization", "SpatialDropout2D", "Layer_",
+    "TimeDistributedDense", "Merge",
 }
 
 
