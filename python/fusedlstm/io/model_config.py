@@ -140,10 +140,15 @@ class _Reader:
 
     def _functional(self, body: dict) -> ModelNode:
         layers = []
+        self._mask_ops = _mask_ops(body["layers"], self.source)
+        self._mask_uses = []
         for i, lcfg in enumerate(body["layers"]):
+            if isinstance(lcfg, dict) and lcfg.get("name", (lcfg.get("config") or {}).get("name")) in self._mask_ops:
+                continue
             node = self.layer(lcfg, f"layer #{i}")
             node.calls = [self._call(node, n) for n in (lcfg.get("inbound_nodes") or [])]
             layers.append(node)
+        _check_mask_uses(self._mask_ops, self._mask_uses, layers, self.source)
         names = [n.name for n in layers]
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
@@ -221,8 +226,74 @@ class _Reader:
         for key, value in kwargs.items():
             if key in ("training", "mask") and (value is None or isinstance(value, bool)):
                 continue
+            if key == "mask" and _is_tensor(value) and _tensor(value, where).layer in getattr(self, "_mask_ops", {}):
+                # Keras 3 records the mask it propagated; we propagate the same one ourselves.
+                self._mask_uses.append((node.name, _tensor(value, where).layer))
+                continue
             raise UnsupportedModelError(f"{where}: call argument {key}={value!r} is not supported.")
         return Call(inputs, state)
+
+
+# ---------------------------------------------------------------------------------------------
+# Masks in Keras 3 functional configs
+#
+# Keras 3 records how a propagated mask was computed as operations in the graph: Embedding
+# (mask_zero=True) adds NotEqual(ids, 0), Masking adds Any(NotEqual(x, mask_value), axis=-1),
+# and every layer that received the mask lists it as a `mask` call argument. Our models
+# propagate masks themselves (the same masks: each layer passes, consumes or drops its mask as
+# Keras's does), so these operations are dropped on reading, after checking that each one is
+# such a mask of an Embedding or Masking input; any other operation in a graph is refused.
+# ---------------------------------------------------------------------------------------------
+
+def _is_tensor(x) -> bool:
+    return isinstance(x, dict) and x.get("class_name") == "__keras_tensor__"
+
+
+def _mask_ops(entries, source: str) -> Dict[str, Tuple[str, Optional[TensorRef], Any]]:
+    """{op name: (class, input tensor, constant)} of the graph's mask operations."""
+    ops = {}
+    for lcfg in entries:
+        if not isinstance(lcfg, dict):
+            continue
+        cls, module = lcfg.get("class_name"), lcfg.get("module")
+        # Legacy .h5 configs carry no module: there the class name tells (no Keras layer is named so).
+        if not (str(module or "").startswith("keras.src.ops") or (module is None and cls in ("NotEqual", "Any"))):
+            continue
+        name = lcfg.get("name", (lcfg.get("config") or {}).get("name"))
+        nodes = lcfg.get("inbound_nodes") or []
+        args = nodes[0].get("args", []) if len(nodes) == 1 and isinstance(nodes[0], dict) else []
+        ok = (cls == "NotEqual" and len(args) == 2 and _is_tensor(args[0]) and isinstance(args[1], (int, float))) or \
+             (cls == "Any" and len(args) == 1 and _is_tensor(args[0]))
+        if not ok:
+            raise UnsupportedModelError(
+                f"{source}: layer {name!r} ({cls}) is a keras.ops operation in the graph; fusedlstm rebuilds "
+                "layers only (the masks Keras records this way are the one exception).")
+        where = f"{source}: layer {name!r}"
+        ops[name] = (cls, _tensor(args[0], where), args[1] if cls == "NotEqual" else None)
+    return ops
+
+
+def _check_mask_uses(ops, uses, layers: List[LayerNode], source: str) -> None:
+    """Every recorded mask must be Embedding(mask_zero=True)'s or Masking's, computed from its input."""
+    feeds = {}  # input tensor -> the masking layers it feeds
+    for node in layers:
+        if node.class_name in ("Embedding", "Masking"):
+            for call in node.calls:
+                if isinstance(call.inputs, TensorRef):
+                    feeds.setdefault(call.inputs, []).append(node)
+    for consumer, name in uses:
+        cls, src, const = ops[name]
+        if cls == "Any":
+            inner = ops.get(src.layer)
+            ok = inner is not None and inner[0] == "NotEqual" and any(
+                n.class_name == "Masking" and float(n.args["mask_value"]) == float(inner[2])
+                for n in feeds.get(inner[1], []))
+        else:
+            ok = const == 0 and any(n.class_name == "Embedding" and n.args["mask_zero"] for n in feeds.get(src, []))
+        if not ok:
+            raise UnsupportedModelError(
+                f"{source}: layer {consumer!r} is given a mask computed by {name!r} ({cls}), which is not the mask of "
+                "an Embedding(mask_zero=True) or Masking layer; such a mask cannot be rebuilt.")
 
 
 def _input_shape_of(lcfg: dict):
