@@ -356,9 +356,16 @@ def test_noise_statistics(rng):
     z = rng.standard_normal((200, 50, 10)).astype(np.float32)
     a = AlphaDropout(0.2, seed=3)(z, training=True)  # keeps zero mean and unit variance
     assert abs(a.mean()) < 0.02 and abs(a.std() - 1) < 0.03
-    shared = AlphaDropout(0.5, noise_shape=(None, 1, 10), seed=4)(z, training=True)
-    dropped = np.isclose(shared, shared[:, :1])  # a dropped feature is one constant along time
-    assert np.all(dropped.all(axis=1) | ~dropped[:, 1:].any(axis=1))
+    # noise_shape (None, 1, features): a feature is dropped at every step or at none. A dropped
+    # value is exactly a·α' + b; inputs near α' are moved away so no kept value can equal it.
+    alpha_p = np.float32(-1.6732632423543772 * 1.0507009873554805)
+    z = np.where(np.abs(z - alpha_p) < 1e-3, np.float32(0), z)
+    layer = AlphaDropout(0.5, noise_shape=(None, 1, 10), seed=4)
+    dropped_value = layer(np.full((1, 1, 10), alpha_p), training=True).min()
+    shared = layer(z, training=True)
+    dropped = shared == dropped_value
+    assert np.all(dropped.all(axis=1) | ~dropped.any(axis=1))
+    assert 0.3 < dropped.all(axis=1).mean() < 0.7
 
 
 def test_seeded_training_with_noise_is_repeatable(rng):
@@ -414,8 +421,8 @@ def test_global_average_pooling_uses_the_embedding_mask(rng):
     x[1, 4:] = 0
     got = m.predict(x, verbose=0)
     E = emb.get_weights()[0]
-    np.testing.assert_allclose(got[1], E[x[1, :4]].mean(axis=0), rtol=1e-6)
-    np.testing.assert_allclose(got[0], E[x[0]].mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(got[1], E[x[1, :4]].mean(axis=0), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(got[0], E[x[0]].mean(axis=0), rtol=1e-6, atol=1e-8)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -558,3 +565,32 @@ def test_bad_inputs_at_run_time(rng):
     gap = GlobalAveragePooling1D()
     with pytest.raises(ValueError, match=r"the mask has shape \(2, 4\), expected \(batch, steps\) = \(2, 5\)"):
         gap(f32(rng, (2, 5, 3)), mask=np.ones((2, 4), bool))
+
+
+# ---------------------------------------------------------------------------------------------
+# TimeDistributed around each layer (as Keras 3 runs it: the layer on each step's slice)
+# ---------------------------------------------------------------------------------------------
+
+TD_INNER = [  # (layer factory, one step's input shape without the batch)
+    (lambda: MaxPooling1D(2, padding="same"), (7, 3)), (lambda: AveragePooling1D(3, strides=2), (7, 3)),
+    (lambda: GlobalMaxPooling1D(), (7, 3)), (lambda: GlobalAveragePooling1D(keepdims=True), (7, 3)),
+    (lambda: UpSampling1D(2), (7, 3)), (lambda: ZeroPadding1D((2, 1)), (7, 3)), (lambda: Cropping1D(2), (7, 3)),
+    (lambda: Permute((2, 1)), (7, 3)), (lambda: LayerNormalization(), (5,)), (lambda: BatchNormalization(), (5,)),
+    (lambda: LeakyReLU(), (5,)), (lambda: PReLU(), (5,)), (lambda: ReLU(max_value=0.5), (5,)), (lambda: ELU(), (5,)),
+    (lambda: Softmax(), (5,)), (lambda: GaussianNoise(0.2), (5,)), (lambda: GaussianDropout(0.2), (5,)),
+    (lambda: AlphaDropout(0.2), (5,)),
+]
+
+
+@pytest.mark.parametrize("make,step_shape", TD_INNER)
+def test_time_distributed_is_the_layer_on_every_step(rng, make, step_shape):
+    inner = make()
+    m = Sequential([Input((4,) + step_shape), TimeDistributed(inner)])
+    if inner.weights:
+        inner.set_weights([np.abs(f32(rng, w.shape)) + 0.5 if "variance" in w.name else f32(rng, w.shape)
+                           for w in inner.weights])
+    x = f32(rng, (3, 4) + step_shape)
+    got = m.predict(x, verbose=0)
+    want = np.stack([inner(np.ascontiguousarray(x[:, t])) for t in range(4)], axis=1)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    assert m.output_shape == (None, 4) + want.shape[2:]
