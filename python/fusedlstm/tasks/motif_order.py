@@ -34,12 +34,12 @@ def build(K, cfg):
 
 def run(cfg, ctx: Context) -> TaskResult:
     K = ctx.engine
-    X, y, starts = motif_order_dataset(cfg.train, cfg.length, cfg.symbols, rng=ctx.rng)
-    Xt, yt, starts_t = motif_order_dataset(cfg.test, cfg.length, cfg.symbols, rng=ctx.rng)
+    X, y, starts = motif_order_dataset(cfg.examples, cfg.length, cfg.symbols, rng=ctx.rng)
+    Xt, yt, starts_t = motif_order_dataset(cfg.eval, cfg.length, cfg.symbols, rng=ctx.rng)
     model = build(K, cfg)
     model.compile(loss="binary_crossentropy", optimizer=ctx.adam(cfg.lr), metrics=["acc"])
     kind = "bag of motifs (Conv1D + GlobalMaxPooling1D)" if cfg.bag else f"CNN-LSTM (Conv1D({cfg.filters}), LSTM({cfg.units}))"
-    ctx.print(f"motif-order: {cfg.train} training / {cfg.test} fresh sequences of {cfg.length} symbols, {kind}, "
+    ctx.print(f"motif-order: {cfg.examples} training / {cfg.eval} fresh sequences of {cfg.length} symbols, {kind}, "
               f"lr {cfg.lr}, batch {cfg.batch_size}, {cfg.epochs} epochs")
     curve = []
     every = max(1, cfg.epochs // 10)
@@ -59,11 +59,11 @@ def run(cfg, ctx: Context) -> TaskResult:
         first = "A" if yt[i] else "B"
         ctx.print(f"A at {starts_t[i, 0]}, B at {starts_t[i, 1]}: {first} first; predicted "
                   f"{'A' if pred[i] else 'B'} first")
-    ctx.print(f"Accuracy on {cfg.test} fresh sequences: {percent(acc):.1f}%")
-    steps = cfg.epochs * -(-cfg.train // cfg.batch_size)
+    ctx.print(f"Accuracy on {cfg.eval} fresh sequences: {percent(acc):.1f}%")
+    steps = cfg.epochs * -(-cfg.examples // cfg.batch_size)
     return TaskResult(
         task="motif-order",
-        metric=f"on {cfg.test} fresh sequences" + (" (bag-of-motifs baseline)" if cfg.bag else ""),
+        metric=f"on {cfg.eval} fresh sequences" + (" (bag-of-motifs baseline)" if cfg.bag else ""),
         value=percent(acc),
         target="report" if cfg.bag else ">= 95%",
         passed=None if cfg.bag else acc >= 0.95,
@@ -79,9 +79,9 @@ MOTIF_ORDER = TaskSpec(
     name="motif-order",
     summary="which of two mirror-image motifs comes first in 60 noisy symbols: Conv1D -> LSTM",
     target=">= 95% on fresh sequences",
-    classic=dict(length=60, symbols=10, train=4000, test=1000, filters=16, units=32, lr=0.003, batch_size=32,
+    classic=dict(length=60, symbols=10, examples=4000, eval=1000, filters=16, units=32, lr=0.003, batch_size=32,
                  epochs=15, bag=0),
-    quick=dict(length=60, symbols=10, train=4000, test=1000, filters=16, units=32, lr=0.003, batch_size=32,
+    quick=dict(length=60, symbols=10, examples=4000, eval=1000, filters=16, units=32, lr=0.003, batch_size=32,
                epochs=15, bag=0),
     run=run,
 )
