@@ -198,7 +198,32 @@ def _functional_masking(keras, rng):
     return keras.Model(x, out), data
 
 
-MODELS = {"sequential-normalization": _sequential_normalization, "functional-masking": _functional_masking, "sequential-pooling": _sequential_pooling,
+def _sequential_conv(keras, rng):
+    L = keras.layers
+    m = keras.Sequential([
+        keras.Input((12, 4)),
+        L.Conv1D(6, 3, padding="same", activation="relu"),
+        L.Conv1D(6, 2, padding="causal", dilation_rate=2, groups=3, use_bias=False),
+        L.MaxPooling1D(2),
+        L.Conv1D(4, 3, strides=2, data_format="channels_first"),
+        L.LSTM(5),
+        L.Dense(2),
+    ])
+    return m, rng.normal(size=(4, 12, 4)).astype(np.float32)
+
+
+def _functional_cnn_lstm(keras, rng):
+    L = keras.layers
+    ids = keras.Input((10,), dtype="int32")
+    h = L.Embedding(11, 5)(ids)
+    conv = L.Conv1D(4, 3, activation="tanh")(h)
+    seq = L.LSTM(4, return_sequences=True)(L.MaxPooling1D(2)(conv))
+    out = L.Dense(3, activation="softmax")(L.Concatenate()([L.GlobalMaxPooling1D()(conv), L.Flatten()(seq)]))
+    return keras.Model(ids, out), rng.integers(0, 11, size=(4, 10)).astype(np.int32)
+
+
+MODELS = {"sequential-conv": _sequential_conv, "functional-cnn-lstm": _functional_cnn_lstm,
+          "sequential-normalization": _sequential_normalization, "functional-masking": _functional_masking, "sequential-pooling": _sequential_pooling,
           "functional-masked-pooling": _functional_masked_pooling,
           "sequential-mixed": _sequential_mixed, "sequential-masking": _sequential_masking, "sequential-reshape": _sequential_reshape, "sequential-embedding": _sequential_embedding,
           "functional-seq2seq": _functional_seq2seq, "functional-branches": _functional_branches}

@@ -115,7 +115,25 @@ def _td_pooling(lib):
     return lib.Model(x, L.Dense(3)(L.LSTM(5)(h)))
 
 
+def _cnn_lstm_ids(lib):
+    """Keras's imdb_cnn_lstm shape in small: Embedding -> Conv1D(relu) -> MaxPooling1D -> LSTM."""
+    L = lib.layers
+    return lib.Sequential([lib.Input(shape=(T + 3,), dtype="int32"), L.Embedding(12, 4),
+                           L.Conv1D(6, 3, activation="relu"), L.MaxPooling1D(2), L.LSTM(5), L.Dense(3)])
+
+
 CASES = [
+    # convolution
+    case("conv1d-valid-relu", seq(layer("Conv1D", 4, 3, activation="relu"), lstm(), dense())),
+    case("conv1d-same-strided", seq(layer("Conv1D", 5, 4, strides=2, padding="same", activation="tanh"), lstm(),
+                                    dense())),
+    case("conv1d-causal-dilated-groups", seq(layer("Conv1D", 6, 2, padding="causal", dilation_rate=2, groups=3),
+                                             layer("Conv1D", 4, 3, padding="same", use_bias=False), lstm(), dense())),
+    case("conv1d-channels-first", seq(layer("Conv1D", 4, 2, data_format="channels_first"), lstm(), dense(),
+                                      shape=(T, 5)), make_x=lambda r: xs(r, (B, T, 5))),
+    case("cnn-lstm", _cnn_lstm_ids, make_x=lambda r: r.integers(0, 12, (B, T + 3)).astype(np.int32)),
+    case("td-conv1d", seq(td("Conv1D", 3, 2, padding="same"), layer("Reshape", (5, 8 * 3)), lstm(), dense(),
+                          shape=(5, 8, 2)), make_x=lambda r: xs(r, (B, 5, 8, 2))),
     # pooling
     case("max-pooling-valid", seq(layer("MaxPooling1D"), lstm(), dense())),
     case("max-pooling-same-strided", seq(layer("MaxPooling1D", 3, strides=2, padding="same"), lstm(), dense())),

@@ -98,7 +98,15 @@ RULES: Dict[str, Rule] = {
     "Subtract": Rule(args={}),
     "Multiply": Rule(args={}),
     "Average": Rule(args={}),
-    # --- convolution, pooling, reshaping (layers/pooling.py, reshaping.py) ---
+    # --- convolution, pooling, reshaping (layers/conv.py, pooling.py, reshaping.py) ---
+    "Conv1D": Rule(
+        args={"filters": REQUIRED, "kernel_size": REQUIRED, "strides": 1, "padding": "valid",
+              "data_format": "channels_last", "dilation_rate": 1, "groups": 1, "activation": "linear",
+              "use_bias": True, **_NONE(_REGULARIZED)},
+        fixed={"lora_rank": None},
+        ignored=("kernel_initializer", "bias_initializer", "lora_alpha"),
+        activations=("activation",),
+    ),
     "MaxPooling1D": Rule(args={"pool_size": 2, "strides": None, "padding": "valid", "data_format": "channels_last"}),
     "AveragePooling1D": Rule(args={"pool_size": REQUIRED, "strides": None, "padding": "valid",
                                    "data_format": "channels_last"}),
@@ -293,6 +301,7 @@ _INITIALIZERS = {
              "recurrent_initializer": ("Orthogonal", {"seed": None, "gain": 1.0}),
              "bias_initializer": ("Zeros", {})},
     "Dense": {"kernel_initializer": ("GlorotUniform", _GLOROT), "bias_initializer": ("Zeros", {})},
+    "Conv1D": {"kernel_initializer": ("GlorotUniform", _GLOROT), "bias_initializer": ("Zeros", {})},
     "Embedding": {"embeddings_initializer": ("RandomUniform", {"seed": None, "minval": -0.05, "maxval": 0.05})},
     "LayerNormalization": {"beta_initializer": ("Zeros", {}), "gamma_initializer": ("Ones", {})},
     "BatchNormalization": {"beta_initializer": ("Zeros", {}), "gamma_initializer": ("Ones", {}),

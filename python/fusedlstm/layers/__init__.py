@@ -1,6 +1,6 @@
 """Keras-compatible layers (`from fusedlstm.layers import LSTM, Dense, ...`).
 
-Importing a Keras layer this library does not implement (GRU, Conv1D, Attention...)
+Importing a Keras layer this library does not implement (GRU, Conv2D, Attention...)
 raises NotImplementedError naming it, rather than a bare ImportError, so a ported
 notebook says exactly what is missing.
 """
@@ -8,6 +8,7 @@ notebook says exactly what is missing.
 from .. import registry as _registry
 from .advanced_activations import ELU, LeakyReLU, PReLU, ReLU, Softmax
 from .base import KerasTensor, Layer, Variable
+from .conv import Conv1D
 from .core import (Activation, Dropout, Flatten, Input, InputLayer, Masking, RepeatVector,
                    Reshape, SpatialDropout1D)
 from .dense import Dense
@@ -24,13 +25,14 @@ from .wrappers import Bidirectional, TimeDistributed
 __all__ = ["Layer", "Variable", "KerasTensor", "Input", "InputLayer", "LSTM", "Dense", "Embedding",
            "TimeDistributed", "Bidirectional", "RepeatVector", "Dropout", "SpatialDropout1D",
            "Activation", "Masking", "Flatten", "Reshape", "Concatenate", "Add", "Subtract",
-           "Multiply", "Average", "MaxPooling1D", "MaxPool1D", "AveragePooling1D", "AvgPool1D",
+           "Multiply", "Average", "Conv1D", "Convolution1D", "MaxPooling1D", "MaxPool1D", "AveragePooling1D", "AvgPool1D",
            "GlobalMaxPooling1D", "GlobalMaxPool1D", "GlobalAveragePooling1D", "GlobalAvgPool1D",
            "UpSampling1D", "ZeroPadding1D", "Cropping1D", "Permute", "LayerNormalization",
            "BatchNormalization", "LeakyReLU", "PReLU", "ReLU", "ELU", "Softmax", "GaussianNoise",
            "GaussianDropout", "AlphaDropout", "deserialize", "serialize", "get_layer_class"]
 
 # Keras's other names for the same classes.
+Convolution1D = Conv1D
 MaxPool1D = MaxPooling1D
 AvgPool1D = AveragePooling1D
 GlobalMaxPool1D = GlobalMaxPooling1D
@@ -39,7 +41,7 @@ GlobalAvgPool1D = GlobalAveragePooling1D
 # Keras layers a notebook may import that fusedlstm does not provide.
 _KERAS_ONLY = {
     "GRU", "SimpleRNN", "RNN", "LSTMCell", "GRUCell", "SimpleRNNCell", "StackedRNNCells",
-    "ConvLSTM1D", "ConvLSTM2D", "CuDNNLSTM", "CuDNNGRU", "Conv1D", "Convolution1D", "Conv2D",
+    "ConvLSTM1D", "ConvLSTM2D", "CuDNNLSTM", "CuDNNGRU", "Conv2D",
     "Conv1DTranspose", "SeparableConv1D", "DepthwiseConv1D", "MaxPooling2D", "AveragePooling2D",
     "GlobalMaxPooling2D", "GlobalAveragePooling2D", "UpSampling2D", "ZeroPadding2D", "Cropping2D",
     "GroupNormalization", "UnitNormalization", "RMSNormalization", "SpectralNormalization",

@@ -39,6 +39,8 @@ class Conv1D(Layer):
         groups: positive int dividing the input channels and filters.
         activation: name or None (linear).
         use_bias, kernel_initializer ('glorot_uniform'), bias_initializer ('zeros').
+        kernel_regularizer, bias_regularizer, activity_regularizer, kernel_constraint,
+            bias_constraint: as Dense's (fusedlstm.regularizers, fusedlstm.constraints).
 
     >>> Conv1D(4, 3)(np.ones((2, 10, 5), "float32")).shape
     (2, 8, 4)
@@ -56,9 +58,9 @@ class Conv1D(Layer):
             raise ValueError(
                 "The number of filters must be evenly divisible by the number of groups. Received: "
                 f"groups={groups}, filters={filters}.")
-        _check_none("Conv1D", kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
-                    kernel_constraint=kernel_constraint, bias_constraint=bias_constraint, lora_rank=lora_rank,
-                    lora_alpha=lora_alpha)
+        _check_none("Conv1D", lora_rank=lora_rank, lora_alpha=lora_alpha)
+        self._weight_options(kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+                             kernel_constraint=kernel_constraint, bias_constraint=bias_constraint)
         self.filters, self.groups = int(filters), int(groups)
         self.kernel_size = standardize_tuple(kernel_size, 1, "kernel_size")
         self.strides = standardize_tuple(strides, 1, "strides")
@@ -110,9 +112,11 @@ class Conv1D(Layer):
                 "The number of input channels must be evenly divisible by the number of groups. Received "
                 f"groups={self.groups}, but the input has {c} channels (full input shape is {tuple(input_shape)}).")
         self.kernel = self.add_weight("kernel", (self.kernel_size[0], c // self.groups, self.filters),
-                                      self.kernel_initializer)
+                                      self.kernel_initializer, regularizer=self.kernel_regularizer,
+                                      constraint=self.kernel_constraint)
         if self.use_bias:
-            self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer)
+            self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer,
+                                        regularizer=self.bias_regularizer, constraint=self.bias_constraint)
         self.built = True
 
     def compute_output_shape(self, input_shape):

@@ -82,6 +82,6 @@ MOTIF_ORDER = TaskSpec(
     classic=dict(length=60, symbols=10, examples=4000, eval=1000, filters=16, units=32, lr=0.003, batch_size=32,
                  epochs=15, bag=0),
     quick=dict(length=60, symbols=10, examples=4000, eval=1000, filters=16, units=32, lr=0.003, batch_size=32,
-               epochs=15, bag=0),
+               epochs=8, bag=0),
     run=run,
 )
