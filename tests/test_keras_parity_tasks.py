@@ -34,7 +34,8 @@ def keras():
 def _ctx(lib, lr=1e-2):
     engine = SimpleNamespace(models=SimpleNamespace(Sequential=lib.Sequential, Model=lib.Model), layers=lib.layers,
                              optimizers=lib.optimizers)
-    return SimpleNamespace(engine=engine, adam=lambda rate=lr: lib.optimizers.Adam(learning_rate=rate))
+    return SimpleNamespace(engine=engine, adam=lambda rate=lr, clipnorm=0.0: lib.optimizers.Adam(
+        learning_rate=rate, clipnorm=clipnorm or None))
 
 
 def _compiled(build, loss):
