@@ -8,6 +8,9 @@ layer alike:
     head "seq2seq":  LSTM(H) -> RepeatVector(S) -> LSTM(H, return_sequences)
                      -> TimeDistributed(Dense(C, softmax))
 
+With `conv` = (F, K, P) a Conv1D(F, K, relu) -> MaxPooling1D(P) sits between the input (or
+Embedding) and the LSTM: the CNN-LSTM of Keras's imdb_cnn_lstm example.
+
 Inputs: "onehot" (float one-hot rows of random ids, so fusedlstm's one-hot
 detection is what runs, as it would for a user), "ids" (int ids into an
 Embedding(V, D)), "dense" (N(0, 1) floats). One-hot configs train with
@@ -35,20 +38,37 @@ class Config:
     target: Optional[Tuple[float, float]] = None
     # Executed GEMM GFLOP/s as a fraction of numpy's sgemm the issue asks for.
     sgemm_target: Optional[float] = None
+    # (filters, kernel_size, pool_size) of a Conv1D(relu) + MaxPooling1D before the LSTM.
+    conv: Optional[Tuple[int, int, int]] = None
 
     @property
     def loss(self) -> str:
         return "categorical" if self.inputs == "onehot" else "sparse"
 
     @property
-    def lstm_input_width(self) -> int:
+    def input_width(self) -> int:
+        """What the first layer after the input (or Embedding) reads per step."""
         return self.embed_dim if self.inputs == "ids" else self.features
+
+    @property
+    def lstm_input_width(self) -> int:
+        return self.conv[0] if self.conv else self.input_width
+
+    @property
+    def conv_steps(self) -> int:
+        """Steps out of the Conv1D ('valid')."""
+        return self.steps - self.conv[1] + 1
+
+    @property
+    def lstm_steps(self) -> int:
+        return self.conv_steps // self.conv[2] if self.conv else self.steps
 
     def describe(self) -> str:
         t = f"{self.steps}->{self.out_steps}" if self.head == "seq2seq" else str(self.steps)
         src = {"onehot": f"{self.features} one-hot", "ids": f"Embedding({self.features},{self.embed_dim})",
                "dense": f"{self.features} dense"}[self.inputs]
-        return f"B={self.batch} T={t} in={src} H={self.units}"
+        conv = f" Conv1D({self.conv[0]},{self.conv[1]})+MaxPool({self.conv[2]})" if self.conv else ""
+        return f"B={self.batch} T={t} in={src}{conv} H={self.units}"
 
 
 CONFIGS: List[Config] = [
@@ -59,6 +79,10 @@ CONFIGS: List[Config] = [
     Config("chars_seq", 128, 40, "ids", 27, 256, 27, "sequence", embed_dim=64, target=(1.5, 1.75)),
     Config("large", 64, 100, "dense", 512, 512, 10, "last", target=(1.0, 1.1), sgemm_target=0.8),
     Config("xlarge", 32, 200, "dense", 1024, 1024, 10, "last", target=(1.0, 1.05), sgemm_target=0.8),
+    # keras-io's imdb_cnn_lstm: maxlen 100, Embedding(20000, 128), Conv1D(64, 5), MaxPooling1D(4),
+    # LSTM(70), batch 30 (its Dropout left out, and its Dense(1, sigmoid) a 2-way softmax, as the
+    # other rows' heads).
+    Config("cnn_lstm", 30, 100, "ids", 20000, 70, 2, "last", embed_dim=128, conv=(64, 5, 4), target=(1.5, 2.0)),
 ]
 
 # --quick: the same models at sizes that run in milliseconds (CI smoke run).
@@ -70,6 +94,7 @@ _QUICK: Dict[str, dict] = {
     "chars_seq": dict(batch=16, steps=12, units=32),
     "large": dict(batch=8, steps=12, features=48, units=48),
     "xlarge": dict(batch=4, steps=12, features=64, units=64),
+    "cnn_lstm": dict(batch=8, steps=24, features=500, embed_dim=16, units=16, conv=(8, 5, 4)),
 }
 
 
@@ -110,6 +135,8 @@ class LstmLayer:
 
 
 def lstm_layers(cfg: Config) -> List[LstmLayer]:
+    if cfg.conv:  # the LSTM reads the pooled convolution's dense rows
+        return [LstmLayer(cfg.batch, cfg.lstm_steps, "dense", cfg.lstm_input_width, cfg.units, first=False)]
     enc = LstmLayer(cfg.batch, cfg.steps, cfg.inputs, cfg.lstm_input_width, cfg.units,
                     vocab=cfg.features if cfg.inputs == "ids" else 0)
     if cfg.head != "seq2seq":
@@ -117,8 +144,17 @@ def lstm_layers(cfg: Config) -> List[LstmLayer]:
     return [enc, LstmLayer(cfg.batch, cfg.out_steps, "repeat", cfg.units, cfg.units, vocab=cfg.batch, first=False)]
 
 
+def conv_flops(cfg: Config) -> float:
+    """Forward GEMM work of the Conv1D: 2·B·L_out·K·C·F (its backward is twice that: dW and dX)."""
+    if not cfg.conv:
+        return 0.0
+    F, K, _ = cfg.conv
+    return 2.0 * cfg.batch * cfg.conv_steps * K * cfg.input_width * F
+
+
 def nominal_flops(cfg: Config) -> Dict[str, float]:
     fwd = sum(2.0 * L.batch * L.steps * (L.width + L.units) * 4 * L.units for L in lstm_layers(cfg))
+    fwd += conv_flops(cfg)
     return {"infer": fwd, "train": 3.0 * fwd}
 
 
@@ -139,4 +175,5 @@ def executed_flops(cfg: Config) -> Dict[str, float]:
             table = 2.0 * L.vocab * L.width * g
             fwd += table
             bwd += 2 * table  # d(rows) and dW
-    return {"infer": fwd, "train": fwd + bwd}
+    conv = conv_flops(cfg)
+    return {"infer": fwd + conv, "train": fwd + bwd + 3 * conv}

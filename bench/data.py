@@ -45,11 +45,20 @@ def dense_weights(rng: np.random.Generator, width: int, classes: int) -> List[np
     return [glorot_uniform(rng, width, classes), np.zeros(classes, np.float32)]
 
 
+def conv_weights(rng: np.random.Generator, kernel_size: int, channels: int, filters: int) -> List[np.ndarray]:
+    """Keras's Conv1D kernel (K, C, F), glorot_uniform with fans K·C and K·F, and a zero bias."""
+    limit = np.sqrt(6.0 / (kernel_size * (channels + filters)))
+    kernel = rng.uniform(-limit, limit, (kernel_size, channels, filters)).astype(np.float32)
+    return [kernel, np.zeros(filters, np.float32)]
+
+
 def model_weights(cfg: Config, rng: np.random.Generator) -> List[np.ndarray]:
-    """The model's weights in Keras order: [E], W, U, b, [W2, U2, b2], Wd, bd."""
+    """The model's weights in Keras order: [E], [Wc, bc], W, U, b, [W2, U2, b2], Wd, bd."""
     ws: List[np.ndarray] = []
     if cfg.inputs == "ids":
         ws.append(rng.uniform(-0.05, 0.05, (cfg.features, cfg.embed_dim)).astype(np.float32))
+    if cfg.conv:
+        ws += conv_weights(rng, cfg.conv[1], cfg.input_width, cfg.conv[0])
     ws += lstm_weights(rng, cfg.lstm_input_width, cfg.units)
     if cfg.head == "seq2seq":
         ws += lstm_weights(rng, cfg.units, cfg.units)

@@ -57,12 +57,15 @@ def step_table(result: dict) -> List[str]:
              "GFLOP/s nominal (train) | peak MiB | first loss |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for e in result["configs"]:
-        names = list(dict.fromkeys(list(e["results"]) + list(e["errors"])))
+        skipped = e.get("skipped", {})
+        names = list(dict.fromkeys(list(e["results"]) + list(e["errors"]) + list(skipped)))
         for n in names:
             r = e["results"].get(n, {})
             ratio = e["ratios"].get(n, {})
             if n in e["errors"]:
                 cells = [f"failed: {e['errors'][n]}"[:80], "", "", "", "", "", ""]
+            elif n in skipped:
+                cells = [f"n/a: {skipped[n]}"[:100], "", "", "", "", "", ""]
             else:
                 cells = [_ms(r.get("train_ms")), _ms(r.get("infer_ms")),
                          "(ours)" if n == OURS else _ratio(ratio.get("train")),

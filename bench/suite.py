@@ -81,13 +81,16 @@ def run_config(cfg: Config, fws: Dict[str, object], args) -> dict:
     rng = np.random.default_rng(data.config_seed(cfg.name, args.seed))
     weights = data.model_weights(cfg, rng)
     x, y, y_ids = data.batch(cfg, rng)
-    entry = {"name": cfg.name, "describe": cfg.describe(), "config": asdict(cfg), "errors": {},
+    entry = {"name": cfg.name, "describe": cfg.describe(), "config": asdict(cfg), "errors": {}, "skipped": {},
              "check": {"first_loss": {}, "second_loss": {}, "infer_max_abs_diff": {}, "probs": {}},
              "results": {}}
     models, batches = {}, {}
     for name, fw in fws.items():
         try:
             m, b, probs, l1, l2 = _first_steps(fw, cfg, weights, x, y, y_ids)
+        except fwmod.Unavailable as exc:  # cannot run this model at all (a layer it lacks): a row saying so
+            entry["skipped"][name] = str(exc)
+            continue
         except Exception as exc:  # a framework's failure is a result row, not the end of the run
             entry["errors"][name] = f"{type(exc).__name__}: {exc}"
             traceback.print_exc()
@@ -207,6 +210,7 @@ def _merge(entry: dict, name: str, sub: Optional[dict]) -> None:
         entry["check"][key].update(sub["check"].get(key, {}))
     entry["results"].update(sub["results"])
     entry["errors"].update(sub["errors"])
+    entry["skipped"].update(sub.get("skipped", {}))
     if name in sub["results"]:
         entry["results"][name]["note"] = "timed in its own process (Keras's backend is per process), not interleaved"
 

@@ -108,6 +108,10 @@ def test_quick_run_onnxruntime_columns(quick_run):
     assert result["frameworks"]["onnxruntime"]["status"] == "ok", f"seed {seed}"
     for entry in result["configs"]:
         ctx = f"seed {seed} {entry['name']}"
+        if entry["config"]["conv"]:  # the exporter has no Conv1D yet: a row saying so, not a failure
+            assert "Conv1D" in entry["skipped"]["onnxruntime"] and "onnxruntime" not in entry["results"], ctx
+            continue
+        assert entry["skipped"] == {}, ctx
         res = entry["results"]["onnxruntime"]
         assert res["train_ms"] is None and "onnxruntime" not in entry["check"]["first_loss"], ctx
         t = res["infer_ms"]

@@ -161,6 +161,7 @@ FAILURES = {
     "mismatch": ("the ranks disagree at the start of fit()",),
     "data": ("the ranks were given different batches",),
     "stateful": ("is stateful",),
+    "batchnorm": ("uses batch statistics in training",),
     "exception": ("rank 1 fails on purpose",),
 }
 
@@ -173,7 +174,7 @@ def test_a_failing_rank_ends_the_job_quickly_with_a_clear_error(launcher, failur
     assert proc.seconds < 60, f"the job took {proc.seconds:.0f} s to end"
     assert any(text in proc.text for text in FAILURES[failure]), proc.text[-3000:]
     assert "fit returned" not in proc.text
-    if failure in ("mismatch", "data", "stateful"):
+    if failure in ("mismatch", "data", "stateful", "batchnorm"):
         # Raised on every rank, not only where the difference is. The first rank to get
         # there aborts the job, so the other may be killed before it prints its own line:
         # each rank either reports the ValueError or was stopped by the launcher.

@@ -24,8 +24,10 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 
 # Keras 3.15's torch backend converts its variables with np.array(x) on an object whose
 # __array__ predates NumPy 2's copy= keyword: a warning from inside Keras, not from us.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
+pytestmark = [pytest.mark.filterwarnings(
+    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"),
+    # Keras warns when a layer without mask support (GlobalMaxPooling1D) drops a mask.
+    pytest.mark.filterwarnings("ignore:Layer '.*' \\(of type .*\\) was passed an input with a mask")]
 
 
 @pytest.fixture(scope="module")
@@ -126,13 +128,113 @@ def _sequential_masking(keras, rng):
     return m, x
 
 
-MODELS = {"sequential-mixed": _sequential_mixed, "sequential-masking": _sequential_masking, "sequential-reshape": _sequential_reshape, "sequential-embedding": _sequential_embedding,
+def _sequential_normalization(keras, rng):
+    L = keras.layers
+    m = keras.Sequential([
+        keras.Input((9, 3)),
+        L.BatchNormalization(momentum=0.9),
+        L.LayerNormalization(epsilon=1e-2),
+        L.LeakyReLU(0.1),
+        L.PReLU(shared_axes=[1]),
+        L.ReLU(max_value=1.5, threshold=0.1, negative_slope=0.2),
+        L.ELU(alpha=0.7),
+        L.GaussianNoise(0.1),
+        L.GaussianDropout(0.2),
+        L.AlphaDropout(0.1),
+        L.LSTM(4, return_sequences=True),
+        L.TimeDistributed(L.BatchNormalization(center=False)),
+        L.Softmax(),
+        L.LayerNormalization(axis=[1, 2], scale=False),
+        L.Flatten(),
+        L.Dense(2),
+    ])
+    return m, rng.normal(size=(4, 9, 3)).astype(np.float32)
+
+
+def _sequential_pooling(keras, rng):
+    L = keras.layers
+    m = keras.Sequential([
+        keras.Input((9, 3)),
+        L.ZeroPadding1D((1, 2)),
+        L.Cropping1D((2, 1)),
+        L.UpSampling1D(2),
+        L.MaxPooling1D(3, strides=2, padding="same"),
+        L.AveragePooling1D(2),
+        L.LSTM(5, return_sequences=True),
+        L.MaxPool1D(2, data_format="channels_first"),
+        L.Permute((2, 1)),
+        L.GlobalMaxPooling1D(keepdims=True),
+        L.GlobalAvgPool1D(),
+        L.Dense(2),
+    ])
+    return m, rng.normal(size=(4, 9, 3)).astype(np.float32)
+
+
+def _functional_masked_pooling(keras, rng):
+    L = keras.layers
+    ids = keras.Input((7,), dtype="int32")
+    h = L.Embedding(11, 5, mask_zero=True)(ids)
+    h = L.BatchNormalization()(h)
+    seq = L.LSTM(4, return_sequences=True)(h)
+    avg = L.GlobalAveragePooling1D()(seq)
+    mx = L.GlobalMaxPooling1D()(L.TimeDistributed(L.PReLU())(seq))
+    frames = L.Reshape((7, 4, 1))(seq)
+    pooled = L.TimeDistributed(L.MaxPooling1D(2, padding="same"))(frames)
+    out = L.Dense(3, activation="softmax")(L.Concatenate()([avg, mx, L.Flatten()(pooled)]))
+    x = rng.integers(0, 11, size=(4, 7)).astype(np.int32)
+    x[1, :3] = 0
+    x[2, 5:] = 0
+    return keras.Model(ids, out), x
+
+
+def _functional_masking(keras, rng):
+    L = keras.layers
+    x = keras.Input((6, 3))
+    seq = L.LSTM(4, return_sequences=True)(L.LayerNormalization()(L.Masking(mask_value=0.5)(x)))
+    out = L.Dense(2)(L.GlobalAveragePooling1D()(seq))
+    data = rng.normal(size=(4, 6, 3)).astype(np.float32)
+    data[1, :2] = 0.5  # masked steps
+    data[3, 4:] = 0.5
+    return keras.Model(x, out), data
+
+
+def _sequential_conv(keras, rng):
+    L = keras.layers
+    m = keras.Sequential([
+        keras.Input((12, 4)),
+        L.Conv1D(6, 3, padding="same", activation="relu"),
+        L.Conv1D(6, 2, padding="causal", dilation_rate=2, groups=3, use_bias=False),
+        L.MaxPooling1D(2),
+        L.Conv1D(4, 3, strides=2, data_format="channels_first"),
+        L.LSTM(5),
+        L.Dense(2),
+    ])
+    return m, rng.normal(size=(4, 12, 4)).astype(np.float32)
+
+
+def _functional_cnn_lstm(keras, rng):
+    L = keras.layers
+    ids = keras.Input((10,), dtype="int32")
+    h = L.Embedding(11, 5)(ids)
+    conv = L.Conv1D(4, 3, activation="tanh")(h)
+    seq = L.LSTM(4, return_sequences=True)(L.MaxPooling1D(2)(conv))
+    out = L.Dense(3, activation="softmax")(L.Concatenate()([L.GlobalMaxPooling1D()(conv), L.Flatten()(seq)]))
+    return keras.Model(ids, out), rng.integers(0, 11, size=(4, 10)).astype(np.int32)
+
+
+MODELS = {"sequential-conv": _sequential_conv, "functional-cnn-lstm": _functional_cnn_lstm,
+          "sequential-normalization": _sequential_normalization, "functional-masking": _functional_masking, "sequential-pooling": _sequential_pooling,
+          "functional-masked-pooling": _functional_masked_pooling,
+          "sequential-mixed": _sequential_mixed, "sequential-masking": _sequential_masking, "sequential-reshape": _sequential_reshape, "sequential-embedding": _sequential_embedding,
           "functional-seq2seq": _functional_seq2seq, "functional-branches": _functional_branches}
 
 
 def _randomize(model, rng):
     for w in model.weights:
-        w.assign(rng.normal(size=w.shape).astype(np.float32) * 0.5)
+        value = rng.normal(size=w.shape).astype(np.float32) * 0.5
+        if "moving_variance" in w.path:
+            value = np.abs(value) + 0.5  # a variance
+        w.assign(value)
 
 
 def _same(a, b):
@@ -450,6 +552,71 @@ def _seq_config(*layers):
 def test_unsupported_configs_are_refused(kio, layer, message):
     with pytest.raises(ValueError, match=message):
         kio.mc.parse_model_config(_seq_config(layer), keras_version="3.15.1", source="m.keras")
+
+
+def test_keras3_mask_operations_are_checked(keras, kio):
+    """Keras 3 records a propagated mask as NotEqual/Any operations and `mask` call arguments: read
+    when they are an Embedding's or Masking's mask, refused otherwise (as any other operation)."""
+    L = keras.layers
+    ids = keras.Input((5,), dtype="int32")
+    model = keras.Model(ids, L.LSTM(3)(L.Embedding(7, 4, mask_zero=True)(ids)))
+    cfg = keras.saving.serialize_keras_object(model)
+    node = kio.mc.parse_model_config(cfg, keras_version="3.15.1", source="m")
+    assert [n.class_name for n in node.layers] == ["InputLayer", "Embedding", "LSTM"]
+    emb = next(entry for entry in cfg["config"]["layers"] if entry["class_name"] == "Embedding")
+    emb["config"]["mask_zero"] = False  # the recorded mask no longer comes from the model's layers
+    with pytest.raises(ValueError, match=r"layer 'lstm\w*' is given a mask computed by 'not_equal\w*' \(NotEqual\), "
+                                         "which is not the mask of an Embedding"):
+        kio.mc.parse_model_config(cfg, keras_version="3.15.1", source="m")
+    x = keras.Input((5, 3))
+    with_op = keras.Model(x, L.Dense(2)(keras.ops.abs(x)))
+    with pytest.raises(ValueError, match=r"layer 'abs\w*' \(Absolute\) is a keras.ops operation in the graph"):
+        kio.mc.parse_model_config(keras.saving.serialize_keras_object(with_op), keras_version="3.15.1", source="m")
+
+
+def test_keras2_configs_of_the_new_layers(keras, h5py, kio, io_api, tmp_path, rng):
+    """tf.keras 2 spellings: LeakyReLU(alpha=), BatchNormalization(axis=[2], fused=...),
+    LayerNormalization(axis=[2]), pooling sizes as lists, GlobalAveragePooling1D without keepdims."""
+    L = keras.layers
+    ref = keras.Sequential([keras.Input((8, 3)), L.BatchNormalization(), L.LeakyReLU(0.1), L.LayerNormalization(),
+                            L.MaxPooling1D(2), L.AveragePooling1D(2, strides=1), L.GlobalAveragePooling1D(),
+                            L.Dense(2)])
+    _randomize(ref, rng)
+    bn, _, ln, _, _, _, dense = ref.layers
+    layers = [
+        {"class_name": "BatchNormalization", "config": {
+            "name": "batch_normalization", "trainable": True, "batch_input_shape": [None, 8, 3], "dtype": "float32",
+            "axis": [2], "momentum": 0.99, "epsilon": 0.001, "center": True, "scale": True, "fused": None,
+            "beta_initializer": {"class_name": "Zeros", "config": {}}, "gamma_initializer": {"class_name": "Ones", "config": {}},
+            "moving_mean_initializer": {"class_name": "Zeros", "config": {}},
+            "moving_variance_initializer": {"class_name": "Ones", "config": {}}, "beta_regularizer": None,
+            "gamma_regularizer": None, "beta_constraint": None, "gamma_constraint": None}},
+        {"class_name": "LeakyReLU", "config": {"name": "leaky_re_lu", "trainable": True, "dtype": "float32", "alpha": 0.1}},
+        {"class_name": "LayerNormalization", "config": {"name": "layer_normalization", "trainable": True,
+                                                        "dtype": "float32", "axis": [2], "epsilon": 0.001,
+                                                        "center": True, "scale": True}},
+        {"class_name": "MaxPooling1D", "config": {"name": "max_pooling1d", "trainable": True, "dtype": "float32",
+                                                  "strides": [2], "pool_size": [2], "padding": "valid",
+                                                  "data_format": "channels_last"}},
+        {"class_name": "AveragePooling1D", "config": {"name": "average_pooling1d", "trainable": True,
+                                                      "dtype": "float32", "strides": [1], "pool_size": [2],
+                                                      "padding": "valid", "data_format": "channels_last"}},
+        {"class_name": "GlobalAveragePooling1D", "config": {"name": "global_average_pooling1d", "trainable": True,
+                                                            "dtype": "float32", "data_format": "channels_last"}},
+        _k2_dense("dense", 2)]
+    config = {"class_name": "Sequential", "config": {"name": "sequential", "layers": layers}}
+    names = ("gamma", "beta", "moving_mean", "moving_variance")
+    weights = [("batch_normalization", [(f"batch_normalization/{n}:0", a) for n, a in zip(names, bn.get_weights())]),
+               ("leaky_re_lu", []),
+               ("layer_normalization", [(f"layer_normalization/{n}:0", a) for n, a in zip(names, ln.get_weights())]),
+               ("max_pooling1d", []), ("average_pooling1d", []), ("global_average_pooling1d", []),
+               ("dense", [("dense/kernel:0", dense.get_weights()[0]), ("dense/bias:0", dense.get_weights()[1])])]
+    path = tmp_path / "k2.h5"
+    _write_keras2_h5(h5py, path, weights, model_config=config, version="2.15.0")
+    ours = io_api.load_keras_file(path, compile=False)
+    x = rng.normal(size=(4, 8, 3)).astype(np.float32)
+    assert _max_diff(ours.predict(x, verbose=0), ref.predict(x, verbose=0)) <= PRED_TOL
+    assert ours.layers[1].negative_slope == 0.1 and ours.layers[0].axis == 2
 
 
 def test_subclassed_and_keras1_models_are_refused(kio):

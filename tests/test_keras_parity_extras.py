@@ -150,6 +150,25 @@ def test_activity_penalties_on_sequences_train_as_in_keras(keras, rng, seed):
     assert loss_err <= ps.TRAIN_TOL and w_err <= ps.TRAIN_TOL, f"seed={seed}: {loss_err:.3g} {w_err:.3g}"
 
 
+def _conv_penalized(lib):
+    L, R, C = lib.layers, lib.raw.regularizers, lib.raw.constraints
+    return lib.Sequential([lib.Input(shape=(T, I)),
+                           L.Conv1D(4, 3, padding="same", kernel_regularizer=R.L1L2(0.01, 0.02),
+                                    bias_regularizer=R.L2(0.05), activity_regularizer=R.L1(0.02),
+                                    kernel_constraint=C.MaxNorm(0.6, axis=[0, 1]), bias_constraint=C.NonNeg()),
+                           L.LSTM(5), L.Dense(3, activation="softmax")])
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_conv1d_regularizers_and_constraints_train_as_in_keras(keras, optimizer, rng, seed):
+    x, y = xs(rng), rng.integers(0, 3, size=B)
+    pair = _compile_both(ps.Pair(keras, _conv_penalized, rng), "sparse_categorical_crossentropy", optimizer)
+    ps.check_loss_and_gradients(pair, x, y, f"seed={seed}")
+    lk, lo, loss_err, w_err = ps.train_steps(pair, x, y, 20)
+    assert loss_err <= ps.TRAIN_TOL, f"seed={seed}: loss curves differ by {loss_err:.3g} relative\n{lk}\n{lo}"
+    assert w_err <= ps.TRAIN_TOL, f"seed={seed}: final weights differ by {w_err:.3g} relative"
+
+
 def test_constraints_match_keras_on_arrays(keras, rng):
     import torch
     w = rng.normal(size=(7, 12)).astype(np.float32) * 2

@@ -64,6 +64,19 @@ def test_echo(keras, rng, seed):
                x, y, rng, seed)
 
 
+def test_motif_order(keras, rng, seed):
+    """The CNN-LSTM (Conv1D(relu) -> MaxPooling1D -> LSTM -> Dense(sigmoid)) and the bag-of-motifs
+    baseline, built by tasks/motif_order.py, on its own data (30 steps, binary cross-entropy)."""
+    from fusedlstm.tasks import motif_order
+    from fusedlstm.tasks.generators import motif_order_dataset
+
+    x, y, _ = motif_order_dataset(8, length=30, symbols=10, rng=rng)
+    for bag in (0, 1):
+        cfg = SimpleNamespace(length=30, symbols=10, filters=6, units=8, bag=bag)
+        build = _compiled(lambda lib: motif_order.build(_ctx(lib).engine, cfg), "binary_crossentropy")
+        _check_all(keras, build, x, y.reshape(-1, 1).astype(np.float32), rng, f"{seed} bag={bag}")
+
+
 def test_chars(keras, rng, seed):
     from fusedlstm.tasks import N_CHARS, char_windows, encode_text, load_sonnets
 

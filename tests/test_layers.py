@@ -276,8 +276,8 @@ def test_keras_only_layers_raise_not_implemented():
     import fusedlstm.layers as L
     with pytest.raises(NotImplementedError, match="ConvLSTM1D"):
         L.ConvLSTM1D  # noqa: B018
-    with pytest.raises(NotImplementedError, match="Conv1D"):
-        from fusedlstm.layers import Conv1D  # noqa: F401
+    with pytest.raises(NotImplementedError, match="Conv2D"):
+        from fusedlstm.layers import Conv2D  # noqa: F401
     with pytest.raises(AttributeError):
         L.NoSuchThing  # noqa: B018
 

@@ -221,3 +221,140 @@ def test_stateful_gradients_within_a_batch(rng):
     fd = (vals[0] - vals[1]) / (2 * H_STEP)
     an = sum(float(np.sum(g * d)) for g, d in zip(grads, dirs))
     assert abs(fd - an) <= 1e-6 * max(1, abs(fd)), (fd, an)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pooling, reshaping, normalization, activation and noise layers
+#
+# A piecewise-linear layer (ReLU family, max pooling) has kinks where a finite difference
+# straddling one is meaningless; as for the LSTM problems (gradcheck.KINK_MARGIN), the data
+# are redrawn until every input of such a layer is well away from its kinks.
+# ---------------------------------------------------------------------------------------------
+
+from fusedlstm.layers import (ELU, AlphaDropout, AveragePooling1D, BatchNormalization, Cropping1D,  # noqa: E402
+                              GaussianDropout, GaussianNoise, GlobalAveragePooling1D, GlobalMaxPooling1D,
+                              LayerNormalization, LeakyReLU, MaxPooling1D, Permute, PReLU, ReLU, Softmax,
+                              UpSampling1D, ZeroPadding1D)
+from fusedlstm.layers.spatial import same_padding  # noqa: E402
+
+KINK_MARGIN = 1e-4
+
+
+def _windows_gap(v, layer):
+    """Smallest gap between the largest and second-largest value of any pooling window."""
+    if isinstance(layer, GlobalMaxPooling1D):
+        s = np.sort(v, axis=1)
+        return float(np.min(s[:, -1] - s[:, -2]))
+    k, st = layer.pool_size[0], layer.strides[0]
+    L = v.shape[1]
+    left, right = same_padding(L, k, st) if layer.padding == "same" else (0, 0)
+    vp = np.pad(v, ((0, 0), (left, right), (0, 0)), constant_values=-np.inf)
+    n = (vp.shape[1] - k) // st + 1
+    w = np.stack([vp[:, j:j + st * (n - 1) + 1:st] for j in range(k)], axis=-1)
+    s = np.sort(w, axis=-1)
+    gaps = s[..., -1] - s[..., -2]
+    return float(np.min(np.where(np.isfinite(gaps), gaps, np.inf)))
+
+
+def _kink_margin(model, x):
+    worst = np.inf
+    for layer in model.layers:
+        kinks = None
+        if isinstance(layer, (LeakyReLU, PReLU)):
+            kinks = [0.0]
+        elif isinstance(layer, ReLU):
+            kinks = [layer.threshold] + ([layer.max_value] if layer.max_value is not None else [])
+        elif not isinstance(layer, (MaxPooling1D, GlobalMaxPooling1D)):
+            continue
+        v = Model(model.inputs, layer.input).predict(x, verbose=0)
+        if kinks is None:
+            worst = min(worst, _windows_gap(v, layer))
+        else:
+            worst = min(worst, min(float(np.min(np.abs(v - k))) for k in kinks))
+    return worst
+
+
+def _away_from_kinks(model, draw):
+    for _ in range(50):
+        x = draw()
+        if _kink_margin(model, x) >= KINK_MARGIN:
+            return x
+    raise RuntimeError("could not draw inputs away from the layers' kinks")
+
+
+def test_pooling_stack(rng):
+    m = Sequential([Input((9, 3), **F), Dense(4, activation="tanh", **F),
+                    MaxPooling1D(3, strides=2, padding="same", **F), AveragePooling1D(2, padding="same", **F),
+                    LSTM(5, return_sequences=True, **F), GlobalMaxPooling1D(**F), Dense(2, **F)])
+    x = _away_from_kinks(m, lambda: rng.standard_normal((5, 9, 3)))
+    check_model_gradients(m, x, rng.standard_normal((5, 2)), "mse", rng)
+
+
+def test_pooling_channels_first_and_keepdims(rng):
+    m = Sequential([Input((6, 8), **F), Dense(8, **F), MaxPooling1D(2, data_format="channels_first", **F),
+                    AveragePooling1D(3, strides=1, padding="same", data_format="channels_first", **F),
+                    GlobalAveragePooling1D(data_format="channels_first", keepdims=True, **F),
+                    LSTM(3, **F), Dense(2, **F)])
+    x = _away_from_kinks(m, lambda: rng.standard_normal((4, 6, 8)))
+    check_model_gradients(m, x, rng.standard_normal((4, 2)), "mse", rng)
+
+
+def test_global_average_pooling_masked(rng):
+    ids = rng.integers(1, 9, (6, 7))
+    ids[0, :5] = 0
+    ids[2, 3:] = 0
+    m = Sequential([Input((7,), dtype="int32"), Embedding(9, 4, mask_zero=True, **F),
+                    LSTM(5, return_sequences=True, **F), GlobalAveragePooling1D(**F), Dense(3, activation="softmax", **F)])
+    check_model_gradients(m, ids, onehot(rng, 6, 3), "categorical_crossentropy", rng)
+
+
+def test_reshaping_layers(rng):
+    m = Sequential([Input((5, 3), **F), Dense(4, activation="tanh", **F), UpSampling1D(2, **F),
+                    ZeroPadding1D((2, 1), **F), Cropping1D((1, 3), **F), Permute((2, 1), **F),
+                    LSTM(4, **F), Dense(2, **F)])
+    check_model_gradients(m, rng.standard_normal((4, 5, 3)), rng.standard_normal((4, 2)), "mse", rng)
+
+
+@pytest.mark.parametrize("where", ["3d", "2d", "masked", "axis1", "time_distributed"])
+def test_batch_normalization_training(rng, where):
+    y = rng.standard_normal((6, 2))
+    if where == "masked":
+        ids = rng.integers(1, 9, (6, 7))
+        ids[1, :4] = 0
+        ids[4, 5:] = 0
+        m = Sequential([Input((7,), dtype="int32"), Embedding(9, 4, mask_zero=True, **F),
+                        BatchNormalization(momentum=0.5, **F), LSTM(5, **F), Dense(2, **F)])
+        check_model_gradients(m, ids, y, "mse", rng)
+        return
+    bn = {"3d": BatchNormalization(epsilon=0.1, **F), "2d": None, "axis1": BatchNormalization(axis=1, **F),
+          "time_distributed": TimeDistributed(BatchNormalization(center=False, **F), **F)}[where]
+    if where == "2d":
+        m = Sequential([Input((5, 3), **F), LSTM(4, **F), BatchNormalization(scale=False, **F), Dense(2, **F)])
+    else:
+        m = Sequential([Input((5, 3), **F), Dense(4, activation="tanh", **F), bn, LSTM(4, **F), Dense(2, **F)])
+    check_model_gradients(m, rng.standard_normal((6, 5, 3)) * 2 + 1, y, "mse", rng)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(axis=[1, 2], center=False), dict(rms_scaling=True),
+                                dict(scale=False, epsilon=0.5)])
+@pytest.mark.filterwarnings("ignore:You passed `rms_scaling=True`")
+def test_layer_normalization(rng, kw):
+    m = Sequential([Input((5, 3), **F), Dense(4, **F), LayerNormalization(**kw, **F), LSTM(4, **F),
+                    Dense(2, **F)])
+    check_model_gradients(m, rng.standard_normal((4, 5, 3)) + 0.5, rng.standard_normal((4, 2)), "mse", rng)
+
+
+def test_activation_layers(rng):
+    m = Sequential([Input((5, 3), **F), Dense(6, **F), LeakyReLU(0.2, **F),
+                    ReLU(max_value=0.9, negative_slope=0.1, threshold=0.05, **F), Dense(6, **F), ELU(0.6, **F),
+                    PReLU(alpha_initializer="ones", shared_axes=[1], **F), Softmax(axis=1, **F),
+                    LSTM(4, **F), Dense(3, **F), Softmax(**F)])
+    next(l for l in m.layers if isinstance(l, PReLU)).set_weights([rng.uniform(0.1, 0.5, (1, 6))])
+    x = _away_from_kinks(m, lambda: rng.standard_normal((5, 5, 3)) * 1.5)
+    check_model_gradients(m, x, onehot(rng, 5, 3), "categorical_crossentropy", rng)
+
+
+def test_noise_layers_fixed_draws(rng):
+    m = Sequential([Input((5, 3), **F), GaussianNoise(0.3, seed=1, **F), Dense(4, activation="selu", **F),
+                    AlphaDropout(0.2, seed=2, **F), GaussianDropout(0.3, seed=3, **F), LSTM(4, **F), Dense(2, **F)])
+    check_model_gradients(m, rng.standard_normal((6, 5, 3)), rng.standard_normal((6, 2)), "mse", rng)

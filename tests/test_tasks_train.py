@@ -87,3 +87,9 @@ def test_chars_on_a_custom_text_reports_without_target(tmp_path, seed):
     assert "MISSED" not in " ".join(res.notes)
     # A 45-char phrase repeated: far below the 27-symbol chance loss ln 27 = 3.30.
     assert res.value < 1.0, f"seed={seed}: {res.value}\n{out}"
+
+
+def test_motif_order_cnn_lstm(seed):
+    res, out = _run("motif-order", seed)
+    assert res.passed, f"seed={seed}: {res.value}%\n{out}"
+    assert "first; predicted" in out

@@ -23,6 +23,9 @@ def build(lib, cfg, weights):
         stack = [_input(lib, (cfg.steps,), "int32"), L.Embedding(cfg.features, cfg.embed_dim)]
     else:
         stack = [_input(lib, (cfg.steps, cfg.features), "float32")]
+    if cfg.conv:
+        filters, kernel_size, pool = cfg.conv
+        stack += [L.Conv1D(filters, kernel_size, activation="relu"), L.MaxPooling1D(pool)]
     softmax = L.Dense(cfg.classes, activation="softmax")
     if cfg.head == "last":
         stack += [L.LSTM(cfg.units), softmax]

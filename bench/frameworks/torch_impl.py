@@ -1,6 +1,8 @@
 """PyTorch (CPU) as its users write it: nn.LSTM(batch_first=True) + nn.Linear,
 cross_entropy on logits with class-id targets, torch.optim.Adam; a step is
 zero_grad / forward / backward / step, inference runs under inference_mode.
+A CNN-LSTM row runs nn.Conv1d + relu + max_pool1d on the (batch, channels, steps)
+transpose, as PyTorch code does; its weight = Keras's kernel (K, C, F) as (F, C, K).
 
 Keras weights map as weight_ih = kernel.T, weight_hh = recurrent_kernel.T,
 bias_ih = bias, bias_hh = 0 (same gate order i, f, g=c, o), Linear.weight =
@@ -55,6 +57,7 @@ def _module(torch, cfg):
         def __init__(self):
             super().__init__()
             self.emb = nn.Embedding(cfg.features, cfg.embed_dim) if cfg.inputs == "ids" else None
+            self.conv = nn.Conv1d(cfg.input_width, cfg.conv[0], cfg.conv[1]) if cfg.conv else None
             self.lstm = nn.LSTM(cfg.lstm_input_width, cfg.units, batch_first=True)
             self.dec = nn.LSTM(cfg.units, cfg.units, batch_first=True) if cfg.head == "seq2seq" else None
             self.out = nn.Linear(cfg.units, cfg.classes)
@@ -62,6 +65,9 @@ def _module(torch, cfg):
         def forward(self, x):  # returns logits
             if self.emb is not None:
                 x = self.emb(x)
+            if self.conv is not None:
+                h = torch.relu(self.conv(x.transpose(1, 2)))
+                x = torch.nn.functional.max_pool1d(h, cfg.conv[2]).transpose(1, 2)
             y, _ = self.lstm(x)
             if cfg.head == "sequence":
                 return self.out(y)
@@ -76,7 +82,7 @@ def _module(torch, cfg):
 
 def _load(torch, net, cfg, weights):
     lstms = [net.lstm] + ([net.dec] if net.dec is not None else [])
-    expected = (net.emb is not None) + 3 * len(lstms) + 2
+    expected = (net.emb is not None) + 2 * (net.conv is not None) + 3 * len(lstms) + 2
     if len(weights) != expected:
         raise ValueError(f"weights: expected {expected} arrays for config {cfg.name}, got {len(weights)}")
     ws = [torch.from_numpy(np.ascontiguousarray(w, np.float32)) for w in weights]
@@ -85,6 +91,10 @@ def _load(torch, net, cfg, weights):
         if net.emb is not None:
             net.emb.weight.copy_(ws[0])
             k = 1
+        if net.conv is not None:
+            net.conv.weight.copy_(ws[k].permute(2, 1, 0))
+            net.conv.bias.copy_(ws[k + 1])
+            k += 2
         for lstm in lstms:
             W, U, b = ws[k:k + 3]
             k += 3

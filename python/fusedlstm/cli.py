@@ -53,6 +53,9 @@ TASK_FLAGS = {
     "digits": (int, "digitsum: digits per number"),
     "terms": (int, "addition: numbers per problem"),
     "largest": (int, "addition: largest term"),
+    "symbols": (int, "motif-order: alphabet size (one-hot width)"),
+    "filters": (int, "motif-order: Conv1D filters"),
+    "bag": (int, "motif-order: 1 = the order-blind baseline (Conv1D + GlobalMaxPooling1D, no LSTM)"),
 }
 
 

@@ -65,6 +65,13 @@ __all__ = [
     "bf16_round",
     "bf16_pays",
     "matmul_bf16",
+    "pool1d_windows",
+    "max_pool1d",
+    "average_pool1d",
+    "global_average_pool1d",
+    "batch_norm",
+    "layer_norm",
+    "relu_layer",
 ]
 
 ACTIVATIONS = ("tanh", "sigmoid", "hard_sigmoid", "hard_sigmoid_k2", "relu", "linear")
@@ -986,3 +993,153 @@ def conv1d_backward(dy, x, W, has_bias=True, strides=1, padding="valid", dilatio
                 dxp[:, i, c] += dy[:, t, f] @ W[k, :, f].T
     db = dy.sum(axis=(0, 1)) if has_bias else None
     return dxp[:, left:left + L], dW, db
+
+
+# ---------------------------------------------------------------------------
+# Pooling, normalization and activation layers (layers/pooling.py,
+# normalization.py, advanced_activations.py). x is (B, L, C), channels last.
+# Each window, sample or position is its own loop iteration: the oracle the
+# vectorised layers are compared against.
+# ---------------------------------------------------------------------------
+
+def pool1d_windows(L, pool_size, strides, padding):
+    """[(start, stop)] of each window's real steps: 'valid', or 'same' with
+    (ceil(L/s) - 1)·s + k - L padding steps, the smaller half on the left."""
+    k, s = pool_size, strides
+    if padding == "valid":
+        n, left = (L - k) // s + 1, 0
+    else:
+        n = -(-L // s)
+        left = max(0, (n - 1) * s + k - L) // 2
+    return [(max(t * s - left, 0), min(t * s - left + k, L)) for t in range(n)]
+
+
+def max_pool1d(x, dy, pool_size, strides, padding="valid"):
+    """y[b, t, c] = max of window t; dx routes dy[b, t, c] to the window's first maximum.
+    Returns (y, dx) (dx None when dy is None)."""
+    x = np.asarray(x, dtype=np.float64)
+    wins = pool1d_windows(x.shape[1], pool_size, strides, padding)
+    y = np.zeros((x.shape[0], len(wins), x.shape[2]))
+    dx = None if dy is None else np.zeros_like(x)
+    for b in range(x.shape[0]):
+        for t, (a, e) in enumerate(wins):
+            for c in range(x.shape[2]):
+                j = a + int(np.argmax(x[b, a:e, c]))
+                y[b, t, c] = x[b, j, c]
+                if dx is not None:
+                    dx[b, j, c] += dy[b, t, c]
+    return y, dx
+
+
+def average_pool1d(x, dy, pool_size, strides, padding="valid"):
+    """y[b, t] = mean of window t's real steps (padding never counts). Returns (y, dx)."""
+    x = np.asarray(x, dtype=np.float64)
+    wins = pool1d_windows(x.shape[1], pool_size, strides, padding)
+    y = np.zeros((x.shape[0], len(wins), x.shape[2]))
+    dx = None if dy is None else np.zeros_like(x)
+    for t, (a, e) in enumerate(wins):
+        y[:, t] = x[:, a:e].sum(axis=1) / (e - a)
+        if dx is not None:
+            dx[:, a:e] += np.asarray(dy, dtype=np.float64)[:, t, None] / (e - a)
+    return y, dx
+
+
+def global_average_pool1d(x, dy, mask=None):
+    """y[b] = mean over the steps with mask[b, t] (all steps without a mask; 0 when none
+    is unmasked). Returns (y, dx)."""
+    x = np.asarray(x, dtype=np.float64)
+    B, L, C = x.shape
+    m = np.ones((B, L), bool) if mask is None else np.asarray(mask, bool)
+    y = np.zeros((B, C))
+    dx = None if dy is None else np.zeros_like(x)
+    for b in range(B):
+        n = int(m[b].sum())
+        if n:
+            y[b] = x[b, m[b]].sum(axis=0) / n
+            if dx is not None:
+                dx[b, m[b]] = np.asarray(dy, dtype=np.float64)[b] / n
+    return y, dx
+
+
+def batch_norm(x, dy, gamma, beta, eps, mask=None, moving=None):
+    """BatchNormalization over every axis but the last, in training (batch statistics,
+    `moving` None) or inference (moving = (mean, variance)).
+
+    With a mask (x's shape without the last axis) the statistics use Keras's
+    S = Σ mask + 1e-7. Returns (y, dx, dgamma, dbeta, mean, var); the gradients are
+    None when dy is None. dx comes from the chain rule written out step by step
+    (through x̂, then σ², then μ), not from the closed form the layer uses.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    C = x.shape[-1]
+    X = x.reshape(-1, C)
+    m = np.ones(X.shape[0]) if mask is None else np.asarray(mask, np.float64).reshape(-1)
+    g = np.ones(C) if gamma is None else np.asarray(gamma, np.float64)
+    bt = np.zeros(C) if beta is None else np.asarray(beta, np.float64)
+    if moving is None:
+        S = m.sum() + (0.0 if mask is None else 1e-7)
+        mean = (m[:, None] * X).sum(axis=0) / S
+        var = (m[:, None] * (X - mean) ** 2).sum(axis=0) / S
+    else:
+        mean, var = (np.asarray(a, np.float64) for a in moving)
+    r = 1.0 / np.sqrt(var + eps)
+    xhat = (X - mean) * r
+    y = (xhat * g + bt).reshape(x.shape)
+    if dy is None:
+        return y, None, None, None, mean, var
+    D = np.asarray(dy, np.float64).reshape(-1, C)
+    dgamma, dbeta = (D * xhat).sum(axis=0), D.sum(axis=0)
+    dxhat = D * g
+    if moving is not None:
+        return y, (dxhat * r).reshape(x.shape), dgamma, dbeta, mean, var
+    dX = dxhat * r                                             # through x̂ = (x - μ)·r, μ and r held
+    dvar = (dxhat * (X - mean)).sum(axis=0) * -0.5 * r ** 3    # dL/dσ²
+    dX += dvar * 2.0 * m[:, None] * (X - mean) / S             # σ² = Σ m (x - μ)² / S, μ held
+    dmean = -(dxhat * r).sum(axis=0) + dvar * (-2.0 * (m[:, None] * (X - mean)).sum(axis=0) / S)
+    dX += dmean * m[:, None] / S                               # μ = Σ m x / S
+    return y, dX.reshape(x.shape), dgamma, dbeta, mean, var
+
+
+def layer_norm(x, dy, gamma, beta, eps, rms_scaling=False):
+    """LayerNormalization over the last axis, one row at a time. Returns (y, dx, dgamma, dbeta)."""
+    x = np.asarray(x, dtype=np.float64)
+    C = x.shape[-1]
+    X = x.reshape(-1, C)
+    g = np.ones(C) if gamma is None else np.asarray(gamma, np.float64)
+    bt = np.zeros(C) if (beta is None or rms_scaling) else np.asarray(beta, np.float64)
+    Y = np.zeros_like(X)
+    D = None if dy is None else np.asarray(dy, np.float64).reshape(-1, C)
+    dX, dgamma, dbeta = np.zeros_like(X), np.zeros(C), np.zeros(C)
+    for n in range(X.shape[0]):
+        row = X[n]
+        mu = row.mean()
+        var = ((row - mu) ** 2).mean()
+        r = 1.0 / np.sqrt(var + eps)
+        z = row * r if rms_scaling else (row - mu) * r
+        Y[n] = z * g + bt
+        if D is None:
+            continue
+        dgamma += D[n] * z
+        dbeta += D[n]
+        dz = D[n] * g
+        dvar = -0.5 * r ** 3 * (dz * (row if rms_scaling else row - mu)).sum()
+        dX[n] = dz * r + dvar * 2.0 * (row - mu) / C
+        if not rms_scaling:
+            dX[n] += -(dz * r).sum() / C  # through μ (σ²'s own μ term sums to zero)
+    if D is None:
+        return Y.reshape(x.shape), None, None, None
+    return Y.reshape(x.shape), dX.reshape(x.shape), dgamma, (None if rms_scaling else dbeta)
+
+
+def relu_layer(x, max_value=None, negative_slope=0.0, threshold=0.0):
+    """keras.layers.ReLU, element by element: min(x, max_value) above the threshold,
+    negative_slope·(x - threshold) below it. Returns (y, dy/dx)."""
+    x = np.asarray(x, dtype=np.float64)
+    y, d = np.zeros_like(x), np.zeros_like(x)
+    for i, v in np.ndenumerate(x):
+        if v > threshold:
+            cap = max_value is not None and v >= max_value
+            y[i], d[i] = (max_value, 0.0) if cap else (v, 1.0)
+        else:
+            y[i], d[i] = negative_slope * (v - threshold), negative_slope
+    return y, d

@@ -2,7 +2,8 @@
 
 --config picks the failure: 'kill' (rank 1 SIGKILLs itself at step 3), 'hang' (rank 1
 sleeps at step 3), 'mismatch' (rank 1 builds a bigger LSTM), 'data' (rank 1 gets
-different data), 'stateful' (a stateful LSTM), 'exception' (rank 1 raises in a callback).
+different data), 'stateful' (a stateful LSTM), 'batchnorm' (a BatchNormalization, whose batch
+statistics cannot be split), 'exception' (rank 1 raises in a callback).
 """
 
 import os
@@ -40,6 +41,7 @@ def main():
     model = models.Sequential([
         layers.Input(batch_shape=(8, 5, 3)) if stateful else layers.Input(shape=(5, 3)),
         layers.LSTM(units, stateful=stateful),
+    ] + ([layers.BatchNormalization()] if args.config == "batchnorm" else []) + [
         layers.Dense(1),
     ])
     model.compile(optimizer="sgd", loss="mse", distribute=dist)

@@ -190,6 +190,12 @@ class MPIStrategy(Strategy):
                     "layer carries each batch row's state into the next batch, which has no meaning "
                     "once the rows are split across ranks. Train it in one process (no distribute=; the "
                     "CLI's --distribute none), or with stateful=False.")
+            if getattr(layer, "_batch_statistics", False) and layer.trainable:
+                raise ValueError(
+                    f"MPIStrategy: layer '{getattr(layer, 'name', path)}' uses batch statistics in training "
+                    "(BatchNormalization): each rank would normalise its shard by the shard's statistics, not "
+                    "the global batch's, so the step would not be the single-process step. Train it in one "
+                    "process, or freeze the layer (layer.trainable = False: it then uses its moving statistics).")
         if model._collects_activity_penalties():
             raise NotImplementedError(
                 "MPIStrategy: the model has an activity_regularizer; its penalty is divided by each "

@@ -28,8 +28,8 @@ from .. import constraints as _constraints
 from .. import regularizers as _regularizers
 
 __all__ = [
-    "REQUIRED", "Rule", "RULES", "LSTM_ACTIVATIONS", "RECURRENT", "UnsupportedModelError", "layer_arguments",
-    "keras_layer_config", "snake_case",
+    "REQUIRED", "Rule", "RULES", "ALIASES", "LSTM_ACTIVATIONS", "RECURRENT", "UnsupportedModelError",
+    "layer_arguments", "keras_layer_config", "snake_case",
 ]
 
 
@@ -47,6 +47,7 @@ class Rule(NamedTuple):
     nested: Tuple[str, ...] = ()
     activations: Tuple[str, ...] = ()
     not_written: Tuple[str, ...] = ()  # keys this Keras 3 constructor does not take
+    renamed: Mapping[str, str] = {}  # older spellings of an argument (Keras 2 LeakyReLU's alpha)
 
     @property
     def penalties(self) -> Tuple[str, ...]:
@@ -111,6 +112,54 @@ RULES: Dict[str, Rule] = {
     "Subtract": Rule(args={}),
     "Multiply": Rule(args={}),
     "Average": Rule(args={}),
+    # --- convolution, pooling, reshaping (layers/conv.py, pooling.py, reshaping.py) ---
+    "Conv1D": Rule(
+        args={"filters": REQUIRED, "kernel_size": REQUIRED, "strides": 1, "padding": "valid",
+              "data_format": "channels_last", "dilation_rate": 1, "groups": 1, "activation": "linear",
+              "use_bias": True, **_NONE(_REGULARIZED)},
+        fixed={"lora_rank": None},
+        ignored=("kernel_initializer", "bias_initializer", "lora_alpha"),
+        activations=("activation",),
+    ),
+    "MaxPooling1D": Rule(args={"pool_size": 2, "strides": None, "padding": "valid", "data_format": "channels_last"}),
+    "AveragePooling1D": Rule(args={"pool_size": REQUIRED, "strides": None, "padding": "valid",
+                                   "data_format": "channels_last"}),
+    "GlobalMaxPooling1D": Rule(args={"data_format": "channels_last", "keepdims": False}),
+    "GlobalAveragePooling1D": Rule(args={"data_format": "channels_last", "keepdims": False}),
+    "UpSampling1D": Rule(args={"size": 2}),
+    "ZeroPadding1D": Rule(args={"padding": 1, "data_format": "channels_last"}),
+    "Cropping1D": Rule(args={"cropping": (1, 1)}),
+    "Permute": Rule(args={"dims": REQUIRED}),
+    # --- normalization (layers/normalization.py) ---
+    "LayerNormalization": Rule(
+        args={"axis": -1, "epsilon": 1e-3, "center": True, "scale": True, "rms_scaling": False},
+        fixed={k: None for k in ("beta_regularizer", "gamma_regularizer", "beta_constraint", "gamma_constraint")},
+        ignored=("beta_initializer", "gamma_initializer")),
+    "BatchNormalization": Rule(
+        args={"axis": -1, "momentum": 0.99, "epsilon": 1e-3, "center": True, "scale": True},
+        fixed={**{k: None for k in ("beta_regularizer", "gamma_regularizer", "beta_constraint", "gamma_constraint",
+                                    "renorm_clipping", "virtual_batch_size", "adjustment")},
+               "renorm": False, "synchronized": False},
+        # `fused` (Keras 2) chose an implementation, not a result.
+        ignored=("beta_initializer", "gamma_initializer", "moving_mean_initializer", "moving_variance_initializer",
+                 "renorm_momentum", "fused")),
+    # --- activation and noise layers (layers/advanced_activations.py, noise.py) ---
+    "LeakyReLU": Rule(args={"negative_slope": 0.3}, renamed={"alpha": "negative_slope"}),
+    "PReLU": Rule(args={"shared_axes": None}, fixed={"alpha_regularizer": None, "alpha_constraint": None},
+                  ignored=("alpha_initializer",)),
+    "ReLU": Rule(args={"max_value": None, "negative_slope": 0.0, "threshold": 0.0}),
+    "ELU": Rule(args={"alpha": 1.0}),
+    "Softmax": Rule(args={"axis": -1}),
+    "GaussianNoise": Rule(args={"stddev": REQUIRED}, ignored=("seed",)),
+    "GaussianDropout": Rule(args={"rate": REQUIRED}, ignored=("seed",)),
+    "AlphaDropout": Rule(args={"rate": REQUIRED, "noise_shape": None}, ignored=("seed",)),
+}
+
+# Other names Keras accepts for a class (keras.layers.MaxPool1D is MaxPooling1D); configs are read
+# under the canonical name, the one Keras 3 writes.
+ALIASES: Dict[str, str] = {
+    "MaxPool1D": "MaxPooling1D", "AvgPool1D": "AveragePooling1D", "GlobalMaxPool1D": "GlobalMaxPooling1D",
+    "GlobalAvgPool1D": "GlobalAveragePooling1D", "Convolution1D": "Conv1D",
 }
 
 # What the recurrent kernels compute (csrc, see _core.pyi); 'hard_sigmoid_k2' is Keras 2's clip(0.2x+0.5, 0, 1).
@@ -156,6 +205,12 @@ def layer_arguments(class_name: str, config: Mapping[str, Any], where: str, *, l
     dtype = _dtype_name(config.get("dtype"))
     if dtype not in _FLOAT32_NAMES:
         raise UnsupportedModelError(f"{where}: dtype {dtype!r} is not supported; fusedlstm computes in float32.")
+    if rule.renamed:
+        config = dict(config)
+        for old, new in rule.renamed.items():
+            if old in config:
+                value = config.pop(old)
+                config.setdefault(new, value)
     for key, value in config.items():
         if key in rule.args or key in rule.ignored or key in _COMMON:
             continue
@@ -245,7 +300,7 @@ def _activation(value, key: str, where: str, legacy_hard_sigmoid: bool) -> str:
 # ---------------------------------------------------------------------------------------------
 
 # Keys we check on reading that Keras 3's constructors do not take (Keras 2 only, or written only when set).
-_NOT_KERAS3_ARGS = ("time_major", "weights", "lora_rank", "sparse")
+_NOT_KERAS3_ARGS = ("time_major", "weights", "lora_rank", "sparse", "virtual_batch_size", "adjustment")
 
 _DTYPE_POLICY = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"},
                  "registered_name": None}
@@ -262,7 +317,12 @@ _INITIALIZERS = {
              "recurrent_initializer": ("Orthogonal", {"seed": None, "gain": 1.0}),
              "bias_initializer": ("Zeros", {})},
     "Dense": {"kernel_initializer": ("GlorotUniform", _GLOROT), "bias_initializer": ("Zeros", {})},
+    "Conv1D": {"kernel_initializer": ("GlorotUniform", _GLOROT), "bias_initializer": ("Zeros", {})},
     "Embedding": {"embeddings_initializer": ("RandomUniform", {"seed": None, "minval": -0.05, "maxval": 0.05})},
+    "LayerNormalization": {"beta_initializer": ("Zeros", {}), "gamma_initializer": ("Ones", {})},
+    "BatchNormalization": {"beta_initializer": ("Zeros", {}), "gamma_initializer": ("Ones", {}),
+                           "moving_mean_initializer": ("Zeros", {}), "moving_variance_initializer": ("Ones", {})},
+    "PReLU": {"alpha_initializer": ("Zeros", {})},
 }
 _INITIALIZERS["GRU"] = _INITIALIZERS["SimpleRNN"] = _INITIALIZERS["LSTM"]
 
@@ -298,4 +358,8 @@ def keras_layer_config(class_name: str, name: str, args: Mapping[str, Any], trai
         config.update(unit_forget_bias=True)
     if class_name in RECURRENT:
         config.update(unroll=False, seed=None)
+    if class_name in ("GaussianNoise", "GaussianDropout", "AlphaDropout"):
+        config["seed"] = None
+    if class_name == "BatchNormalization":
+        config["renorm_momentum"] = 0.99
     return {"module": "keras.layers", "class_name": class_name, "config": config, "registered_name": None}

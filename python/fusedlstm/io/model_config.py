@@ -15,7 +15,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
-from .layer_rules import (RECURRENT, RULES, UnsupportedModelError, keras_layer_config, layer_arguments)
+from .. import registry as _registry
+from .layer_rules import (ALIASES, RECURRENT, RULES, UnsupportedModelError, keras_layer_config, layer_arguments)
 
 __all__ = ["TensorRef", "Call", "LayerNode", "ModelNode", "parse_model_config", "parse_layer_config",
            "keras3_model_config", "output_shapes", "keras_major"]
@@ -139,10 +140,15 @@ class _Reader:
 
     def _functional(self, body: dict) -> ModelNode:
         layers = []
+        self._mask_ops = _mask_ops(body["layers"], self.source)
+        self._mask_uses = []
         for i, lcfg in enumerate(body["layers"]):
+            if isinstance(lcfg, dict) and lcfg.get("name", (lcfg.get("config") or {}).get("name")) in self._mask_ops:
+                continue
             node = self.layer(lcfg, f"layer #{i}")
             node.calls = [self._call(node, n) for n in (lcfg.get("inbound_nodes") or [])]
             layers.append(node)
+        _check_mask_uses(self._mask_ops, self._mask_uses, layers, self.source)
         names = [n.name for n in layers]
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
@@ -175,6 +181,7 @@ class _Reader:
                 raise UnsupportedModelError(f"{where}: sparse/ragged inputs are not supported.")
             return _input_node(name, shape, config.get("dtype"))
         config = dict(config)
+        cls = ALIASES.get(cls, cls)
         if self.legacy and cls in ("CuDNNLSTM", "CuDNNGRU"):
             if cls == "CuDNNGRU":
                 raise UnsupportedModelError(f"{where}: CuDNNGRU files are not supported yet (their weight layout "
@@ -220,8 +227,74 @@ class _Reader:
         for key, value in kwargs.items():
             if key in ("training", "mask") and (value is None or isinstance(value, bool)):
                 continue
+            if key == "mask" and _is_tensor(value) and _tensor(value, where).layer in getattr(self, "_mask_ops", {}):
+                # Keras 3 records the mask it propagated; we propagate the same one ourselves.
+                self._mask_uses.append((node.name, _tensor(value, where).layer))
+                continue
             raise UnsupportedModelError(f"{where}: call argument {key}={value!r} is not supported.")
         return Call(inputs, state)
+
+
+# ---------------------------------------------------------------------------------------------
+# Masks in Keras 3 functional configs
+#
+# Keras 3 records how a propagated mask was computed as operations in the graph: Embedding
+# (mask_zero=True) adds NotEqual(ids, 0), Masking adds Any(NotEqual(x, mask_value), axis=-1),
+# and every layer that received the mask lists it as a `mask` call argument. Our models
+# propagate masks themselves (the same masks: each layer passes, consumes or drops its mask as
+# Keras's does), so these operations are dropped on reading, after checking that each one is
+# such a mask of an Embedding or Masking input; any other operation in a graph is refused.
+# ---------------------------------------------------------------------------------------------
+
+def _is_tensor(x) -> bool:
+    return isinstance(x, dict) and x.get("class_name") == "__keras_tensor__"
+
+
+def _mask_ops(entries, source: str) -> Dict[str, Tuple[str, Optional[TensorRef], Any]]:
+    """{op name: (class, input tensor, constant)} of the graph's mask operations."""
+    ops = {}
+    for lcfg in entries:
+        if not isinstance(lcfg, dict):
+            continue
+        cls, module = lcfg.get("class_name"), lcfg.get("module")
+        # Legacy .h5 configs carry no module: there the class name tells (no Keras layer is named so).
+        if not (str(module or "").startswith("keras.src.ops") or (module is None and cls in ("NotEqual", "Any"))):
+            continue
+        name = lcfg.get("name", (lcfg.get("config") or {}).get("name"))
+        nodes = lcfg.get("inbound_nodes") or []
+        args = nodes[0].get("args", []) if len(nodes) == 1 and isinstance(nodes[0], dict) else []
+        ok = (cls == "NotEqual" and len(args) == 2 and _is_tensor(args[0]) and isinstance(args[1], (int, float))) or \
+             (cls == "Any" and len(args) == 1 and _is_tensor(args[0]))
+        if not ok:
+            raise UnsupportedModelError(
+                f"{source}: layer {name!r} ({cls}) is a keras.ops operation in the graph; fusedlstm rebuilds "
+                "layers only (the masks Keras records this way are the one exception).")
+        where = f"{source}: layer {name!r}"
+        ops[name] = (cls, _tensor(args[0], where), args[1] if cls == "NotEqual" else None)
+    return ops
+
+
+def _check_mask_uses(ops, uses, layers: List[LayerNode], source: str) -> None:
+    """Every recorded mask must be Embedding(mask_zero=True)'s or Masking's, computed from its input."""
+    feeds = {}  # input tensor -> the masking layers it feeds
+    for node in layers:
+        if node.class_name in ("Embedding", "Masking"):
+            for call in node.calls:
+                if isinstance(call.inputs, TensorRef):
+                    feeds.setdefault(call.inputs, []).append(node)
+    for consumer, name in uses:
+        cls, src, const = ops[name]
+        if cls == "Any":
+            inner = ops.get(src.layer)
+            ok = inner is not None and inner[0] == "NotEqual" and any(
+                n.class_name == "Masking" and float(n.args["mask_value"]) == float(inner[2])
+                for n in feeds.get(inner[1], []))
+        else:
+            ok = const == 0 and any(n.class_name == "Embedding" and n.args["mask_zero"] for n in feeds.get(src, []))
+        if not ok:
+            raise UnsupportedModelError(
+                f"{source}: layer {consumer!r} is given a mask computed by {name!r} ({cls}), which is not the mask of "
+                "an Embedding(mask_zero=True) or Masking layer; such a mask cannot be rebuilt.")
 
 
 def _input_shape_of(lcfg: dict):
@@ -364,7 +437,16 @@ def _layer_outputs(node: LayerNode, shape, state_shapes) -> List[Shape]:
         rest = shape[1:]
         size = None if any(d is None for d in rest) else int(math.prod(rest))
         return [(shape[0], size)]
+    if cls in _SHAPE_BY_LAYER:
+        # The layer's own compute_output_shape (through the registry: no layer class imported here).
+        layer = _registry.lookup("layers", cls).from_config(dict(a, name=node.name))
+        return [tuple(layer.compute_output_shape(tuple(shape)))]
     return [tuple(shape)]
+
+
+# Single-input layers whose output shape differs from their input's (the rest keep it).
+_SHAPE_BY_LAYER = ("Conv1D", "MaxPooling1D", "AveragePooling1D", "GlobalMaxPooling1D", "GlobalAveragePooling1D",
+                   "UpSampling1D", "ZeroPadding1D", "Cropping1D", "Permute")
 
 
 def _merge_outputs(node: LayerNode, shapes: Sequence[Shape]) -> List[Shape]:

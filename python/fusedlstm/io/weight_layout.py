@@ -44,6 +44,18 @@ def saveables(node: LayerNode) -> List[Saveable]:
         return [Saveable("", node.name, ("kernel", "bias") if a["use_bias"] else ("kernel",))]
     if cls == "Embedding":
         return [Saveable("", node.name, ("embeddings",))]
+    if cls == "Conv1D":
+        return [Saveable("", node.name, ("kernel", "bias") if a["use_bias"] else ("kernel",))]
+    if cls in ("BatchNormalization", "LayerNormalization"):
+        # Keras saves trainable variables, then the moving statistics (BatchNormalization).
+        scale = a["scale"] or a.get("rms_scaling", False)
+        center = a["center"] and not a.get("rms_scaling", False)
+        names = (("gamma",) if scale else ()) + (("beta",) if center else ())
+        if cls == "BatchNormalization":
+            names += ("moving_mean", "moving_variance")
+        return [Saveable("", node.name, names)]
+    if cls == "PReLU":
+        return [Saveable("", node.name, ("alpha",))]
     if cls in ("Bidirectional", "TimeDistributed"):
         inner = [("forward_layer", a["layer"]), ("backward_layer", a["backward_layer"])] \
             if cls == "Bidirectional" else [("layer", a["layer"])]

@@ -50,9 +50,25 @@ class TimeDistributed(Layer):
         inner = self.layer.compute_output_shape((None,) + tuple(input_shape[2:]))
         return (input_shape[0], input_shape[1]) + tuple(inner[1:])
 
+    def _per_step(self):
+        # Keras 3 calls the inner layer once per time step; for a layer whose training
+        # statistics span its batch (BatchNormalization) that means statistics per step
+        # and one moving-average update per step, which folding time into the batch
+        # would change. Every other layer sees the same numbers either way.
+        return getattr(self.layer, "_batch_statistics", False)
+
     def _fwd(self, inputs, masks, training, ctx):
         x = inputs[0]
         B, T = x.shape[:2]
+        if self._per_step():
+            mask = masks[0]
+            ys, caches = [], []
+            for t in range(T):
+                outs, _, c = self.layer._fwd([np.ascontiguousarray(x[:, t])],
+                                             [None if mask is None else mask[:, t]], training, ctx)
+                ys.append(outs[0])
+                caches.append(c)
+            return [np.stack(ys, axis=1)], [masks[0]], (caches, x.shape)
         outs, _, cache = self.layer._fwd([x.reshape((B * T,) + x.shape[2:])], [None], training, ctx)
         y = outs[0]
         return [y.reshape((B, T) + y.shape[1:])], [masks[0]], (cache, x.shape)
@@ -63,6 +79,10 @@ class TimeDistributed(Layer):
         if dy is None:
             return [None]
         B, T = xshape[:2]
+        if self._per_step():
+            dxs = [self.layer._bwd(c, [np.ascontiguousarray(dy[:, t])], need, ctx)[0]
+                   for t, c in enumerate(inner_cache)]
+            return [None if dxs[0] is None else np.stack(dxs, axis=1)]
         dx = self.layer._bwd(inner_cache, [dy.reshape((B * T,) + dy.shape[2:])], need, ctx)[0]
         return [None if dx is None else dx.reshape(xshape)]
 

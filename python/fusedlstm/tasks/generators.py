@@ -29,6 +29,8 @@ __all__ = [
     "addition_widths",
     "addition_strings",
     "addition_dataset",
+    "MOTIF",
+    "motif_order_dataset",
 ]
 
 
@@ -246,3 +248,49 @@ def addition_dataset(n_examples, n_numbers=2, largest=10, rng=None):
     X = one_hot_encode(encode_addition(questions), len(ADDITION_ALPHABET))
     y = one_hot_encode(encode_addition(answers), len(ADDITION_ALPHABET))
     return X, y, questions, answers
+
+
+# ---------------------------------------------------------------- motif order
+
+# The planted pattern (symbols 0-9); its mirror image is the second motif, so both motifs hold
+# the same symbols and only their order inside a window tells them apart.
+MOTIF = (3, 7, 1, 5)
+
+
+def motif_order_dataset(n_examples, length=60, symbols=10, rng=None):
+    """Random symbol sequences with the motif A = MOTIF and its mirror image B = reversed(A) each
+    planted once at random, non-overlapping places; the label says which comes first.
+
+    Every sequence holds A and B exactly once (noise that happens to spell either is redrawn),
+    and the two orders are equally likely: the symbol counts, and which motifs occur, carry no
+    information about the label; only where they occur does.
+
+    Returns:
+        X float32 (N, length, symbols) one-hot, y int64 (N,) (1: A before B), and the start
+        positions (N, 2) of A and B.
+    """
+    n_examples = _int("n_examples", n_examples)
+    length = _int("length", length)
+    symbols = _int("symbols", symbols)
+    k = len(MOTIF)
+    if symbols <= max(MOTIF):
+        raise ValueError(f"Received symbols={symbols}: the motif uses symbols up to {max(MOTIF)}, expected more than that.")
+    if length < 2 * k:
+        raise ValueError(f"Received length={length}: two motifs of {k} steps need at least {2 * k} steps.")
+    rng = _rng(rng)
+    a, b = np.array(MOTIF), np.array(MOTIF[::-1])
+    seqs = np.empty((n_examples, length), np.int64)
+    starts = np.empty((n_examples, 2), np.int64)
+    y = (rng.random(n_examples) < 0.5).astype(np.int64)
+    for i in range(n_examples):
+        while True:
+            s = rng.integers(0, symbols, size=length)
+            first, second = sorted(rng.choice(length - 2 * k + 2, size=2, replace=False))
+            second += k - 1  # non-overlapping: the second window starts after the first ends
+            pa, pb = (first, second) if y[i] else (second, first)
+            s[pa:pa + k], s[pb:pb + k] = a, b
+            windows = np.lib.stride_tricks.sliding_window_view(s, k)
+            if (windows == a).all(axis=1).sum() == 1 and (windows == b).all(axis=1).sum() == 1:
+                break
+        seqs[i], starts[i] = s, (pa, pb)
+    return one_hot_encode(seqs, symbols), y, starts

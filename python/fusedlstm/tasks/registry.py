@@ -12,16 +12,17 @@ from .digitsum import DIGITSUM
 from .echo import ECHO, ECHO_LONG
 from .echo_sequence import ECHO_SEQUENCE
 from .engine import load_engine
+from .motif_order import MOTIF_ORDER
 from .seq2seq import SEQ2SEQ, SEQ2SEQ_4
 
 TASKS = {
     spec.name: spec
-    for spec in (ECHO, ECHO_LONG, ECHO_SEQUENCE, SEQ2SEQ, SEQ2SEQ_4, CHARS, CHARS_SEQ, DIGITSUM, ADDITION)
+    for spec in (ECHO, ECHO_LONG, ECHO_SEQUENCE, SEQ2SEQ, SEQ2SEQ_4, CHARS, CHARS_SEQ, DIGITSUM, ADDITION, MOTIF_ORDER)
 }
 
 # Config keys that may be 0 (a count of "none"/"all") or need not be positive.
 _NON_NEGATIVE = {"index", "windows", "split_seed", "temperature", "max_steps", "clipnorm"}
-_SWITCHES = {"reverse", "curriculum"}  # 0 or 1
+_SWITCHES = {"reverse", "curriculum", "bag"}  # 0 or 1
 _OPTIONAL_STR = {"text"}
 
 
