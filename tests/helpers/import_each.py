@@ -1,6 +1,6 @@
 """Import every module of fusedlstm on its own, each in a fresh process (tests/test_imports.py).
 
-    python import_each.py            # prints a JSON list of [module, traceback or null]
+    python import_each.py   # prints a JSON list of [module, traceback, "missing optional dependency: x" or null]
 
 Each module is imported in a child forked from this interpreter, which has loaded
 numpy and nothing of fusedlstm. The child first puts an empty stand-in for the
@@ -23,6 +23,11 @@ import numpy  # noqa: F401 -- loaded once here, so the children only pay for fus
 
 PACKAGE = "fusedlstm"
 SKIP = {f"{PACKAGE}.__main__"}  # importing it runs the command line (tests/test_cli.py runs it)
+# A module built on an optional extra (fusedlstm.io.onnx on onnx) may import it at its top:
+# where that extra is not installed, the module is reported as needing it, not as broken.
+OPTIONAL = ("h5py", "torch", "mpi4py", "matplotlib", "tqdm", "onnx", "onnxruntime", "ml_dtypes", "keras",
+            "tensorflow", "IPython")
+MISSING = "missing optional dependency: "
 
 
 def modules(root):
@@ -49,6 +54,10 @@ def import_alone(name):
     sys.modules[PACKAGE] = stand_in
     try:
         importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] in OPTIONAL:
+            return MISSING + e.name.split(".")[0]
+        return traceback.format_exc()
     except BaseException:  # noqa: BLE001 -- reported to the test, whatever it is
         return traceback.format_exc()
     return None
