@@ -159,9 +159,4 @@ def serialize(constraint):
 
 def deserialize(config, arg="constraint"):
     """A Constraint from serialize()'s form or Keras's ({"module", "class_name", "config", ...})."""
-    name = config.get("class_name")
-    cls = _registry.lookup("constraints", name)
-    if not (isinstance(cls, type) and issubclass(cls, Constraint)):
-        raise NotImplementedError(f"Constraint class {name!r} (argument `{arg}`) is not supported by fusedlstm "
-                                  f"(known: {_registry.names('constraints', aliases=False)}).")
-    return cls.from_config(dict(config.get("config") or {}))
+    return _registry.deserialize_subclass(config, "constraints", Constraint, "Constraint", arg)

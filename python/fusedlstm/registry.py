@@ -27,7 +27,7 @@ import threading
 
 __all__ = ["register", "lookup", "names", "registered_name", "register_keras_serializable",
            "get_registered_object", "get_registered_name", "serialize_keras_object",
-           "deserialize_keras_object"]
+           "deserialize_keras_object", "deserialize_subclass"]
 
 _lock = threading.Lock()
 _BY_KIND = {}  # kind -> {name or alias: object}
@@ -142,6 +142,17 @@ def serialize_keras_object(obj):
         return _NAME_OF[id(obj)]
     raise NotImplementedError(f"Cannot serialize {obj!r}: it is not a registered fusedlstm object.")
 
+
+
+def deserialize_subclass(config, kind, base, label, arg):
+    """`base` subclass from {"class_name", "config"} (ours or Keras's form), looked up in
+    `kind`; NotImplementedError names `label`, the argument and what is known otherwise."""
+    name = config.get("class_name")
+    cls = lookup(kind, name)
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise NotImplementedError(f"{label} class {name!r} (argument `{arg}`) is not supported by fusedlstm "
+                                  f"(known: {names(kind, aliases=False)}).")
+    return cls.from_config(dict(config.get("config") or {}))
 
 _SINGULAR = {"layers": "Layer", "models": "Model", "losses": "Loss", "metrics": "Metric", "optimizers": "Optimizer",
              "initializers": "Initializer", "activations": "Activation", "regularizers": "Regularizer",

@@ -206,9 +206,4 @@ def serialize(regularizer):
 
 def deserialize(config, arg="regularizer"):
     """A Regularizer from serialize()'s form or Keras's ({"module", "class_name", "config", ...})."""
-    name = config.get("class_name")
-    cls = _registry.lookup("regularizers", name)
-    if not (isinstance(cls, type) and issubclass(cls, Regularizer)):
-        raise NotImplementedError(f"Regularizer class {name!r} (argument `{arg}`) is not supported by fusedlstm "
-                                  f"(known: {_registry.names('regularizers', aliases=False)}).")
-    return cls.from_config(dict(config.get("config") or {}))
+    return _registry.deserialize_subclass(config, "regularizers", Regularizer, "Regularizer", arg)
