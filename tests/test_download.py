@@ -341,6 +341,24 @@ def test_archive_larger_than_the_bound_is_refused(server, home, monkeypatch):
         get_file("big", f"{url}/big.tar", extract=True, force_download=True)
 
 
+@pytest.mark.parametrize("mode", ["w:gz", "w:bz2", "w:xz"])
+def test_damaged_compressed_tar_is_refused_at_every_cut(tmp_path, mode):
+    # Found by the loader fuzzer: is_tarfile itself raised EOFError on a gzip header cut inside
+    # its extra field. Every prefix of a compressed tar is refused or not matched, never a raw error.
+    make_tar(tmp_path / "a.tar", GOOD, mode)
+    blob = (tmp_path / "a.tar").read_bytes()
+    header = b"\x1f\x8b\x08\x04" + bytes(6) + (500).to_bytes(2, "little") + b"xx"  # FEXTRA longer than the file
+    for k, cut in enumerate([header] + [blob[:n] for n in range(1, len(blob), max(1, len(blob) // 40))]):
+        (tmp_path / "cut.tar").write_bytes(cut)
+        try:
+            extracted = download.extract_archive(tmp_path / "cut.tar", tmp_path / f"out{k}")
+        except ValueError as exc:
+            assert "cut.tar" in str(exc)
+        else:
+            assert not extracted or (tmp_path / f"out{k}").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [], "no leftover temp folders"
+
+
 def test_archive_format_choices(server, home):
     url, root, _ = server
     make_zip(root / "z.zip", [("a.txt", b"a")])

@@ -215,6 +215,22 @@ def _extract_into(file_path, dest, archive_type):
             archive.extractall(dest)
 
 
+def _is_archive(file_path, archive_type):
+    """Whether the file is a tar/zip archive; a damaged one is refused rather than misread.
+
+    tarfile.is_tarfile reads the first member through the compressor, so a truncated or
+    corrupt gzip/bz2/xz stream raises (EOFError, zlib.error, ...) instead of answering.
+    """
+    is_match = tarfile.is_tarfile if archive_type == "tar" else zipfile.is_zipfile
+    try:
+        return is_match(file_path)
+    except _DAMAGED as exc:
+        if isinstance(exc, OSError) and not isinstance(exc, tarfile.TarError) and exc.errno is not None:
+            raise  # the file cannot be read at all (missing, a folder, no permission): not the archive's fault
+        raise ValueError(f"Cannot extract {file_path!r}: it starts like a compressed {archive_type} archive but the "
+                         f"stream is damaged ({type(exc).__name__}: {str(exc)[:200]}). Nothing was extracted.") from None
+
+
 def extract_archive(file_path, path=".", archive_format="auto"):
     """Extract a tar (.tar, .tar.gz, .tar.bz2, .tar.xz) or zip archive into `path`.
 
@@ -234,8 +250,7 @@ def extract_archive(file_path, path=".", archive_format="auto"):
                              f"'zip', a list of them or None, got {archive_type!r}.")
     file_path, path = os.fspath(file_path), os.fspath(path)
     for archive_type in archive_format:
-        is_match = tarfile.is_tarfile if archive_type == "tar" else zipfile.is_zipfile
-        if not is_match(file_path):
+        if not _is_archive(file_path, archive_type):
             continue
         parent = os.path.dirname(os.path.abspath(path))
         os.makedirs(parent, exist_ok=True)
