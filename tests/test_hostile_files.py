@@ -413,6 +413,29 @@ def test_nan_weights_in_a_keras_file_warn_too(model, tmp_path):
         _model().load_weights(path)
 
 
+@pytest.mark.parametrize("var, value, match", [
+    ("1", np.zeros((2, 3), np.float32), "learning_rate should be one number"),
+    ("0", np.array(2.5), "iterations should be one integer"),
+    ("0", np.array(-4), "iterations should be >= 0"),
+    ("4", np.zeros(5, np.float32), "should hold 64 numbers"),
+    ("4", np.zeros((4, 16), "S1"), r"vars/4 has dtype \|S1, expected numbers"),
+])
+def test_a_keras_optimizer_state_of_the_wrong_shape_is_refused(model, tmp_path, var, value, match):
+    # Found by the loader fuzzer: a non-scalar learning_rate variable raised TypeError from float().
+    h5py = require("h5py", "h5")
+    good = tmp_path / "good.keras"
+    model.save(good)
+    members = dict(_members(good))
+    buf = io.BytesIO(members["model.weights.h5"])
+    with h5py.File(buf, "r+") as f:
+        del f[f"optimizer/vars/{var}"]
+        f[f"optimizer/vars/{var}"] = value
+    members["model.weights.h5"] = buf.getvalue()
+    bad = tmp_path / "bad.keras"
+    _zip(bad, members.items())
+    refused(lambda: load_model(bad), bad, match)
+
+
 # ---------------------------------------------------------------------------------------------
 # HDF5: data outside the file, sizes that lie
 # ---------------------------------------------------------------------------------------------

@@ -241,6 +241,21 @@ def charge_weight(shape, itemsize: int, what: str) -> None:
                          "refusing to allocate them.")
 
 
+def scalar(value, what: str, source: str, kind: str = "f"):
+    """A file's stored scalar (a step count "i", a rate "f") as a Python number, or ValueError saying what it holds."""
+    a = np.asarray(value)
+    ok_kinds = "iu" if kind == "i" else "iuf"
+    if a.size != 1 or a.dtype.kind not in ok_kinds:
+        raise ValueError(f"{source}: {what} should be one {'integer' if kind == 'i' else 'number'}, but the file holds "
+                         f"{a.dtype} of shape {a.shape}.")
+    x = a.reshape(()).item()
+    if kind == "i":
+        if x < 0:
+            raise ValueError(f"{source}: {what} should be >= 0, but the file holds {x}.")
+        return int(x)
+    return float(x)
+
+
 class NonFiniteWeightsWarning(UserWarning):
     """A file's weights hold NaN or infinite values (they load; the model's outputs will be NaN)."""
 

@@ -28,6 +28,7 @@ from typing import Any, List, NamedTuple, Optional
 
 import numpy as np
 
+from .. import untrusted
 from .model_config import ModelNode
 from .weight_layout import keras_layer_order, layer_var_names
 
@@ -236,7 +237,8 @@ def _restore_state(model, data, source: str, warning_cls) -> None:
     head = 2 if _has_lr_variable(opt) else 1
     nadam = "u_product" in opt.get_state()
     expected = head + sum(len(g) for g in groups) * len(order) + (1 if nadam else 0)
-    if len(data.optimizer) == head and int(np.asarray(data.optimizer[0])) == 0:
+    iterations = untrusted.scalar(data.optimizer[0], "the optimizer's iterations", source, "i")
+    if len(data.optimizer) == head and iterations == 0:
         return  # a compiled, never-trained Keras optimizer: nothing to restore
     if len(data.optimizer) != expected:
         warnings.warn(f"{source}: the file's optimizer state has {len(data.optimizer)} variables, "
@@ -252,11 +254,20 @@ def _restore_state(model, data, source: str, warning_cls) -> None:
                 i += 1
     keys = _our_var_keys(model)
     trainable = list(model.trainable_weights)
-    slots = [np.concatenate([np.asarray(by_key[keys[id(v)]][n], dtype=np.float32).reshape(-1) for v in trainable])
+    slots = [np.concatenate([_slot(by_key[keys[id(v)]][n], v, n, source) for v in trainable])
              if trainable else np.zeros(0, np.float32) for n in opt.slot_names()]
-    state = {"iterations": int(np.asarray(data.optimizer[0])), "slots": slots}
+    state = {"iterations": iterations, "slots": slots}
     if nadam:
-        state["u_product"] = float(np.asarray(data.optimizer[-1]))
+        state["u_product"] = untrusted.scalar(data.optimizer[-1], "Nadam's u_product", source)
     opt.set_state(state, int(sum(v.value.size for v in trainable)))
     if head == 2:
-        opt.learning_rate = float(np.asarray(data.optimizer[1]))
+        opt.learning_rate = untrusted.scalar(data.optimizer[1], "the optimizer's learning_rate", source)
+
+
+def _slot(stored, variable, slot_name, source):
+    """One variable's optimizer slot from the file, flat float32; it holds one value per weight."""
+    a = np.asarray(stored)
+    if a.dtype.kind not in "iuf" or a.size != variable.value.size:
+        raise ValueError(f"{source}: the optimizer's {slot_name} for {variable.path} should hold "
+                         f"{variable.value.size} numbers, but the file holds {a.dtype} of shape {a.shape}.")
+    return a.astype(np.float32).reshape(-1)
