@@ -22,7 +22,7 @@ from conftest import require
 from fusedlstm import atomic, resume, saving, untrusted
 from fusedlstm.download import extract_archive
 from fusedlstm.layers import LSTM, Dense, Input
-from fusedlstm.models import Sequential, load_model
+from fusedlstm.models import Model, Sequential, load_model
 
 MiB = 1 << 20
 BOMB_BYTES = 256 * MiB  # inflated size of the bomb members (~256 KB stored)
@@ -345,6 +345,39 @@ def test_a_forged_config_of_wrong_types_is_a_value_error(model, tmp_path):
     bad = tmp_path / "types.fusedlstm"
     _edit_model_config(good, bad, lambda c: c.update(layers={"not": "a list"}))
     refused(lambda: load_model(bad), bad, "types.fusedlstm")
+
+
+@pytest.mark.parametrize("ref, match", [
+    (["dense", 0, 3], "which has 1 output"),
+    (["dense", 0], "malformed tensor reference"),
+    (["dense", None, 0], "malformed tensor reference"),
+    ([7, 0, 0], "malformed tensor reference"),
+    ("dense", "malformed tensor reference"),
+    (["nowhere", 0, 0], "missing tensor"),
+])
+def test_forged_tensor_references_in_a_functional_config_are_refused(tmp_path, ref, match):
+    # Found by the loader fuzzer: an output index past the node's outputs raised IndexError.
+    inp = Input((5, 3))
+    m = Model(inp, Dense(2, name="dense")(LSTM(4)(inp)))
+    good = tmp_path / "good.fusedlstm"
+    m.save(good)
+    bad = tmp_path / "refs.fusedlstm"
+    _edit_model_config(good, bad, lambda c: c.update(outputs=[ref]))
+    refused(lambda: load_model(bad), bad, match)
+
+
+def test_forged_tensor_references_in_a_keras_config_are_refused(tmp_path):
+    inp = Input((5, 3))
+    m = Model(inp, Dense(2, name="dense")(LSTM(4)(inp)))
+    good = tmp_path / "good.keras"
+    m.save(good)
+    members = dict(_members(good))
+    config = json.loads(members["config.json"])
+    config["config"]["output_layers"] = [["dense", 0, 5]]
+    members["config.json"] = json.dumps(config).encode()
+    bad = tmp_path / "refs.keras"
+    _zip(bad, members.items())
+    refused(lambda: load_model(bad), bad, "refs.keras")
 
 
 # ---------------------------------------------------------------------------------------------

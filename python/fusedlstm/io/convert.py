@@ -167,8 +167,12 @@ def build_model(spec: ModelNode, source: str = "model config"):
         return cls.from_config(config)
     except UnsupportedModelError:
         raise
-    except (NotImplementedError, TypeError, ValueError) as exc:
+    except (NotImplementedError, ValueError) as exc:
         raise UnsupportedModelError(f"{source}: fusedlstm cannot build the model: {exc}") from None
+    except (TypeError, KeyError, AttributeError, IndexError, OverflowError, RecursionError) as exc:
+        # A config no Keras writes (the reader checked the parts it translates): damaged or forged.
+        raise UnsupportedModelError(f"{source}: fusedlstm cannot build the model: its config is malformed "
+                                    f"({type(exc).__name__}: {str(exc)[:300]}).") from None
 
 
 def _set_weights(model, spec: ModelNode, weights: Dict[str, List[np.ndarray]], source: str,

@@ -385,10 +385,17 @@ class Functional(Trainer, Layer):
                 produced[(name, 0)] = [layer.output]
 
         def tensor(r):
-            key = (r[0], int(r[1]))
+            if not (isinstance(r, (list, tuple)) and len(r) >= 3 and isinstance(r[0], str)
+                    and all(isinstance(i, int) and not isinstance(i, bool) for i in r[1:3])):
+                raise ValueError(f"Model config has a malformed tensor reference {r!r}: expected "
+                                 "[layer name, node index, tensor index].")
+            key = (r[0], r[1])
             if key not in produced:
                 raise ValueError(f"Model config refers to the missing tensor {r}.")
-            return produced[key][int(r[2])]
+            if not 0 <= r[2] < len(produced[key]):
+                raise ValueError(f"Model config refers to tensor {r[2]} of {r[0]!r} node {r[1]}, which has "
+                                 f"{len(produced[key])} output(s).")
+            return produced[key][r[2]]
 
         counts = {}
         for e in config["nodes"]:
