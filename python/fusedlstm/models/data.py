@@ -7,9 +7,7 @@ batch-sized chunk, shuffle=False keeps the order. Permutations come from the
 library's seeded Generator (fusedlstm.utils.set_random_seed).
 
 A generator yields (x, y) or (x, y, sample_weight) batches (or x alone for
-predict); an object with __len__ and __getitem__ (keras.utils.Sequence /
-PyDataset) is indexed batch by batch and its on_epoch_end() is called after
-each epoch.
+predict). PyDatasets (keras.utils.PyDataset / Sequence) are in py_dataset_data.py.
 """
 
 import math
@@ -107,6 +105,9 @@ class ArrayData:
     def end_epoch(self):
         pass
 
+    def reset(self):
+        pass
+
 
 class GeneratorData:
     """Batches from a Python generator / iterator; steps None = until it is exhausted."""
@@ -114,6 +115,7 @@ class GeneratorData:
     def __init__(self, gen, steps):
         self.gen = iter(gen)
         self.steps = steps
+        self._index = None
 
     def epoch(self, start=0):
         # A generator cannot be rewound: a resumed epoch takes its remaining batches as they come.
@@ -130,38 +132,19 @@ class GeneratorData:
                         f"The data generator ran out after {i} batches, but steps={self.steps} were "
                         "requested; make it loop forever or lower steps_per_epoch/steps.") from None
                 return
-            x, y, sw = unpack(batch, "a generator batch")
+            self._index = i
+            x, y, sw = unpack(batch, self.where())
             yield as_list(x), as_list(y), as_list(sw)
             i += 1
+
+    def where(self):
+        return f"batch {self._index} of the generator"
 
     def end_epoch(self):
         pass
 
-
-class SequenceData:
-    """Batches by index from a keras.utils.Sequence / PyDataset-like object."""
-
-    def __init__(self, seq, steps, shuffle):
-        self.seq = seq
-        n = len(seq)
-        self.steps = n if steps is None else min(int(steps), n)
-        self.shuffle = bool(shuffle)
-
-    def epoch(self, start=0):
-        order = np.arange(len(self.seq))
-        if self.shuffle:
-            order = utils._global_rng().permutation(order)
-        return self._batches(order[start: self.steps])
-
-    def _batches(self, order):
-        for i in order:
-            x, y, sw = unpack(self.seq[int(i)], "a Sequence batch")
-            yield as_list(x), as_list(y), as_list(sw)
-
-    def end_epoch(self):
-        cb = getattr(self.seq, "on_epoch_end", None)
-        if callable(cb):
-            cb()
+    def reset(self):
+        pass
 
 
 def validation_split(arrays, split):

@@ -11,6 +11,7 @@ position (epoch, batches done, the epoch's random state) in a FitProgress
 (training_state.py) so that a checkpoint can resume it exactly.
 """
 
+import contextlib
 import numbers
 
 import numpy as np
@@ -18,8 +19,10 @@ import numpy as np
 from .. import interrupt as _interrupt
 from ..callbacks import CallbackList
 from ..layers.base import KerasTensor
+from ..py_dataset import PyDataset
 from ..validation import check_finite, check_numeric
 from . import data as _data
+from .py_dataset_data import PyDatasetData, unpack_batch
 from .training_state import FitProgress
 
 __all__ = ["LoopMixin"]
@@ -48,6 +51,32 @@ class LoopMixin:
                 raise ValueError(f"sample_weight must be one array or one per output ({n_out}), got {len(sws)}.")
         return xs, ys, sws
 
+    def _batch_arrays(self, data, xb, yb, swb, what):
+        """A batch from a generator or PyDataset checked as arrays would be; errors name the batch."""
+        if isinstance(data, _data.ArrayData):
+            return xb, yb, swb
+        with _naming_batch(data):
+            xs, ys, sws = self._prepare_batch(xb, yb, swb, need_y=False)
+            if ys is None:
+                raise ValueError(f"{what}: the batch has no targets `y` (expected `(x, y)` or `(x, y, sample_weight)`).")
+            n = xs[0].shape[0]
+            for name, arrs in (("y", ys), ("sample_weight", sws)):
+                for k, a in enumerate(arrs or []):
+                    if a is not None and a.ndim and a.shape[0] != n:
+                        raise ValueError(f"x has {n} samples but {name}" + (f"[{k}]" if len(arrs) > 1 else "")
+                                         + f" has {a.shape[0]} (shape {a.shape}); a batch's arrays must agree.")
+            self._check_all_targets(ys)
+            class_weight = getattr(data, "class_weight", None)
+            if class_weight is not None:
+                if sws is not None:
+                    raise ValueError("You cannot specify `class_weight` and `sample_weight` at the same time.")
+                sws = self._apply_class_weight(ys, None, class_weight)
+        return xs, ys, sws
+
+    def _batch_inputs(self, data, xb):
+        with _naming_batch(data):
+            return self._standardize_inputs(xb)
+
     def _split_targets(self, y):
         """Targets as one entry per output: a dict by output name, a list per output, or one array."""
         if isinstance(y, dict):
@@ -69,6 +98,11 @@ class LoopMixin:
     def _maybe_build_from_data(self, x):
         pass
 
+    def _build_for(self, x):
+        if not getattr(self, "built", True):
+            x = _first_inputs(x)
+        self._maybe_build_from_data(x)
+
     def _apply_class_weight(self, ys, sws, class_weight):
         if class_weight is None:
             return sws
@@ -80,15 +114,21 @@ class LoopMixin:
 
     # --- fit / evaluate / predict --------------------------------------------------------------
 
-    def _make_data(self, x, y, sample_weight, batch_size, shuffle, steps, what):
+    def _make_data(self, x, y, sample_weight, batch_size, shuffle, steps, what, batch_size_arg="batch_size"):
         _data.check_steps(steps, _STEPS_ARG.get(what, "steps"))
-        if _data.is_sequence_like(x) and not hasattr(x, "shape"):
-            if y is not None or sample_weight is not None:
-                raise ValueError(f"`y` and `sample_weight` must be None when `x` is a Sequence/dataset ({what}).")
-            return _data.SequenceData(x, steps, shuffle)
-        if _data.is_generator_like(x):
-            if y is not None or sample_weight is not None:
-                raise ValueError(f"`y` and `sample_weight` must be None when `x` is a generator ({what}).")
+        kind = "PyDataset" if _is_py_dataset(x) else "generator" if _data.is_generator_like(x) else None
+        if kind is not None:
+            for arg, v, holds in (("y", y, "the targets"), ("sample_weight", sample_weight, "the sample weights")):
+                if v is not None:
+                    raise ValueError(f"When providing `x` as a {kind}, `{arg}` should not be passed. Instead, "
+                                     f"{holds} should be included as part of the {kind} ({what}).")
+            if batch_size is not None:
+                # Keras 3 ignores it without a word; here it is refused, since it would change nothing.
+                raise ValueError(
+                    f"Received `{batch_size_arg}={batch_size!r}` with `x` given as a {kind} ({what}): the {kind} "
+                    f"makes the batches itself; do not pass `{batch_size_arg}`.")
+            if kind == "PyDataset":
+                return PyDatasetData(x, steps, shuffle, what)
             return _data.GeneratorData(x, steps)
         if x is None:
             raise ValueError(f"{what}: `x` is required.")
@@ -135,14 +175,15 @@ class LoopMixin:
                 f"got {validation_split!r}.")
         if validation_batch_size is not None:
             _data.check_batch_size(validation_batch_size, "validation_batch_size")
-        self._maybe_build_from_data(x)
+        self._build_for(x)
         self._assert_compiled("fit")
         verbose = _verbosity(verbose)
-        if y is None and not (_data.is_sequence_like(x) or _data.is_generator_like(x)):
+        if y is None and not (_is_py_dataset(x) or _data.is_generator_like(x)):
             raise ValueError("fit: `y` (the targets) is required when `x` is an array.")
         if validation_split and validation_data is None:
-            if _data.is_sequence_like(x) or _data.is_generator_like(x):
-                raise ValueError("`validation_split` is only supported for arrays, not generators or Sequences.")
+            if _is_py_dataset(x) or _data.is_generator_like(x):
+                raise ValueError("`validation_split` is only supported for arrays, not generators or PyDatasets: "
+                                 "pass `validation_data` instead.")
             xs = self._standardize_inputs(x)
             ylist = self._split_targets(y) if y is not None else []
             swl = _data.as_list(sample_weight)
@@ -156,14 +197,19 @@ class LoopMixin:
             if nx == 1:
                 x = x[0]
                 validation_data = (validation_data[0][0],) + validation_data[1:]
-        if class_weight is not None:
-            if _data.is_sequence_like(x) or _data.is_generator_like(x):
-                raise NotImplementedError("`class_weight` with a generator/Sequence is not supported; yield sample weights instead.")
+        if class_weight is not None and _data.is_generator_like(x) and not _is_py_dataset(x):
+            raise ValueError("Argument `class_weight` is not supported for Python generator inputs. Received: "
+                             f"class_weight={class_weight}")
+        if class_weight is not None and not _is_py_dataset(x):
             sample_weight = self._apply_class_weight([np.asarray(y)], _data.as_list(sample_weight), class_weight)[0]
         train = self._make_data(x, y, sample_weight, batch_size, shuffle, steps_per_epoch, "fit")
+        if class_weight is not None and isinstance(train, PyDatasetData):
+            _data.class_weight_to_sample_weights(np.zeros(0, np.int64), class_weight)  # checks the dict now
+            train.class_weight = class_weight
         val = None
         if validation_data is not None:
-            val = self._validation(validation_data, validation_batch_size or batch_size, validation_steps)
+            val = self._validation(validation_data, validation_batch_size, batch_size, validation_steps)
+        train.reset()
         verbose, callbacks = self._strategy().begin_fit(self, train, val, callbacks, verbose, epochs, initial_epoch)
         cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
                            verbose=verbose, epochs=epochs, steps=train.steps)
@@ -188,9 +234,7 @@ class LoopMixin:
             logs = self._logs() if start else {}  # a resumed epoch continues its running means
             for step, (xb, yb, swb) in batches:
                 cbs.on_train_batch_begin(step)
-                xs, ys, sws = self._prepare_batch(xb, yb, swb) if not isinstance(train, _data.ArrayData) else (xb, yb, swb)
-                if ys is None:
-                    raise ValueError("fit: the data gave no targets `y`.")
+                xs, ys, sws = self._batch_arrays(train, xb, yb, swb, "fit")
                 with guard:
                     self._train_step(xs, ys, sws)
                     progress.step_done(step)
@@ -227,9 +271,12 @@ class LoopMixin:
                         validation_steps=validation_steps, class_weight=class_weight,
                         shuffle=shuffle, initial_epoch=initial_epoch)
 
-    def _validation(self, vd, batch_size, steps):
-        if _data.is_sequence_like(vd) or _data.is_generator_like(vd):
-            return self._make_data(vd, None, None, batch_size, False, steps, "validation_data")
+    def _validation(self, vd, validation_batch_size, batch_size, steps):
+        if _is_py_dataset(vd) or _data.is_generator_like(vd):
+            # fit's own batch_size is for x; only an explicit validation_batch_size is refused here.
+            return self._make_data(vd, None, None, validation_batch_size, False, steps, "validation_data",
+                                   "validation_batch_size")
+        batch_size = validation_batch_size or batch_size
         if not isinstance(vd, (tuple, list)) or len(vd) not in (2, 3):
             raise ValueError(
                 "When passing `validation_data`, it must contain either 2 items (x_val, y_val), or 3 "
@@ -241,12 +288,11 @@ class LoopMixin:
     def _evaluate_data(self, data, cbs):
         self.reset_metrics()
         cbs.on_test_begin()
+        data.reset()
         logs = {}
         for step, (xb, yb, swb) in enumerate(data.epoch()):
             cbs.on_test_batch_begin(step)
-            xs, ys, sws = self._prepare_batch(xb, yb, swb) if not isinstance(data, _data.ArrayData) else (xb, yb, swb)
-            if ys is None:
-                raise ValueError("evaluate: the data gave no targets `y`.")
+            xs, ys, sws = self._batch_arrays(data, xb, yb, swb, "evaluate")
             self._test_step(xs, ys, sws)
             logs = self._logs()
             cbs.on_test_batch_end(step, logs)
@@ -261,7 +307,7 @@ class LoopMixin:
         """Loss and metrics on data (returns a float, a list, or a dict with return_dict)."""
         if kwargs:
             raise TypeError(f"evaluate() got unexpected keyword argument(s): {sorted(kwargs)}")
-        self._maybe_build_from_data(x)
+        self._build_for(x)
         self._assert_compiled("evaluate")
         verbose = _verbosity(verbose)
         data = self._make_data(x, y, sample_weight, batch_size, False, steps, "evaluate")
@@ -273,7 +319,7 @@ class LoopMixin:
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """Model outputs for every sample of x, computed in batches (default 32)."""
-        self._maybe_build_from_data(x)
+        self._build_for(x)
         verbose = _verbosity(verbose)
         data = self._make_data(x, None, None, batch_size, False, steps, "predict")
         verbose, callbacks = self._strategy().begin_predict(self, data, callbacks, verbose)
@@ -283,13 +329,14 @@ class LoopMixin:
         chunks = None
         for step, (xb, _, _) in enumerate(data.epoch()):
             cbs.on_predict_batch_begin(step)
-            xs = xb if isinstance(data, _data.ArrayData) else self._standardize_inputs(xb)
+            xs = xb if isinstance(data, _data.ArrayData) else self._batch_inputs(data, xb)
             outs = self._predict_batch(xs)
             if chunks is None:
                 chunks = [[] for _ in outs]
             for c, o in zip(chunks, outs):
                 c.append(o)
             cbs.on_predict_batch_end(step, {"outputs": outs[0] if len(outs) == 1 else outs})
+        data.end_epoch()
         cbs.on_predict_end()
         if chunks is None:
             raise ValueError("predict: the input data is empty.")
@@ -317,6 +364,31 @@ class LoopMixin:
 
 
 _STEPS_ARG = {"fit": "steps_per_epoch", "validation_data": "validation_steps"}
+
+
+def _first_inputs(x):
+    """What an unbuilt model infers its input shape from: for a PyDataset, batch 0's x
+    (Keras's fit also reads batch 0 to build); anything else as given."""
+    if not _is_py_dataset(x):
+        return x
+    n = x.num_batches if isinstance(x, PyDataset) else len(x)
+    return x if n == 0 else unpack_batch(x[0], "batch 0 of the PyDataset")[0]
+
+
+def _is_py_dataset(x):
+    return isinstance(x, PyDataset) or (_data.is_sequence_like(x) and not hasattr(x, "shape"))
+
+
+@contextlib.contextmanager
+def _naming_batch(data):
+    """Re-raise a ValueError/TypeError about one batch with the batch's place in front."""
+    try:
+        yield
+    except (ValueError, TypeError) as e:
+        where = data.where() if hasattr(data, "where") else None
+        if where is None or str(e).startswith(where):
+            raise
+        raise type(e)(f"{where}: {e}") from e
 
 
 def _checked_arrays(arrays, name, dtype=None):
