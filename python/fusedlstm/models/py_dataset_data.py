@@ -68,20 +68,20 @@ class PyDatasetData:
         self.ds = ds
         self.what = what
         self.keras3 = isinstance(ds, PyDataset)
-        self.n = _num_batches(ds)
-        if self.n is None and steps is None:
+        self.num_batches = _num_batches(ds)
+        if self.num_batches is None and steps is None:
             arg = "steps_per_epoch" if what == "fit" else "validation_steps" if what == "validation_data" else "steps"
             raise ValueError(
                 f"{what}: the PyDataset {type(ds).__name__} is endless (num_batches is None); pass `{arg}` "
                 "to say how many batches make an epoch.")
-        if self.n == 0:
+        if self.num_batches == 0:
             raise ValueError(f"{what}: the PyDataset {type(ds).__name__} has length 0 (no batch to take).")
-        if self.n is None and shuffle:
+        if self.num_batches is None and shuffle:
             warnings.warn("`shuffle=True` was passed, but will be ignored since the data `x` was provided as an "
                           "infinite PyDataset. The PyDataset is expected to already be shuffled.", stacklevel=4)
-        self.shuffle = bool(shuffle) and self.n is not None
+        self.shuffle = bool(shuffle) and self.num_batches is not None
         self.explicit_steps = steps
-        self.steps = int(steps) if steps is not None else self.n   # what the progress bar shows
+        self.steps = int(steps) if steps is not None else self.num_batches   # what the progress bar shows
         self._pass = None        # the indices of the pass in progress, and how many are taken
         self._taken = 0
         self._index = None
@@ -97,20 +97,18 @@ class PyDatasetData:
     def epoch(self, start=0):
         """The epoch's batches from batch `start` on. A new pass's shuffle is drawn here, not
         at its first batch, so a resumed fit can restore the random state in between."""
-        if self.explicit_steps is None or (self.n is not None and self._taken >= self.n):
-            self._pass = None
-        if self._pass is None:
-            self._pass = self._new_pass()
-            self._taken = 0
+        n, steps = self.num_batches, self.explicit_steps
+        if self._pass is None or steps is None or (n is not None and self._taken >= n):
+            self._pass, self._taken = self._new_pass(), 0
         begin = getattr(self.ds, "on_epoch_begin", None)
         if callable(begin):
             begin()
-        count = self.steps if self.n is None else min(self.steps, self.n - self._taken)
-        if self.explicit_steps is not None and self.n is not None and self.explicit_steps > self.n - self._taken:
+        left = None if n is None else n - self._taken
+        if steps is not None and left is not None and steps > left:
             warnings.warn(
                 f"Your input ran out of data; interrupting training. The PyDataset {type(self.ds).__name__} has "
-                f"{self.n} batches and {self.n - self._taken} were left for this epoch of {self.explicit_steps} "
-                "steps.", stacklevel=5)
+                f"{n} batches and {left} were left for this epoch of {steps} steps.", stacklevel=5)
+        count = self.steps if left is None else min(self.steps, left)
         indices = list(itertools.islice(self._pass, self._taken, self._taken + count))
         self._taken += count
         return self._batches(indices[start:])
@@ -126,9 +124,9 @@ class PyDatasetData:
     # --- fetching ---------------------------------------------------------------------------
 
     def _new_pass(self):
-        if self.n is None:
-            return _CountFrom(0) if self._pass is None else self._pass
-        order = np.arange(self.n)
+        if self.num_batches is None:
+            return _Indices()
+        order = np.arange(self.num_batches)
         if self.shuffle:
             order = utils._global_rng().permutation(order)
         return [int(i) for i in order]
@@ -166,15 +164,12 @@ class PyDatasetData:
             pool.shutdown(wait=True)
 
 
-class _CountFrom:
-    """The indices 0, 1, 2, ... of an endless dataset, sliceable like a list (islice on a
-    fresh count each epoch, from where the last epoch stopped)."""
-
-    def __init__(self, first):
-        self.first = first
+class _Indices:
+    """0, 1, 2, ... for an endless dataset; islice(self, taken, ...) resumes where the last
+    epoch stopped (its index keeps counting across epochs, as Keras's)."""
 
     def __iter__(self):
-        return itertools.count(self.first)
+        return itertools.count()
 
 
 def _num_batches(ds):
