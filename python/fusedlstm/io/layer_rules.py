@@ -33,6 +33,15 @@ __all__ = [
 ]
 
 
+# Layers fusedlstm has, but not in Keras's files: why, and what to do instead.
+NOT_IN_KERAS_FILES = {
+    "TextVectorization": (
+        "TextVectorization is not read from or written to Keras's file formats yet (Keras keeps its vocabulary "
+        "in the file's assets); save the model in fusedlstm's format (.fusedlstm), which holds the vocabulary "
+        "in the layer's config."),
+}
+
+
 class UnsupportedModelError(ValueError):
     """A Keras model/config uses a layer or setting fusedlstm cannot represent."""
 
@@ -197,6 +206,8 @@ def layer_arguments(class_name: str, config: Mapping[str, Any], where: str, *, l
     parse_nested: called on a nested layer config, returns its parsed form.
     """
     rule = RULES.get(class_name)
+    if rule is None and class_name in NOT_IN_KERAS_FILES:
+        raise UnsupportedModelError(f"{where}: {NOT_IN_KERAS_FILES[class_name]}")
     if rule is None:
         supported = ", ".join(sorted(RULES))
         raise UnsupportedModelError(f"{where}: fusedlstm has no {class_name} layer (supported: {supported}).")

@@ -17,6 +17,7 @@ from .gru import GRU
 from .lstm import LSTM
 from .merge import Add, Average, Concatenate, Multiply, Subtract
 from .simple_rnn import SimpleRNN
+from .text_vectorization import TextVectorization
 from .noise import AlphaDropout, GaussianDropout, GaussianNoise
 from .normalization import BatchNormalization, LayerNormalization
 from .pooling import AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1D, MaxPooling1D
@@ -31,7 +32,7 @@ __all__ = ["Layer", "Variable", "KerasTensor", "Input", "InputLayer", "LSTM", "G
            "GlobalMaxPooling1D", "GlobalMaxPool1D", "GlobalAveragePooling1D", "GlobalAvgPool1D",
            "UpSampling1D", "ZeroPadding1D", "Cropping1D", "Permute", "LayerNormalization",
            "BatchNormalization", "LeakyReLU", "PReLU", "ReLU", "ELU", "Softmax", "GaussianNoise",
-           "GaussianDropout", "AlphaDropout", "deserialize", "serialize", "get_layer_class"]
+           "GaussianDropout", "AlphaDropout", "TextVectorization", "deserialize", "serialize", "get_layer_class"]
 
 # Keras's other names for the same classes.
 Convolution1D = Conv1D
@@ -48,7 +49,7 @@ _KERAS_ONLY = {
     "GlobalMaxPooling2D", "GlobalAveragePooling2D", "UpSampling2D", "ZeroPadding2D", "Cropping2D",
     "GroupNormalization", "UnitNormalization", "RMSNormalization", "SpectralNormalization",
     "Attention", "AdditiveAttention", "MultiHeadAttention", "Lambda", "Dot", "Maximum", "Minimum",
-    "TextVectorization", "Normalization", "StringLookup", "IntegerLookup", "CategoryEncoding",
+    "Normalization", "StringLookup", "IntegerLookup", "CategoryEncoding",
     "Hashing", "Discretization", "Wrapper", "ActivityRegularization", "SpatialDropout2D", "Layer_",
     "TimeDistributedDense", "Merge",
 }

@@ -55,12 +55,15 @@ class InputLayer(Layer):
                 raise ValueError(f"Received an invalid value for argument `shape`, expected non-negative integers or None, got {batch_shape}.")
         super().__init__(name=name or unique_name("input_layer"))
         try:
-            dt = "float32" if dtype is None else str(np.dtype(getattr(dtype, "name", dtype)))
+            dt = "float32" if dtype is None else "string" if dtype in ("string", "str", str) else str(
+                np.dtype(getattr(dtype, "name", dtype)))
         except TypeError:
             raise TypeError(
                 "Received an invalid value for argument `dtype`, expected a dtype name such as 'float32' "
                 f"or 'int32', got {dtype!r}.") from None
-        if not (dt in ("float32", "float64") or np.issubdtype(np.dtype(dt), np.integer)):
+        if dtype in ("string", "str") or dt in ("<U0", "object"):
+            dt = "string"  # text for a TextVectorization layer (Keras's tf.string)
+        elif not (dt in ("float32", "float64") or np.issubdtype(np.dtype(dt), np.integer)):
             raise NotImplementedError(f"InputLayer: dtype {dt!r} is not supported (float32/float64 or an integer type).")
         self.batch_shape = tuple(None if d is None else int(d) for d in batch_shape)
         self.input_dtype = dt

@@ -81,6 +81,8 @@ class Functional(Trainer, Layer):
         return [node.layer for node in nodes_in_call_order(outs) if not isinstance(node.layer, InputLayer)]
 
     def _feeds_ids(self, t):
+        if t.dtype == "string":
+            return "string"  # text for a TextVectorization layer: kept as given
         if np.issubdtype(np.dtype(t.dtype), np.integer):
             return True
         for st in self._plan.steps:
@@ -227,6 +229,9 @@ class Functional(Trainer, Layer):
         for k, (a, t, ids) in enumerate(zip(xs, self.inputs, self._input_takes_ids)):
             if isinstance(a, KerasTensor):
                 raise TypeError(f"Model '{self.name}' was given a symbolic tensor for input {k}; pass arrays (or call the model inside a functional graph).")
+            if ids == "string":
+                out.append(self._string_input(k, a, t.shape))
+                continue
             a = np.asarray(a)
             if a.dtype == object or a.dtype.kind not in "biuf":
                 raise TypeError(f"Input {k} of model '{self.name}' must be a numeric array, got dtype {a.dtype}.")
@@ -250,6 +255,17 @@ class Functional(Trainer, Layer):
         if len(B) > 1:
             raise ValueError(f"Model '{self.name}': all inputs must have the same number of samples, got {[a.shape[0] for a in out]}.")
         return out
+
+    def _string_input(self, k, a, want):
+        """A string input (Input(dtype="string")) as an object array of str, shape checked."""
+        a = np.asarray(a)
+        if a.dtype.kind not in "USO":
+            raise TypeError(f"Input {k} of model '{self.name}' is a string input; got an array of dtype {a.dtype}.")
+        if a.ndim != len(want) or (len(want) == 2 and want[1] is not None and a.shape[1] != want[1]):
+            raise ValueError(
+                f"Input {k} of model '{self.name}' is incompatible with the model: expected strings of shape "
+                f"{shape_str(want)}, found shape {a.shape}.")
+        return a
 
     def _check_ids(self, xs):
         """Validate whole token-id inputs once (fit/evaluate/predict on arrays): an out-of-range
