@@ -284,6 +284,35 @@ def test_worker_exception_reaches_the_caller(rng, seed):
             model(seed).fit(Broken(x, y, [4, 4, 4], **kwargs), shuffle=False, verbose=0)
 
 
+def test_checkpoint_resume_mid_epoch_is_exact_with_a_shuffled_dataset(tmp_path, rng, seed):
+    from fusedlstm.callbacks import Callback, ModelCheckpoint, restore_checkpoint
+
+    class Crash(Exception):
+        pass
+
+    class CrashAt(Callback):
+        seen = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.seen += 1
+            if self.seen == 8:
+                raise Crash
+    x, y = data(rng, 30)
+    ds = Batches(x, y, [7, 7, 7, 7, 2])  # shuffle=True (fit's default): a drawn batch order per epoch
+    ref = model(seed)
+    ref_hist = ref.fit(ds, epochs=3, verbose=0).history
+    path = str(tmp_path / "ck.fusedlstm")
+    with pytest.raises(Crash):
+        model(seed).fit(ds, epochs=3, verbose=0, callbacks=[ModelCheckpoint(path, save_freq=3), CrashAt()])
+    r = model(seed)
+    info = restore_checkpoint(r, path)
+    assert (info["epoch"], info["batch"]) == (1, 1)  # saved after 6 batches: 5 + 1
+    hist = r.fit(ds, epochs=3, verbose=0, initial_epoch=info["initial_epoch"]).history
+    assert_same_weights(ref, r)
+    for k in ref_hist:
+        assert hist[k] == ref_hist[k][info["initial_epoch"]:], k
+
+
 # ---- bad input -------------------------------------------------------------------------------------
 
 def _broken(x, y, bad_index, bad):
