@@ -5,8 +5,10 @@ of batches) and `__getitem__(index)` (batch `index`, e.g. `(x, y)` NumPy arrays)
 optionally `on_epoch_begin` / `on_epoch_end` (called by fit around each epoch) and
 `num_batches` (instead of `__len__`; None means endless).
 
-`workers`, `use_multiprocessing` and `max_queue_size` are accepted and kept as
-Keras keeps them, for fit's loader; iterating a PyDataset yourself is sequential.
+`workers`, `use_multiprocessing` and `max_queue_size` are kept as Keras keeps them;
+fit/evaluate/predict read them (models/py_dataset_data.py: with workers > 1, batches
+are fetched ahead in threads and used in index order). Iterating a PyDataset
+yourself is sequential.
 
 >>> import numpy as np
 >>> class Squares(PyDataset):
