@@ -13,6 +13,7 @@ position (epoch, batches done, the epoch's random state) in a FitProgress
 
 import contextlib
 import numbers
+import warnings
 
 import numpy as np
 
@@ -123,10 +124,10 @@ class LoopMixin:
                     raise ValueError(f"When providing `x` as a {kind}, `{arg}` should not be passed. Instead, "
                                      f"{holds} should be included as part of the {kind} ({what}).")
             if batch_size is not None:
-                # Keras 3 ignores it without a word; here it is refused, since it would change nothing.
-                raise ValueError(
-                    f"Received `{batch_size_arg}={batch_size!r}` with `x` given as a {kind} ({what}): the {kind} "
-                    f"makes the batches itself; do not pass `{batch_size_arg}`.")
+                # Keras 3 ignores it without a word (a Keras program passing it must still run); say so once.
+                warnings.warn(
+                    f"`{batch_size_arg}={batch_size!r}` has no effect with `x` given as a {kind} ({what}): the "
+                    f"{kind} makes the batches itself.", UserWarning, stacklevel=3)
             if kind == "PyDataset":
                 return PyDatasetData(x, steps, shuffle, what)
             return _data.GeneratorData(x, steps)
