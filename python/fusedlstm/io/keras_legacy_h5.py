@@ -9,18 +9,19 @@ Layout, as Keras 2's hdf5_format.py and Keras 3's legacy_h5_format.py write it:
       <layer name>/  attrs: weight_names ['lstm_1/kernel:0', ...]  -> datasets at those paths
 
 Loading pairs the file's layers that have weights with the model's layers that
-have weights, in order (Keras's topological loading), converting CuDNNLSTM and
-Keras 1 LSTM weights as Keras 2's loader did. 'hard_sigmoid' in a config
+have weights, in order (Keras's topological loading), converting CuDNNLSTM,
+CuDNNGRU and Keras 1 LSTM weights as Keras 2's loader did. 'hard_sigmoid' in a config
 written by Keras < 3 is Keras 2's clip(0.2x+0.5, 0, 1): it loads as our
 'hard_sigmoid_k2'. A weights-only file from Keras < 2.3 (whose LSTM default
-recurrent_activation was hard_sigmoid) loaded into a model with sigmoid LSTMs
-raises a warning: the file cannot say which the original model used.
+recurrent_activation was hard_sigmoid, as was GRU's) loaded into a model with sigmoid
+LSTMs or GRUs raises a warning: the file cannot say which the original model used
+(CuDNN weights can: cuDNN's gates are sigmoid).
 """
 
 import json
 import os
 import warnings
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Set, Tuple
 
 import numpy as np
 
@@ -36,7 +37,7 @@ __all__ = ["read_legacy_h5", "write_legacy_h5", "LegacyActivationWarning"]
 
 
 class LegacyActivationWarning(UserWarning):
-    """Weights from Keras < 2.3 went into an LSTM whose recurrent_activation may not be the original one."""
+    """Weights from Keras < 2.3 went into an LSTM or GRU whose recurrent_activation may not be the original one."""
 
 
 def _attr_str(obj, name: str) -> Optional[str]:
@@ -89,13 +90,15 @@ def read_legacy_h5(path, model: Optional[ModelNode] = None) -> KerasFile:
         group = _h5.get_group(h5py, f, "model_weights", source) if "model_weights" in f else f
         version = _attr_str(group, "keras_version") or version
         notes: List[str] = []
-        weights = _read_layers(h5py, group, model, source, notes)
+        weights, from_cudnn = _read_layers(h5py, group, model, source, notes)
     if not from_config:
-        _warn_pre_23_lstm(version, model, source)
+        _warn_pre_23_recurrent(version, model, source, from_cudnn)
     return KerasFile(model, weights, None, version, notes)
 
 
-def _read_layers(h5py, group, model: ModelNode, source: str, notes: List[str]) -> Dict[str, List[np.ndarray]]:
+def _read_layers(h5py, group, model: ModelNode, source: str,
+                 notes: List[str]) -> Tuple[Dict[str, List[np.ndarray]], Set[str]]:
+    """The file's arrays per layer of `model`, converted; and the layers whose arrays were CuDNN's."""
     names = _h5.attr_strings(group, "layer_names")
     if not names and "layer_names" not in group.attrs and "layer_names0" not in group.attrs:
         raise ValueError(f"{source}: not a Keras weights file (no layer_names attribute).")
@@ -114,33 +117,40 @@ def _read_layers(h5py, group, model: ModelNode, source: str, notes: List[str]) -
             f"but the model has {len(targets)} layers with weights "
             f"({', '.join(n.name for n in targets) or 'none'}).")
     out: Dict[str, List[np.ndarray]] = {n.name: [] for n in keras_layer_order(model)}
+    from_cudnn = set()
     for node, (saved_name, arrays) in zip(targets, saved):
         where = f"{source}: layer {node.name!r} ({node.class_name}, {saved_name!r} in the file)"
+        before = len(notes)
         out[node.name] = convert_legacy_layer_weights(node, arrays, where, notes)
-    return out
+        if any("CuDNN" in note for note in notes[before:]):
+            from_cudnn.add(node.name)
+    return out, from_cudnn
 
 
-def _warn_pre_23_lstm(version: Optional[str], model: ModelNode, source: str) -> None:
+def _warn_pre_23_recurrent(version: Optional[str], model: ModelNode, source: str, from_cudnn: Set[str]) -> None:
     if _version_tuple(version) >= (2, 3, 0):
         return
     sigmoid = []
     for node in layers_with_weights(model):
-        for lstm in _lstms(node):
-            if lstm.args["recurrent_activation"] == "sigmoid":
+        if node.name in from_cudnn:
+            continue  # cuDNN's gates are sigmoid: the file says so by its layout
+        for cell in _gated(node):
+            if cell.args["recurrent_activation"] == "sigmoid":
                 sigmoid.append(node.name)
     if sigmoid:
         warnings.warn(
-            f"{source} was written by Keras {version or '1'}, whose LSTM default recurrent_activation was "
-            f"'hard_sigmoid' (clip(0.2x+0.5, 0, 1)); the LSTM layer(s) {', '.join(sorted(set(sigmoid)))} use "
+            f"{source} was written by Keras {version or '1'}, whose LSTM and GRU default recurrent_activation was "
+            f"'hard_sigmoid' (clip(0.2x+0.5, 0, 1)); the layer(s) {', '.join(sorted(set(sigmoid)))} use "
             "'sigmoid'. If the original model kept the default, build these layers with "
             "recurrent_activation='hard_sigmoid_k2' or the predictions will differ.",
             LegacyActivationWarning, stacklevel=3)
 
 
-def _lstms(node):
-    if node.class_name == "LSTM":
+def _gated(node):
+    """The LSTM/GRU cells of a layer (those with a recurrent_activation)."""
+    if node.class_name in ("LSTM", "GRU"):
         return [node]
-    if node.class_name == "Bidirectional":
+    if node.class_name == "Bidirectional" and node.args["layer"].class_name in ("LSTM", "GRU"):
         return [node.args["layer"], node.args["backward_layer"]]
     return []
 

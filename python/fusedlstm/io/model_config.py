@@ -5,7 +5,7 @@ Every reader turns a file's JSON model config into a `ModelNode` (a list of
 model, the calls that connect it), and every writer turns a `ModelNode` back
 into the JSON Keras 3 writes. Keeping one form in the middle means the Keras 2
 quirks (batch_input_shape on the first layer, list-style graph nodes,
-CuDNNLSTM, Keras 2's hard_sigmoid) are handled in one place, on reading.
+CuDNNLSTM/CuDNNGRU, Keras 2's hard_sigmoid) are handled in one place, on reading.
 
 Nothing here imports Keras, h5py or the engine: configs are plain dicts.
 """
@@ -183,12 +183,12 @@ class _Reader:
         config = dict(config)
         cls = ALIASES.get(cls, cls)
         if self.legacy and cls in ("CuDNNLSTM", "CuDNNGRU"):
-            if cls == "CuDNNGRU":
-                raise UnsupportedModelError(f"{where}: CuDNNGRU files are not supported yet (their weight layout "
-                                            "is not converted); rebuild the model with GRU(reset_after=True).")
-            # CuDNN's LSTM has fixed activations; its weights are rearranged on load (weight_layout).
-            cls = "LSTM"
+            # CuDNN's cells have fixed activations (its GRU is reset_after=True's); their weights are
+            # rearranged on load (weight_layout).
             config.update(activation="tanh", recurrent_activation="sigmoid", use_bias=True)
+            if cls == "CuDNNGRU":
+                config["reset_after"] = True
+            cls = cls[len("CuDNN"):]
         args = layer_arguments(cls, config, where, legacy_hard_sigmoid=self.legacy,
                                parse_nested=lambda sub: self.layer(sub, f"the layer wrapped by {name!r}"))
         if cls == "Bidirectional":
@@ -370,7 +370,8 @@ def parse_model_config(cfg: dict, *, keras_version: Optional[str], source: str) 
     """Check a Keras model config (Keras 1-3 layout) and return its neutral form.
 
     keras_version: the version that wrote the file; below 3, 'hard_sigmoid' means
-        Keras 2's clip(0.2x+0.5, 0, 1) and CuDNNLSTM layers become LSTMs.
+        Keras 2's clip(0.2x+0.5, 0, 1), CuDNNLSTM layers become LSTMs and CuDNNGRU layers
+        GRU(reset_after=True)s.
     source: names the file in error messages.
     Raises UnsupportedModelError (a ValueError) naming the layer and the setting
     for anything fusedlstm cannot represent.

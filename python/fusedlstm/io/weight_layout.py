@@ -12,8 +12,9 @@ for a functional model on Keras's own topological order, reproduced here in
 Legacy `.h5` files (Keras 2, or Keras 3's legacy writer) name groups after
 layers and list each group's datasets in a `weight_names` attribute; loading is
 by order of the layers that have weights, as Keras does. Two conversions apply
-there, as in Keras 2's loader: CuDNNLSTM weights (per-gate transposed kernels,
-8H biases) and Keras 1 LSTMs (12 separate gate arrays, gate order i, c, f, o).
+there, as in Keras 2's loader: CuDNNLSTM and CuDNNGRU weights (per-gate transposed
+kernels; 8H biases summed into 4H, 6H biases reshaped to GRU(reset_after=True)'s
+(2, 3H)) and Keras 1 LSTMs (12 separate gate arrays, gate order i, c, f, o).
 """
 
 from typing import Dict, List, NamedTuple, Sequence, Tuple
@@ -25,7 +26,7 @@ from .model_config import LayerNode, ModelNode, TensorRef
 
 __all__ = ["Saveable", "saveables", "layer_var_names", "keras_layer_order", "keras3_layer_paths",
            "layers_with_weights", "convert_legacy_layer_weights", "cudnn_to_keras_lstm",
-           "keras_to_cudnn_lstm", "legacy_weight_names"]
+           "keras_to_cudnn_lstm", "cudnn_to_keras_gru", "keras_to_cudnn_gru", "legacy_weight_names"]
 
 
 class Saveable(NamedTuple):
@@ -175,8 +176,8 @@ def _nested_names(node: LayerNode, s: Saveable) -> List[str]:
 # Legacy conversions
 # ---------------------------------------------------------------------------------------------
 
-def _per_gate(kernel: np.ndarray, fn) -> np.ndarray:
-    return np.hstack([fn(k) for k in np.hsplit(kernel, 4)])
+def _per_gate(kernel: np.ndarray, fn, gates: int = 4) -> np.ndarray:
+    return np.hstack([fn(k) for k in np.hsplit(kernel, gates)])
 
 
 def cudnn_to_keras_lstm(weights: Sequence[np.ndarray]) -> List[np.ndarray]:
@@ -202,6 +203,40 @@ def keras_to_cudnn_lstm(weights: Sequence[np.ndarray]) -> List[np.ndarray]:
     return [kernel, recurrent, np.tile(0.5 * bias, 2)]
 
 
+def cudnn_to_keras_gru(weights: Sequence[np.ndarray]) -> List[np.ndarray]:
+    """Keras 2 CuDNNGRU [kernel (I,3H), recurrent (H,3H), bias (6H,)] -> GRU(reset_after=True) [.., bias (2,3H)].
+
+    The gate blocks are Keras's z, r, h in both (CuDNNGRU reordered them for cuDNN
+    when it ran), each handed to cuDNN as CuDNNLSTM's were: kernel blocks read
+    column-major, recurrent blocks transposed. The bias is cuDNN's input bias then
+    its recurrent bias, which are reset_after=True's two rows (cuDNN, like torch,
+    applies the reset gate to W_hh·h + b_hh).
+    """
+    kernel, recurrent, bias = (np.asarray(w) for w in weights)
+    kernel = _per_gate(kernel, lambda k: k.T.reshape(k.shape, order="F"), 3)
+    recurrent = _per_gate(recurrent, lambda k: k.T, 3)
+    return [kernel, recurrent, bias.reshape(2, -1)]
+
+
+def keras_to_cudnn_gru(weights: Sequence[np.ndarray]) -> List[np.ndarray]:
+    """The inverse of cudnn_to_keras_gru."""
+    kernel, recurrent, bias = (np.asarray(w) for w in weights)
+    kernel = _per_gate(kernel, lambda k: k.T.reshape(k.shape, order="C"), 3)
+    recurrent = _per_gate(recurrent, lambda k: k.T, 3)
+    return [kernel, recurrent, bias.reshape(-1)]
+
+
+def _convert_gru(node: LayerNode, weights: List[np.ndarray], where: str, notes: List[str]) -> List[np.ndarray]:
+    # Keras 2 told the layouts apart by the bias shape alone, as here.
+    if len(weights) == 3 and weights[1].ndim == 2 and weights[2].shape == (6 * weights[1].shape[0],):
+        if not node.args["reset_after"]:
+            raise ValueError(f"{where}: the file holds CuDNNGRU weights (bias {weights[2].shape}), which only a "
+                             "GRU with reset_after=True computes; the layer has reset_after=False.")
+        notes.append(f"{where}: CuDNNGRU weights converted")
+        return cudnn_to_keras_gru(weights)
+    return weights
+
+
 def _convert_lstm(node: LayerNode, weights: List[np.ndarray], where: str, notes: List[str]) -> List[np.ndarray]:
     if len(weights) == 12:
         # Keras 1: [W_i, U_i, b_i, W_c, U_c, b_c, W_f, U_f, b_f, W_o, U_o, b_o]; Keras 2+ order is i, f, c, o.
@@ -222,12 +257,14 @@ def _convert_lstm(node: LayerNode, weights: List[np.ndarray], where: str, notes:
 def convert_legacy_layer_weights(node: LayerNode, weights: List[np.ndarray], where: str,
                                  notes: List[str]) -> List[np.ndarray]:
     """A legacy file's arrays for one layer, converted to the layer's Keras 3 get_weights() layout."""
-    if node.class_name == "LSTM":
-        return _convert_lstm(node, list(weights), where, notes)
-    if node.class_name == "Bidirectional" and node.args["layer"].class_name == "LSTM":
+    convert = {"LSTM": _convert_lstm, "GRU": _convert_gru}
+    if node.class_name in convert:
+        return convert[node.class_name](node, list(weights), where, notes)
+    if node.class_name == "Bidirectional" and node.args["layer"].class_name in convert:
+        fn = convert[node.args["layer"].class_name]
         half = len(weights) // 2
-        fwd = _convert_lstm(node.args["layer"], list(weights[:half]), where + " (forward)", notes)
-        bwd = _convert_lstm(node.args["backward_layer"], list(weights[half:]), where + " (backward)", notes)
+        fwd = fn(node.args["layer"], list(weights[:half]), where + " (forward)", notes)
+        bwd = fn(node.args["backward_layer"], list(weights[half:]), where + " (backward)", notes)
         return fwd + bwd
     if node.class_name == "TimeDistributed":
         return convert_legacy_layer_weights(node.args["layer"], weights, where, notes)
