@@ -328,3 +328,29 @@ def test_bad_state_dicts_name_the_tensor(torch, torch_io, tmp_path, kind):
     bad[1][3] = np.zeros((5, G * 4), np.float32)  # backward kernel of layer 1: input is 8 wide
     with pytest.raises(ValueError, match=rf"layer 1_reverse kernel: expected shape \(8, {G * 4}\), got \(5, {G * 4}\)"):
         _api(torch_io, kind)["set"](module, bad)
+
+
+@pytest.mark.parametrize("kind", ["gru", "rnn-relu"])
+def test_damaged_state_dict_files_are_refused_or_load(torch, torch_io, tmp_path, kind):
+    """Truncated and bit-flipped files: a ValueError naming the file, or weights that fit; nothing else."""
+    module = _module(torch, kind, 0, input_size=3, hidden_size=4, bidirectional=True)
+    good = tmp_path / "good.pt"
+    torch.save(module.state_dict(), good)
+    blob = good.read_bytes()
+    rng = np.random.default_rng(24)
+    damaged = [blob[:1], blob[: len(blob) // 2], blob[:-1], blob[len(blob) // 2:]]
+    for _ in range(24):
+        flipped = bytearray(blob)
+        flipped[int(rng.integers(0, len(blob)))] ^= 1 << int(rng.integers(0, 8))
+        damaged.append(bytes(flipped))
+    layer = _built(Bidirectional(_our_layer(kind, 4)), 3)
+    path = tmp_path / "f.pt"
+    refused = 0
+    for data in damaged:
+        path.write_bytes(data)
+        try:
+            torch_io.load_torch_state_dict(layer, path)
+        except ValueError as exc:
+            assert str(path) in str(exc)
+            refused += 1
+    assert refused >= 4  # every truncation at least
