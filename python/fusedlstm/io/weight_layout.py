@@ -227,8 +227,14 @@ def keras_to_cudnn_gru(weights: Sequence[np.ndarray]) -> List[np.ndarray]:
 
 
 def _convert_gru(node: LayerNode, weights: List[np.ndarray], where: str, notes: List[str]) -> List[np.ndarray]:
-    # Keras 2 told the layouts apart by the bias shape alone, as here.
-    if len(weights) == 3 and weights[1].ndim == 2 and weights[2].shape == (6 * weights[1].shape[0],):
+    # Keras 2 told the layouts apart by the bias shape alone, as here; other shapes that do not fit are
+    # left for the layer's own shape check to name.
+    if len(weights) != 3:
+        return weights
+    kernel, recurrent, bias = weights
+    H = recurrent.shape[0] if recurrent.ndim == 2 else 0
+    if H and recurrent.shape == (H, 3 * H) and kernel.ndim == 2 and kernel.shape[1] == 3 * H and \
+            bias.shape == (6 * H,):
         if not node.args["reset_after"]:
             raise ValueError(f"{where}: the file holds CuDNNGRU weights (bias {weights[2].shape}), which only a "
                              "GRU with reset_after=True computes; the layer has reset_after=False.")
