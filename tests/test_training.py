@@ -1,6 +1,6 @@
 """compile/fit/evaluate/predict: learning, Keras's update formulas and reductions, fit options."""
 
-import time
+import sys
 
 import numpy as np
 import pytest
@@ -28,9 +28,7 @@ def test_learns_echo_to_full_accuracy(rng, seed):
     x, y = echo_data(rng, 2000)
     m = small_model(32)
     m.compile(Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    t0 = time.perf_counter()
     hist = m.fit(x, y, epochs=40, batch_size=32, verbose=0)
-    assert time.perf_counter() - t0 < 20
     xt, yt = echo_data(rng, 500)
     acc = float((m.predict(xt, verbose=0).argmax(-1) == yt).mean())
     assert acc == 1.0, f"echo accuracy {acc}, history {hist.history['accuracy'][-3:]}"
@@ -377,11 +375,22 @@ def test_python_overhead_per_train_step_is_small(rng, monkeypatch):
     for mod in (L, T):
         monkeypatch.setattr(mod, "_core", Stub)
     monkeypatch.setitem(S.RULES, "adam", (lambda *a, **k: None, S.RULES["adam"][1]))
-    times = []
-    for _ in range(7):
-        t0 = time.perf_counter()
-        for _ in range(200):
+    # Counted, not timed (no timing assertions in tests: CI machines are shared and noisy):
+    # the Python function calls one step makes. bench/ measures the time.
+    calls = [0]
+
+    def count(frame, event, arg):
+        if event in ("call", "c_call"):
+            calls[0] += 1
+
+    m.train_on_batch(x, y)
+    sys.setprofile(count)
+    try:
+        for _ in range(10):
             m.train_on_batch(x, y)
-        times.append((time.perf_counter() - t0) / 200)
-    # ~30 us on an idle core; the bound leaves room for a loaded CI machine.
-    assert sorted(times)[3] < 150e-6, f"median Python overhead {sorted(times)[3] * 1e6:.0f} us per step"
+    finally:
+        sys.setprofile(None)
+    per_step = calls[0] / 10
+    # 182 calls per step when written (Python and C functions); a step's orchestration growing by
+    # half again is a regression someone should look at.
+    assert per_step < 255, f"{per_step:.0f} function calls per train step"
