@@ -10,9 +10,10 @@ Usage (from the repository root; fusedlstm, torch and keras importable, e.g.
     python -m bench --e2e-only               # only the end-to-end runs
 
 Options: --frameworks (fusedlstm,torch,onnxruntime,keras,keras_tf), --configs (echo,
-echo_batched, seq2seq, chars, chars_seq, large, xlarge), --threads N (default
+echo_batched, seq2seq, chars, chars_seq, large, xlarge, cnn_lstm, and the GRU rows
+gru_echo, gru_chars, gru_chars_seq, gru_large), --threads N (default
 2, the same for every framework and for numpy's OpenBLAS), --out DIR (default
-bench/results), --no-e2e / --e2e, --e2e-seeds, --e2e-cap, --chars-windows,
+bench/results), --no-e2e / --e2e, --no-streaming, --e2e-seeds, --e2e-cap, --chars-windows,
 --sonnets PATH, --block-ms, --rounds, --seed.
 
 What it does, per configuration (see bench/configs.py): draws Keras-initialised

@@ -11,6 +11,10 @@ layer alike:
 With `conv` = (F, K, P) a Conv1D(F, K, relu) -> MaxPooling1D(P) sits between the input (or
 Embedding) and the LSTM: the CNN-LSTM of Keras's imdb_cnn_lstm example.
 
+With `cell` = "gru" every LSTM(H) above is a GRU(H) (Keras 3's default
+reset_after=True, two biases: the form of PyTorch's nn.GRU and cuDNN's), same
+shapes otherwise: the gru_* rows are their LSTM rows' twins.
+
 Inputs: "onehot" (float one-hot rows of random ids, so fusedlstm's one-hot
 detection is what runs, as it would for a user), "ids" (int ids into an
 Embedding(V, D)), "dense" (N(0, 1) floats). One-hot configs train with
@@ -20,6 +24,8 @@ cross-entropy on int targets.
 
 from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Tuple
+
+GATES = {"lstm": 4, "gru": 3}
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,12 @@ class Config:
     sgemm_target: Optional[float] = None
     # (filters, kernel_size, pool_size) of a Conv1D(relu) + MaxPooling1D before the LSTM.
     conv: Optional[Tuple[int, int, int]] = None
+    cell: str = "lstm"  # "lstm" | "gru": the recurrent layer(s)
+
+    @property
+    def gates(self) -> int:
+        """g of the (I, g·H) kernel: LSTM's i, f, c, o or GRU's z, r, h."""
+        return GATES[self.cell]
 
     @property
     def loss(self) -> str:
@@ -68,7 +80,8 @@ class Config:
         src = {"onehot": f"{self.features} one-hot", "ids": f"Embedding({self.features},{self.embed_dim})",
                "dense": f"{self.features} dense"}[self.inputs]
         conv = f" Conv1D({self.conv[0]},{self.conv[1]})+MaxPool({self.conv[2]})" if self.conv else ""
-        return f"B={self.batch} T={t} in={src}{conv} H={self.units}"
+        cell = " GRU" if self.cell == "gru" else ""
+        return f"B={self.batch} T={t} in={src}{conv}{cell} H={self.units}"
 
 
 CONFIGS: List[Config] = [
@@ -83,6 +96,11 @@ CONFIGS: List[Config] = [
     # LSTM(70), batch 30 (its Dropout left out, and its Dense(1, sigmoid) a 2-way softmax, as the
     # other rows' heads).
     Config("cnn_lstm", 30, 100, "ids", 20000, 70, 2, "last", embed_dim=128, conv=(64, 5, 4), target=(1.5, 2.0)),
+    # The GRU rows (issue #24): the LSTM rows' shapes with GRU(H), the LSTM rows' targets.
+    Config("gru_echo", 1, 50, "onehot", 100, 25, 100, "last", cell="gru", target=(10.0, 15.0)),
+    Config("gru_chars", 128, 40, "ids", 27, 64, 27, "last", embed_dim=64, cell="gru", target=(2.0, 3.0)),
+    Config("gru_chars_seq", 128, 40, "ids", 27, 256, 27, "sequence", embed_dim=64, cell="gru", target=(1.5, 1.75)),
+    Config("gru_large", 64, 100, "dense", 512, 512, 10, "last", cell="gru", target=(1.0, 1.1), sgemm_target=0.8),
 ]
 
 # --quick: the same models at sizes that run in milliseconds (CI smoke run).
@@ -96,6 +114,7 @@ _QUICK: Dict[str, dict] = {
     "xlarge": dict(batch=4, steps=12, features=64, units=64),
     "cnn_lstm": dict(batch=8, steps=24, features=500, embed_dim=16, units=16, conv=(8, 5, 4)),
 }
+_QUICK.update({f"gru_{n}": _QUICK[n] for n in ("echo", "chars", "chars_seq", "large")})
 
 
 def get_configs(names: Optional[List[str]] = None, quick: bool = False) -> List[Config]:
@@ -109,14 +128,15 @@ def get_configs(names: Optional[List[str]] = None, quick: bool = False) -> List[
 
 
 # ---------------------------------------------------------------------------
-# FLOP counts of the LSTM gate GEMMs (multiply-add = 2 FLOP).
+# FLOP counts of the recurrent gate GEMMs (multiply-add = 2 FLOP); g = 4 gates for
+# an LSTM, 3 for a GRU (whose reset-after form multiplies h·U whole, like an LSTM).
 #
-# Nominal: what a dense implementation performs — per LSTM layer a forward of
-# 2·B·T·(I+H)·4H, a training step 3x that (forward, dX/dh, dW/dU).
+# Nominal: what a dense implementation performs — per recurrent layer a forward of
+# 2·B·T·(I+H)·gH, a training step 3x that (forward, dX/dh, dW/dU).
 # Executed: what fusedlstm computes. On the one-hot and Embedding id paths the
-# input GEMM is a row lookup into a (V, 4H) table (for one-hot the table is the
-# kernel itself; for an Embedding it is E·W, 2·V·D·4H, built once per call, and
-# its backward is dE = dT·Wᵀ and dW = Eᵀ·dT, 2 x 2·V·D·4H). RepeatVector -> LSTM
+# input GEMM is a row lookup into a (V, gH) table (for one-hot the table is the
+# kernel itself; for an Embedding it is E·W, 2·V·D·gH, built once per call, and
+# its backward is dE = dT·Wᵀ and dW = Eᵀ·dT, 2 x 2·V·D·gH). RepeatVector -> LSTM
 # is fused the same way: every step reads the same input, so the table is
 # h_enc·W with one row per sample (V = B, D = H). The first layer's backward
 # skips dX (nothing upstream needs it).
@@ -132,16 +152,19 @@ class LstmLayer:
     units: int
     vocab: int = 0    # table rows: V for "ids", B for "repeat"
     first: bool = True
+    gates: int = 4    # g: 4 for an LSTM, 3 for a GRU
 
 
 def lstm_layers(cfg: Config) -> List[LstmLayer]:
     if cfg.conv:  # the LSTM reads the pooled convolution's dense rows
-        return [LstmLayer(cfg.batch, cfg.lstm_steps, "dense", cfg.lstm_input_width, cfg.units, first=False)]
+        return [LstmLayer(cfg.batch, cfg.lstm_steps, "dense", cfg.lstm_input_width, cfg.units, first=False,
+                          gates=cfg.gates)]
     enc = LstmLayer(cfg.batch, cfg.steps, cfg.inputs, cfg.lstm_input_width, cfg.units,
-                    vocab=cfg.features if cfg.inputs == "ids" else 0)
+                    vocab=cfg.features if cfg.inputs == "ids" else 0, gates=cfg.gates)
     if cfg.head != "seq2seq":
         return [enc]
-    return [enc, LstmLayer(cfg.batch, cfg.out_steps, "repeat", cfg.units, cfg.units, vocab=cfg.batch, first=False)]
+    return [enc, LstmLayer(cfg.batch, cfg.out_steps, "repeat", cfg.units, cfg.units, vocab=cfg.batch, first=False,
+                           gates=cfg.gates)]
 
 
 def conv_flops(cfg: Config) -> float:
@@ -153,7 +176,7 @@ def conv_flops(cfg: Config) -> float:
 
 
 def nominal_flops(cfg: Config) -> Dict[str, float]:
-    fwd = sum(2.0 * L.batch * L.steps * (L.width + L.units) * 4 * L.units for L in lstm_layers(cfg))
+    fwd = sum(2.0 * L.batch * L.steps * (L.width + L.units) * L.gates * L.units for L in lstm_layers(cfg))
     fwd += conv_flops(cfg)
     return {"infer": fwd, "train": 3.0 * fwd}
 
@@ -161,7 +184,7 @@ def nominal_flops(cfg: Config) -> Dict[str, float]:
 def executed_flops(cfg: Config) -> Dict[str, float]:
     fwd = bwd = 0.0
     for L in lstm_layers(cfg):
-        g = 4 * L.units
+        g = L.gates * L.units
         rec = 2.0 * L.batch * L.steps * L.units * g
         fwd += rec
         bwd += 2 * rec  # dU = Hᵀ·dZ and dh_{t-1} = dZ·Uᵀ

@@ -41,6 +41,18 @@ def lstm_weights(rng: np.random.Generator, width: int, units: int) -> List[np.nd
     return [glorot_uniform(rng, width, 4 * units), orthogonal(rng, units, 4 * units), bias]
 
 
+def gru_weights(rng: np.random.Generator, width: int, units: int) -> List[np.ndarray]:
+    """Keras GRU(reset_after=True): kernel (I, 3H), recurrent kernel (H, 3H), bias (2, 3H), gate
+    order z, r, h. The bias is drawn small and non-zero (Keras's default is zeros) so that the
+    outputs every framework must agree on before timing also check how each maps the input
+    and the recurrent bias (nn.GRU's b_ih and b_hh, in its own gate order r, z, n)."""
+    bias = rng.uniform(-0.1, 0.1, (2, 3 * units)).astype(np.float32)
+    return [glorot_uniform(rng, width, 3 * units), orthogonal(rng, units, 3 * units), bias]
+
+
+RNN_WEIGHTS = {"lstm": lstm_weights, "gru": gru_weights}
+
+
 def dense_weights(rng: np.random.Generator, width: int, classes: int) -> List[np.ndarray]:
     return [glorot_uniform(rng, width, classes), np.zeros(classes, np.float32)]
 
@@ -59,9 +71,10 @@ def model_weights(cfg: Config, rng: np.random.Generator) -> List[np.ndarray]:
         ws.append(rng.uniform(-0.05, 0.05, (cfg.features, cfg.embed_dim)).astype(np.float32))
     if cfg.conv:
         ws += conv_weights(rng, cfg.conv[1], cfg.input_width, cfg.conv[0])
-    ws += lstm_weights(rng, cfg.lstm_input_width, cfg.units)
+    rnn_weights = RNN_WEIGHTS[cfg.cell]
+    ws += rnn_weights(rng, cfg.lstm_input_width, cfg.units)
     if cfg.head == "seq2seq":
-        ws += lstm_weights(rng, cfg.units, cfg.units)
+        ws += rnn_weights(rng, cfg.units, cfg.units)
     ws += dense_weights(rng, cfg.units, cfg.classes)
     return ws
 

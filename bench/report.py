@@ -80,7 +80,8 @@ def step_table(result: dict) -> List[str]:
 
 def throughput_table(result: dict) -> List[str]:
     lines = ["", "## fusedlstm gate-GEMM throughput", "",
-             "Nominal: the FLOPs a dense implementation performs (forward 2·B·T·(I+H)·4H per LSTM layer, "
+             "Nominal: the FLOPs a dense implementation performs (forward 2·B·T·(I+H)·gH per recurrent "
+             "layer, g = 4 for an LSTM, 3 for a GRU; "
              "training 3x). Executed: what fusedlstm computes (one-hot/id inputs are row lookups, "
              "plus the E·W table for an Embedding; no dX for the first layer).", "",
              "| config | nominal GFLOP train / infer | executed GFLOP train / infer | "

@@ -29,6 +29,8 @@ def parse_args(argv):
                    help="run the end-to-end runs (default unless --quick)")
     p.add_argument("--no-e2e", dest="e2e", action="store_false")
     p.add_argument("--e2e-only", action="store_true", help="skip the per-config timings")
+    p.add_argument("--no-streaming", dest="streaming", action="store_false",
+                   help="skip the streaming section (e.g. a run of a few configs only)")
     p.add_argument("--e2e-seeds", type=int, default=5, help="echo task seeds (default 5)")
     p.add_argument("--e2e-cap", type=int, default=20000, help="max fits per echo run (default 20000)")
     p.add_argument("--chars-windows", type=int, default=None, help="use only the first N windows of the sonnets")

@@ -45,7 +45,7 @@ def _ours(units: int, weights):
     from fusedlstm.tasks.engine import load_engine
 
     K = load_engine("fusedlstm")
-    model = build_seq_model(K, SimpleNamespace(embed=EMBED, units=units, window=1), stateful=True)
+    model = build_seq_model(K, SimpleNamespace(cell="lstm", embed=EMBED, units=units, window=1), stateful=True)
     model.set_weights([np.asarray(w, np.float32) for w in weights])
     return fusedlstm, model
 

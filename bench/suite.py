@@ -269,7 +269,7 @@ def run_all(args, reexec: dict, argv: List[str]) -> int:
         for w in entry["check"]["warnings"]:
             print(f"bench: WARNING {cfg.name}: {w}")
     stream_result = None
-    if configs and OURS in local:
+    if configs and OURS in local and args.streaming:
         from bench import streaming
 
         stream_result = streaming.run(args)

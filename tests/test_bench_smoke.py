@@ -15,6 +15,8 @@ import sys
 import numpy as np
 import pytest
 
+import fusedlstm
+
 from conftest import require
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -100,6 +102,9 @@ def test_quick_run_timings_and_derived_numbers_are_sane(quick_run):
         assert entry["sgemm_fraction"] == pytest.approx(g["executed_train"] / result["sgemm"]["gflops"]), ctx
     names = {t["name"] for t in result["targets"]}
     assert {"echo train step vs torch", "xlarge executed GFLOP/s vs sgemm", "echo time to 100% vs torch"} <= names
+    gru = {"gru_echo", "gru_chars", "gru_chars_seq", "gru_large"}
+    assert {e["name"] for e in result["configs"] if e["config"]["cell"] == "gru"} == gru, f"seed {seed}"
+    assert {f"{n} train step vs torch" for n in gru} | {"gru_large executed GFLOP/s vs sgemm"} <= names
 
 
 def test_quick_run_onnxruntime_columns(quick_run):
@@ -210,6 +215,57 @@ def test_flop_counts_follow_the_formulas():
     assert configs.executed_flops(get["seq2seq"])["infer"] == rec + 2 * 21 * 150 * 600  # + h_enc·W once
 
 
+def test_gru_flop_counts():
+    get = {c.name: c for c in configs.CONFIGS}
+    echo, large, chars = get["gru_echo"], get["gru_large"], get["gru_chars"]
+    assert configs.nominal_flops(echo)["train"] == 3 * 2 * 1 * 50 * (100 + 25) * 3 * 25
+    assert configs.executed_flops(echo)["train"] == 3 * 2 * 1 * 50 * 25 * 75
+    assert configs.nominal_flops(large)["train"] - configs.executed_flops(large)["train"] == 2 * 64 * 100 * 512 * 1536
+    assert configs.executed_flops(chars)["infer"] == 2 * 128 * 40 * 64 * 192 + 2 * 27 * 64 * 192
+    for cfg in (echo, large, chars):  # 3 gates against 4: three quarters of the LSTM twin's work
+        twin = get[cfg.name[len("gru_"):]]
+        assert configs.nominal_flops(cfg)["train"] == 0.75 * configs.nominal_flops(twin)["train"]
+
+
+def test_gru_rows_are_twins_of_the_lstm_rows():
+    from dataclasses import replace
+
+    for quick in (False, True):
+        get = {c.name: c for c in configs.get_configs(quick=quick)}
+        grus = [n for n in get if get[n].cell == "gru"]
+        assert grus == ["gru_echo", "gru_chars", "gru_chars_seq", "gru_large"]
+        for n in grus:
+            twin = get[n[len("gru_"):]]
+            assert twin.cell == "lstm" and replace(get[n], name=twin.name, cell="lstm") == twin, n
+            assert "GRU" in get[n].describe() and "GRU" not in twin.describe()
+
+
+def test_gru_weights_load_into_torch_as_into_keras_models(rng, seed):
+    """nn.GRU's gate order (r, z, n) and its two biases: torch's outputs on the bench's
+    weights equal fusedlstm's (the Keras model), and a wrong mapping would not."""
+    require("torch", "compare")
+    import fusedlstm.layers  # noqa: F401
+    import fusedlstm.models  # noqa: F401
+    import fusedlstm.optimizers  # noqa: F401
+    from bench.frameworks import create, keras_like
+
+    torch_fw = create("torch")
+    torch_fw.setup(1)
+    for name in ("gru_chars_seq", "gru_large"):
+        cfg = configs.get_configs([name], quick=True)[0]
+        weights = data.model_weights(cfg, rng)
+        x, y, y_ids = data.batch(cfg, rng)
+        ours = np.asarray(keras_like.build(fusedlstm, cfg, weights).predict_on_batch(x))
+        m = torch_fw.build(cfg, weights)
+        theirs = m.to_numpy(m.infer(m.prepare(x, y, y_ids)))
+        np.testing.assert_allclose(theirs, ours, atol=1e-5, err_msg=f"seed {seed} {name}")
+        k = 1 if cfg.inputs == "ids" else 0
+        swapped = list(weights)
+        swapped[k + 2] = weights[k + 2][::-1].copy()  # input and recurrent bias exchanged
+        m = torch_fw.build(cfg, swapped)
+        assert np.max(np.abs(m.to_numpy(m.infer(m.prepare(x, y, y_ids))) - ours)) > 1e-4, f"seed {seed} {name}"
+
+
 def test_keras_initialisers(rng, seed):
     cfg = configs.get_configs(["chars_seq"], quick=True)[0]
     E, W, U, b, Wd, bd = data.model_weights(cfg, rng)
@@ -218,6 +274,15 @@ def test_keras_initialisers(rng, seed):
     np.testing.assert_allclose(U @ U.T, np.eye(H), atol=1e-5, err_msg=f"seed {seed}")
     assert np.all(b[H:2 * H] == 1) and np.all(b[:H] == 0) and np.all(b[2 * H:] == 0)
     assert np.abs(W).max() <= math.sqrt(6 / (64 + 4 * H)) and np.all(bd == 0) and Wd.dtype == np.float32
+
+
+def test_gru_initialisers(rng, seed):
+    cfg = configs.get_configs(["gru_chars_seq"], quick=True)[0]
+    E, W, U, b, Wd, bd = data.model_weights(cfg, rng)
+    H = cfg.units
+    assert W.shape == (64, 3 * H) and U.shape == (H, 3 * H) and b.shape == (2, 3 * H)
+    np.testing.assert_allclose(U @ U.T, np.eye(H), atol=1e-5, err_msg=f"seed {seed}")
+    assert np.abs(b).max() <= 0.1 and np.all(b != 0) and b.dtype == np.float32
 
 
 def test_batches_match_the_config(rng, seed):

@@ -46,6 +46,11 @@ def one_line_error(err, *words):
         (["run", "echo", "--threads", "0"], ["--threads", "positive"]),
         (["run", "echo-long", "--reverse", "2"], ["--reverse", "0 or 1", "got 2"]),
         (["run", "chars", "--temperature", "-0.5"], ["--temperature", "non-negative"]),
+        (["run", "echo", "--cell", "gru"], ["--cell does not apply to echo", "chars", "chars-seq", "seq2seq"]),
+        (["run", "addition", "--cell", "gru"], ["--cell does not apply to addition", "seq2seq-4"]),
+        (["run", "chars", "--cell", "rnn"], ["--cell expects one of lstm, gru", "'rnn'"]),
+        (["run", "all", "--cell", "xx"], ["--cell expects one of lstm, gru", "'xx'"]),
+        (["run", "all", "--cell", "gru", "--units", "3"], ["'run all'", "--units"]),
     ],
 )
 def test_bad_usage_is_one_line_and_exit_2(capsys, argv, words):
@@ -170,3 +175,49 @@ def test_threads_flag_sets_kernel_threads(capsys):
         assert fusedlstm.get_num_threads() == 1
     finally:
         fusedlstm.set_num_threads(before)
+
+
+def test_cell_gru_builds_the_task_with_a_gru(capsys, tmp_path, seed):
+    """--cell gru: the same model with GRU(units) in place of LSTM(units), reported as such."""
+    path = tmp_path / "chars-gru.weights.npz"
+    code, out, err = run_cli(capsys, "run", "chars-seq", "--cell", "gru", "--units", "24", "--windows", "256",
+                             "--epochs", "1", "--sample", "5", "--seed", str(seed), "--verbose", "0",
+                             "--save", str(path))
+    assert err == "" and code in (0, 1), err
+    assert "GRU(24, return_sequences)" in out and "== chars-seq --cell gru:" in out
+    assert path.exists()
+
+
+def test_cell_swaps_only_the_recurrent_layers():
+    from fusedlstm.layers import GRU, LSTM
+    from fusedlstm.tasks import chars, seq2seq
+    from fusedlstm.tasks.common import Context
+    from fusedlstm.tasks.engine import load_engine
+
+    assert registry.tasks_taking("cell") == ["seq2seq", "seq2seq-4", "chars", "chars-seq"]
+    ctx = Context(load_engine(), 0, verbose=0, out=lambda *a: None)
+    builders = {"seq2seq": lambda cfg: seq2seq.build_model(ctx, cfg),
+                "chars-seq": lambda cfg: chars.build_seq_model(ctx.engine, cfg)}
+    for name, build in builders.items():
+        assert registry.task_config(name, quick=True).cell == "lstm"  # the default
+        lstm, gru = (build(registry.task_config(name, {"cell": c}, quick=True)) for c in ("lstm", "gru"))
+        kinds = [type(layer) for layer in lstm.layers]
+        assert LSTM in kinds and [GRU if k is LSTM else k for k in kinds] == [type(l) for l in gru.layers], name
+        assert [l.units for l in gru.layers if isinstance(l, GRU)] == [l.units for l in lstm.layers
+                                                                       if isinstance(l, LSTM)], name
+
+
+def test_run_all_with_cell_runs_the_tasks_that_take_it(capsys, monkeypatch):
+    calls = {}
+
+    def fake_run_all(**kwargs):
+        calls.update(kwargs)
+        return {}, 0
+
+    monkeypatch.setattr(cli, "run_all", fake_run_all)
+    code, out, err = run_cli(capsys, "run", "all", "--quick", "--cell", "gru", "--seed", "5")
+    assert code == 0 and err == ""
+    assert calls["tasks"] == registry.tasks_taking("cell") and calls["overrides"] == {"cell": "gru"}
+    assert calls["quick"] is True and calls["seed"] == 5
+    code, out, err = run_cli(capsys, "run", "all", "--quick", "--seed", "5")
+    assert code == 0 and calls["tasks"] is None and calls["overrides"] == {}

@@ -77,7 +77,11 @@ def test_motif_order(keras, rng, seed):
         _check_all(keras, build, x, y.reshape(-1, 1).astype(np.float32), rng, f"{seed} bag={bag}")
 
 
-def test_chars(keras, rng, seed):
+CELLS = pytest.mark.parametrize("cell", ["lstm", "gru"])  # the tasks' --cell
+
+
+@CELLS
+def test_chars(keras, rng, seed, cell):
     from fusedlstm.tasks import N_CHARS, char_windows, encode_text, load_sonnets
 
     ids = encode_text(load_sonnets()[:400])
@@ -86,20 +90,22 @@ def test_chars(keras, rng, seed):
 
     def build(lib):  # tasks/chars.py run_chars
         L = lib.layers
-        return lib.Sequential([lib.Input(shape=(10,), dtype="int32"), L.Embedding(N_CHARS, 8), L.LSTM(16),
+        rnn = L.GRU if cell == "gru" else L.LSTM
+        return lib.Sequential([lib.Input(shape=(10,), dtype="int32"), L.Embedding(N_CHARS, 8), rnn(16),
                                L.Dense(N_CHARS, activation="softmax")])
 
     _check_all(keras, _compiled(build, "sparse_categorical_crossentropy"), x, y, rng, seed)
 
 
-def test_chars_seq(keras, rng, seed):
+@CELLS
+def test_chars_seq(keras, rng, seed, cell):
     from fusedlstm.tasks import char_windows, encode_text, load_sonnets
     from fusedlstm.tasks.chars import build_seq_model
 
     ids = encode_text(load_sonnets()[:400])
     x, y = char_windows(ids, 10, many_to_many=True)
     x, y = x[:16], y[:16]
-    cfg = SimpleNamespace(window=10, embed=8, units=16)
+    cfg = SimpleNamespace(cell=cell, window=10, embed=8, units=16)
     _check_all(keras, _compiled(lambda lib: build_seq_model(_ctx(lib).engine, cfg), "sparse_categorical_crossentropy"),
                x, y, rng, seed)
 
@@ -188,18 +194,20 @@ def test_echo_sequence(keras, rng, seed):
     assert err <= ps.TRAIN_TOL, f"seed={seed}: loss curves differ by {err:.3g}\n{lk}\n{lo}"
 
 
-def test_seq2seq(keras, rng, seed):
+@CELLS
+def test_seq2seq(keras, rng, seed, cell):
     from fusedlstm.tasks import echo_windows, seq2seq
 
-    cfg = SimpleNamespace(length=10, window=5, features=10, units=12, n_out=2, lr=1e-2)
+    cfg = SimpleNamespace(cell=cell, length=10, window=5, features=10, units=12, n_out=2, lr=1e-2)
     x, y = echo_windows(10, 10, 5, 2, rng=rng)  # 6 windows = the stateful batch
     pair = ps.Pair(keras, lambda lib: seq2seq.build_model(_ctx(lib), cfg), rng)
     _forward_over_calls(pair, [x, x[::-1].copy(), x], seed, 6)
 
     def stateless(lib):  # tasks/seq2seq.py's model without stateful=True
         L = lib.layers
-        return lib.Sequential([lib.Input(batch_shape=(6, 5, 10)), L.LSTM(12), L.RepeatVector(2),
-                               L.LSTM(12, return_sequences=True),
+        rnn = L.GRU if cell == "gru" else L.LSTM
+        return lib.Sequential([lib.Input(batch_shape=(6, 5, 10)), rnn(12), L.RepeatVector(2),
+                               rnn(12, return_sequences=True),
                                L.TimeDistributed(L.Dense(10, activation="softmax"))])
 
     klib = ps.keras_lib(keras)

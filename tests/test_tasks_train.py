@@ -93,3 +93,18 @@ def test_motif_order_cnn_lstm(seed):
     res, out = _run("motif-order", seed)
     assert res.passed, f"seed={seed}: {res.value}%\n{out}"
     assert "first; predicted" in out
+
+
+# --cell gru (issue #24): the same tasks with GRU(units) in place of each LSTM(units).
+
+def test_seq2seq_gru(seed):
+    res, out = _run("seq2seq", seed, cell="gru")
+    assert res.task == "seq2seq --cell gru" and "GRU(150) x2" in out
+    assert res.passed, f"seed={seed}: {res.value}%\n{out}"
+
+
+def test_chars_gru_reaches_epoch_1_bar(seed):
+    res, out = _run("chars", seed, cell="gru", sample=20)
+    assert res.task == "chars --cell gru" and "GRU(64)" in out
+    assert [type(l).__name__ for l in res.model.layers] == ["Embedding", "GRU", "Dense"]
+    assert res.passed, f"seed={seed}: {res.notes}\n{out}"

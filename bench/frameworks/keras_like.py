@@ -27,13 +27,14 @@ def build(lib, cfg, weights):
         filters, kernel_size, pool = cfg.conv
         stack += [L.Conv1D(filters, kernel_size, activation="relu"), L.MaxPooling1D(pool)]
     softmax = L.Dense(cfg.classes, activation="softmax")
+    rnn = L.GRU if cfg.cell == "gru" else L.LSTM  # GRU: Keras 3's default reset_after=True
     if cfg.head == "last":
-        stack += [L.LSTM(cfg.units), softmax]
+        stack += [rnn(cfg.units), softmax]
     elif cfg.head == "sequence":
-        stack += [L.LSTM(cfg.units, return_sequences=True), L.TimeDistributed(softmax)]
+        stack += [rnn(cfg.units, return_sequences=True), L.TimeDistributed(softmax)]
     else:
-        stack += [L.LSTM(cfg.units), L.RepeatVector(cfg.out_steps),
-                  L.LSTM(cfg.units, return_sequences=True), L.TimeDistributed(softmax)]
+        stack += [rnn(cfg.units), L.RepeatVector(cfg.out_steps),
+                  rnn(cfg.units, return_sequences=True), L.TimeDistributed(softmax)]
     model = lib.models.Sequential(stack)
     loss = {"categorical": "categorical_crossentropy", "sparse": "sparse_categorical_crossentropy"}[cfg.loss]
     # Keras's Adam defaults, spelled out so both libraries get exactly these.

@@ -1,4 +1,4 @@
-"""PyTorch (CPU) as its users write it: nn.LSTM(batch_first=True) + nn.Linear,
+"""PyTorch (CPU) as its users write it: nn.LSTM (or nn.GRU)(batch_first=True) + nn.Linear,
 cross_entropy on logits with class-id targets, torch.optim.Adam; a step is
 zero_grad / forward / backward / step, inference runs under inference_mode.
 A CNN-LSTM row runs nn.Conv1d + relu + max_pool1d on the (batch, channels, steps)
@@ -6,7 +6,10 @@ transpose, as PyTorch code does; its weight = Keras's kernel (K, C, F) as (F, C,
 
 Keras weights map as weight_ih = kernel.T, weight_hh = recurrent_kernel.T,
 bias_ih = bias, bias_hh = 0 (same gate order i, f, g=c, o), Linear.weight =
-kernel.T. Adam uses Keras's defaults (lr 1e-3, eps 1e-7; torch's own eps
+kernel.T. A Keras GRU (reset_after=True, gates z, r, h; bias rows input, recurrent)
+is nn.GRU's form with its gates in the order r, z, n: weight_ih = kernel.T and
+weight_hh = recurrent_kernel.T with their gate blocks reordered, bias_ih = bias[0]
+and bias_hh = bias[1] likewise. Adam uses Keras's defaults (lr 1e-3, eps 1e-7; torch's own eps
 default is 1e-8).
 """
 
@@ -58,8 +61,9 @@ def _module(torch, cfg):
             super().__init__()
             self.emb = nn.Embedding(cfg.features, cfg.embed_dim) if cfg.inputs == "ids" else None
             self.conv = nn.Conv1d(cfg.input_width, cfg.conv[0], cfg.conv[1]) if cfg.conv else None
-            self.lstm = nn.LSTM(cfg.lstm_input_width, cfg.units, batch_first=True)
-            self.dec = nn.LSTM(cfg.units, cfg.units, batch_first=True) if cfg.head == "seq2seq" else None
+            rnn = nn.GRU if cfg.cell == "gru" else nn.LSTM
+            self.lstm = rnn(cfg.lstm_input_width, cfg.units, batch_first=True)
+            self.dec = rnn(cfg.units, cfg.units, batch_first=True) if cfg.head == "seq2seq" else None
             self.out = nn.Linear(cfg.units, cfg.classes)
 
         def forward(self, x):  # returns logits
@@ -98,12 +102,25 @@ def _load(torch, net, cfg, weights):
         for lstm in lstms:
             W, U, b = ws[k:k + 3]
             k += 3
+            if cfg.cell == "gru":
+                order = torch.from_numpy(_keras_to_torch_gru(cfg.units))
+                lstm.weight_ih_l0.copy_(W[:, order].T)
+                lstm.weight_hh_l0.copy_(U[:, order].T)
+                lstm.bias_ih_l0.copy_(b[0, order])
+                lstm.bias_hh_l0.copy_(b[1, order])
+                continue
             lstm.weight_ih_l0.copy_(W.T)
             lstm.weight_hh_l0.copy_(U.T)
             lstm.bias_ih_l0.copy_(b)
             lstm.bias_hh_l0.zero_()
         net.out.weight.copy_(ws[k].T)
         net.out.bias.copy_(ws[k + 1])
+
+
+def _keras_to_torch_gru(units):
+    """Column order taking Keras's GRU gate blocks (z, r, h) to nn.GRU's (r, z, n)."""
+    z, r, h = (np.arange(units) + i * units for i in range(3))
+    return np.concatenate([r, z, h])
 
 
 class _Model:

@@ -2,6 +2,7 @@
 
     fusedlstm run echo [--units 25 --examples 10000 ...]
     fusedlstm run all --quick
+    fusedlstm run chars --cell gru      (chars, chars-seq, seq2seq, seq2seq-4; `run all --cell gru` runs those)
     fusedlstm list
     fusedlstm info
 
@@ -31,6 +32,8 @@ TASK_FLAGS = {
     "index": (int, "echo: the index to echo"),
     "window": (int, "window length"),
     "n-out": (int, "seq2seq: values to echo per window"),
+    "cell": (str, "chars, chars-seq, seq2seq(-4): the recurrent layer, lstm (default) or gru (GRU(units) in "
+                  "place of each LSTM(units), same sizes and training)"),
     "units": (int, "LSTM units (the first LSTM's)"),
     "units2": (int, "addition: units of the decoder LSTM"),
     "embed": (int, "chars: embedding width"),
@@ -131,15 +134,24 @@ def _cmd_run(args, out):
         for flag in TASK_FLAGS
         if getattr(args, flag.replace("-", "_")) is not None
     }
+    tasks = None  # run all: every task
     if args.task == "all":
         for flag in ("plot", "save"):
             if getattr(args, flag):
                 raise CliError(f"--{flag} applies to a single task, not to 'run all'")
-        if overrides:
+        others = [k for k in overrides if k != "cell"]
+        if others:
             raise CliError(
                 "'run all' runs every task at its classic (or --quick) configuration; task flags such as "
-                f"--{next(iter(overrides)).replace('_', '-')} apply to a single task"
+                f"--{others[0].replace('_', '-')} apply to a single task"
             )
+        if overrides:  # `run all --cell gru`: every task that has that choice
+            tasks = registry.tasks_taking("cell")
+            try:
+                for name in tasks:
+                    registry.task_config(name, overrides, quick=args.quick)
+            except ValueError as exc:
+                raise CliError(str(exc)) from None
     else:
         try:
             cfg = registry.task_config(args.task, overrides, quick=args.quick)
@@ -164,7 +176,8 @@ def _cmd_run(args, out):
     except EngineUnavailable as exc:
         raise CliError(str(exc)) from None
     if args.task == "all":
-        _, code = run_all(quick=args.quick, engine=engine, seed=args.seed, verbose=args.verbose, out=out)
+        _, code = run_all(quick=args.quick, engine=engine, seed=args.seed, verbose=args.verbose, out=out,
+                          tasks=tasks, overrides=overrides)
         return code
     result = registry.run_task(args.task, overrides, quick=args.quick, engine=engine, seed=args.seed,
                                verbose=args.verbose, out=out)

@@ -10,13 +10,16 @@ Embedding(27, 64) -> LSTM(256, return_sequences) -> TimeDistributed(Dense(27,
 softmax)); text is sampled by a stateful twin (batch 1, one char per call, the
 trained weights) that carries its state from char to char. Target: loss <= 2.10
 after epoch 1.
+
+`--cell gru` builds the same models with GRU(units) in place of LSTM(units) (same
+sizes, data and training).
 """
 
 import time
 
 import numpy as np
 
-from .common import Context, TaskResult, TaskSpec
+from .common import CELLS, Context, TaskResult, TaskSpec, cell_label, recurrent_layer, task_label
 from .encoders import N_CHARS, decode_text, encode_text
 from .engine import reset_states
 from .generators import char_windows, load_sonnets, load_text
@@ -54,12 +57,18 @@ def _epoch_checks(cfg, losses, bars):
     return [(e, losses[e - 1], bar, losses[e - 1] <= bar) for e, bar in bars if e <= len(losses)]
 
 
-def _result(name, cfg, losses, bars, seconds, steps, curve, model):
+def _bars(cfg):
+    """The epoch bars of the run's cell: its own where measured to differ, else LSTM's."""
+    return getattr(cfg, f"_bars_{cfg.cell}", cfg._bars)
+
+
+def _result(name, cfg, losses, seconds, steps, curve, model):
+    bars = _bars(cfg)
     checks = _epoch_checks(cfg, losses, bars)
     custom = cfg.text is not None
     target = ", ".join(f"loss <= {bar:.2f} @{e}" for e, bar in bars)
     return TaskResult(
-        task=name,
+        task=task_label(name, cfg.cell),
         metric=f"loss after epoch {len(losses)}",
         value=losses[-1],
         unit="loss",
@@ -129,12 +138,12 @@ def run_chars(cfg, ctx: Context) -> TaskResult:
         [
             K.layers.Input(shape=(cfg.window,), dtype="int32"),
             K.layers.Embedding(N_CHARS, cfg.embed),
-            K.layers.LSTM(cfg.units),
+            recurrent_layer(K, cfg.cell)(cfg.units),
             K.layers.Dense(N_CHARS, activation="softmax"),
         ]
     )
     model.compile(loss="sparse_categorical_crossentropy", optimizer=ctx.adam(cfg.lr), metrics=["acc"])
-    ctx.print(f"chars: {len(X)} windows of {cfg.window} chars; LSTM({cfg.units}), batch {cfg.batch_size}, {cfg.epochs} epochs")
+    ctx.print(f"chars: {len(X)} windows of {cfg.window} chars; {cell_label(cfg.cell, cfg.units)}, batch {cfg.batch_size}, {cfg.epochs} epochs")
 
     def sampler(epoch):
         seed = _seed_window(ctx, ids, cfg.window)
@@ -149,7 +158,7 @@ def run_chars(cfg, ctx: Context) -> TaskResult:
         ctx.print(decode_text(out))
 
     losses, seconds, steps, curve = _fit(ctx, model, X, y, cfg, sampler)
-    return _result("chars", cfg, losses, cfg._bars, seconds, steps, curve, model)
+    return _result("chars", cfg, losses, seconds, steps, curve, model)
 
 
 def build_seq_model(K, cfg, stateful=False):
@@ -158,7 +167,7 @@ def build_seq_model(K, cfg, stateful=False):
         [
             K.layers.Input(dtype="int32", **shape),
             K.layers.Embedding(N_CHARS, cfg.embed),
-            K.layers.LSTM(cfg.units, return_sequences=True, stateful=stateful),
+            recurrent_layer(K, cfg.cell)(cfg.units, return_sequences=True, stateful=stateful),
             K.layers.TimeDistributed(K.layers.Dense(N_CHARS, activation="softmax")),
         ]
     )
@@ -172,7 +181,7 @@ def run_chars_seq(cfg, ctx: Context) -> TaskResult:
     model.compile(loss="sparse_categorical_crossentropy", optimizer=ctx.adam(cfg.lr), metrics=["acc"])
     twin = build_seq_model(K, cfg, stateful=True)
     ctx.print(
-        f"chars-seq: {len(X)} windows of {cfg.window} chars -> shifted by one; LSTM({cfg.units}, "
+        f"chars-seq: {len(X)} windows of {cfg.window} chars -> shifted by one; {CELLS[cfg.cell]}({cfg.units}, "
         f"return_sequences), batch {cfg.batch_size}, {cfg.epochs} epochs"
     )
 
@@ -193,10 +202,10 @@ def run_chars_seq(cfg, ctx: Context) -> TaskResult:
         ctx.print(decode_text(out))
 
     losses, seconds, steps, curve = _fit(ctx, model, X, y, cfg, sampler)
-    return _result("chars-seq", cfg, losses, cfg._bars, seconds, steps, curve, model)
+    return _result("chars-seq", cfg, losses, seconds, steps, curve, model)
 
 
-_COMMON = dict(text=None, window=40, embed=64, lr=0.001, batch_size=128, temperature=0.5, sample=100, windows=0)
+_COMMON = dict(cell="lstm", text=None, window=40, embed=64, lr=0.001, batch_size=128, temperature=0.5, sample=100, windows=0)
 
 CHARS = TaskSpec(
     name="chars",

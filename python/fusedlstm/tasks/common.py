@@ -104,5 +104,24 @@ def fit_loop(ctx, n_iterations, make_data, fit_one, label, after_each=None, wind
     return fit_seconds, curve
 
 
+# --cell: the recurrent layer a task builds (Keras's class name by flag value).
+CELLS = {"lstm": "LSTM", "gru": "GRU"}
+
+
+def recurrent_layer(K, cell):
+    """The engine's LSTM or GRU class for `cell` (same arguments: units, return_sequences, stateful)."""
+    return getattr(K.layers, CELLS[cell])
+
+
+def cell_label(cell, units):
+    """'LSTM(64)' / 'GRU(64)' for the run's printed description."""
+    return f"{CELLS[cell]}({units})"
+
+
+def task_label(name, cell):
+    """The name a result is reported under: the task, marked when it ran with a GRU."""
+    return name if cell == "lstm" else f"{name} --cell {cell}"
+
+
 def percent(x):
     return 100.0 * float(x)

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 from .addition import ADDITION
 from .chars import CHARS, CHARS_SEQ
-from .common import Context
+from .common import CELLS, Context
 from .digitsum import DIGITSUM
 from .echo import ECHO, ECHO_LONG
 from .echo_sequence import ECHO_SEQUENCE
@@ -24,6 +24,7 @@ TASKS = {
 _NON_NEGATIVE = {"index", "windows", "split_seed", "temperature", "max_steps", "clipnorm"}
 _SWITCHES = {"reverse", "curriculum", "bag"}  # 0 or 1
 _OPTIONAL_STR = {"text"}
+_CHOICES = {"cell": tuple(CELLS)}
 
 
 def get_task(name):
@@ -40,14 +41,26 @@ def task_config(name, overrides=None, quick=False):
     for key, value in (overrides or {}).items():
         # Keys starting with "_" (a task's pass bars) are not flags.
         if key not in cfg or key.startswith("_"):
+            flag = "--" + key.replace("_", "-")
             flags = ", ".join("--" + k.replace("_", "-") for k in cfg if not k.startswith("_"))
-            raise ValueError(f"--{key.replace('_', '-')} does not apply to {name}; its flags are: {flags}")
+            takers = tasks_taking(key)
+            where = f" (only {', '.join(takers)} take {flag})" if takers else ""
+            raise ValueError(f"{flag} does not apply to {name}{where}; its flags are: {flags}")
         cfg[key] = _checked(name, key, value, cfg[key])
     return SimpleNamespace(**cfg)
 
 
+def tasks_taking(key):
+    """The tasks whose config has `key` (that accept its flag)."""
+    return [n for n, spec in TASKS.items() if key in spec.classic and not key.startswith("_")]
+
+
 def _checked(task, key, value, default):
     flag = "--" + key.replace("_", "-")
+    if key in _CHOICES:
+        if value not in _CHOICES[key]:
+            raise ValueError(f"{task}: {flag} expects one of {', '.join(_CHOICES[key])}, got {value!r}")
+        return value
     if key in _OPTIONAL_STR:
         if value is not None and not isinstance(value, str):
             raise ValueError(f"{task}: {flag} expects a path, got {value!r}")

@@ -18,8 +18,9 @@ def format_table(rows):
     return "\n".join(lines)
 
 
-def run_all(quick=False, engine="fusedlstm", seed=None, verbose=1, out=print, tasks=None):
-    """Run `tasks` (all by default); returns (results or exceptions by name, exit code).
+def run_all(quick=False, engine="fusedlstm", seed=None, verbose=1, out=print, tasks=None, overrides=None):
+    """Run `tasks` (all by default), each with `overrides` (flags every one of them
+    takes, e.g. {"cell": "gru"}); returns (results or exceptions by name, exit code).
 
     The exit code is 0 when every task with a target reached it, 1 otherwise. A
     task that raises is reported in the table and the others still run.
@@ -30,7 +31,7 @@ def run_all(quick=False, engine="fusedlstm", seed=None, verbose=1, out=print, ta
     for name in names:
         t0 = time.perf_counter()
         try:
-            res = run_task(name, quick=quick, engine=engine, seed=seed, verbose=verbose, out=out)
+            res = run_task(name, overrides, quick=quick, engine=engine, seed=seed, verbose=verbose, out=out)
         except Exception as exc:  # one broken task must not hide the others' results
             outcomes[name] = exc
             rows.append((name, f"error: {type(exc).__name__}: {exc}"[:70], TASKS[name].target,
@@ -42,7 +43,7 @@ def run_all(quick=False, engine="fusedlstm", seed=None, verbose=1, out=print, ta
         text = f"{res.value_text()} {res.metric}"
         if res.notes:
             text += f" ({'; '.join(res.notes)})"
-        rows.append((name, text, res.target, f"{res.wall:.1f}s", f"{res.steps_per_second:.0f}", verdict))
+        rows.append((res.task, text, res.target, f"{res.wall:.1f}s", f"{res.steps_per_second:.0f}", verdict))
         out("")
     out(f"== summary ({'quick' if quick else 'classic'} configurations, total {time.perf_counter() - start:.0f} s)")
     out(format_table(rows))

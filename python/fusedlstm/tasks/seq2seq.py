@@ -6,11 +6,12 @@ RepeatVector(2) -> LSTM(150, return_sequences) -> TimeDistributed(Dense
 softmax), one batch of all 21 windows per sequence, 5000 sequences, the state
 reset after each. Target: >= 95% of windows with both values right.
 seq2seq-4 echoes the first 4 values with 300 units (reported, no target).
+`--cell gru` builds both with GRU(units) in place of each LSTM(units).
 """
 
 import numpy as np
 
-from .common import Context, TaskResult, TaskSpec, fit_loop, percent
+from .common import Context, TaskResult, TaskSpec, cell_label, fit_loop, percent, recurrent_layer, task_label
 from .encoders import one_hot_decode
 from .engine import reset_states
 from .generators import echo_windows
@@ -18,13 +19,14 @@ from .generators import echo_windows
 
 def build_model(ctx, cfg):
     K = ctx.engine
+    rnn = recurrent_layer(K, cfg.cell)
     windows = cfg.length - cfg.window + 1
     model = K.models.Sequential(
         [
             K.layers.Input(batch_shape=(windows, cfg.window, cfg.features)),
-            K.layers.LSTM(cfg.units, stateful=True),
+            rnn(cfg.units, stateful=True),
             K.layers.RepeatVector(cfg.n_out),
-            K.layers.LSTM(cfg.units, return_sequences=True, stateful=True),
+            rnn(cfg.units, return_sequences=True, stateful=True),
             K.layers.TimeDistributed(K.layers.Dense(cfg.features, activation="softmax")),
         ]
     )
@@ -46,7 +48,7 @@ def run(cfg, ctx: Context, name="seq2seq") -> TaskResult:
 
     ctx.print(
         f"{name}: first {cfg.n_out} of each of the {windows} windows of {cfg.window} "
-        f"({cfg.features} values); stateful LSTM({cfg.units}) x2, {cfg.sequences} sequences"
+        f"({cfg.features} values); stateful {cell_label(cfg.cell, cfg.units)} x2, {cfg.sequences} sequences"
     )
     seconds, curve = fit_loop(ctx, cfg.sequences, make_data, fit_one, "seq", after_each=lambda: reset_states(model))
     whole = steps_ok = count = 0
@@ -67,7 +69,7 @@ def run(cfg, ctx: Context, name="seq2seq") -> TaskResult:
         f"(per value {percent(steps_ok / (count * cfg.n_out)):.2f}%)"
     )
     return TaskResult(
-        task=name,
+        task=task_label(name, cfg.cell),
         metric=f"whole {'pairs' if cfg.n_out == 2 else 'outputs'}, {cfg.eval} fresh sequences",
         value=percent(acc),
         target=">= 95%" if name == "seq2seq" else "report",
@@ -89,8 +91,8 @@ SEQ2SEQ = TaskSpec(
     name="seq2seq",
     summary="encoder-decoder echoes the first 2 of each window of 5 (100 values), LSTM(150)",
     target=">= 95% whole pair",
-    classic=dict(length=25, features=100, window=5, n_out=2, units=150, lr=0.001, sequences=5000, eval=10),
-    quick=dict(length=25, features=100, window=5, n_out=2, units=150, lr=0.01, sequences=1500, eval=10),
+    classic=dict(cell="lstm", length=25, features=100, window=5, n_out=2, units=150, lr=0.001, sequences=5000, eval=10),
+    quick=dict(cell="lstm", length=25, features=100, window=5, n_out=2, units=150, lr=0.01, sequences=1500, eval=10),
     run=run,
 )
 
@@ -98,7 +100,7 @@ SEQ2SEQ_4 = TaskSpec(
     name="seq2seq-4",
     summary="the same with the first 4 of each window, LSTM(300)",
     target="report",
-    classic=dict(length=25, features=100, window=5, n_out=4, units=300, lr=0.001, sequences=5000, eval=10),
-    quick=dict(length=25, features=100, window=5, n_out=4, units=300, lr=0.01, sequences=2000, eval=10),
+    classic=dict(cell="lstm", length=25, features=100, window=5, n_out=4, units=300, lr=0.001, sequences=5000, eval=10),
+    quick=dict(cell="lstm", length=25, features=100, window=5, n_out=4, units=300, lr=0.01, sequences=2000, eval=10),
     run=run_long,
 )
