@@ -55,15 +55,29 @@ def run_echo(cfg, ctx: Context) -> TaskResult:
     def fit_one(X, y):
         return model.fit(X, y, epochs=1, batch_size=cfg.batch_size, verbose=0)
 
+    check = None
+    if cfg.check_every:
+        # Drawn before training, apart from the final evaluation's fresh sequences.
+        Xv, yv = generate_batch(cfg.val, cfg.length, cfg.features, cfg.index, rng=ctx.rng)
+
+        def check():
+            return _accuracy(model, Xv, yv) == 1.0
+
+    stop_text = (f", stopping at 100% on {cfg.val} validation sequences (checked every {cfg.check_every})"
+                 if cfg.check_every else "")
     ctx.print(
         f"echo: value at index {cfg.index} of {cfg.length} one-hot values in [0, {cfg.features}); "
-        f"LSTM({cfg.units}); {cfg.examples} fits of {cfg.batch_size} fresh example(s)"
+        f"LSTM({cfg.units}); up to {cfg.examples} fits of {cfg.batch_size} fresh example(s){stop_text}"
     )
-    seconds, curve = fit_loop(ctx, cfg.examples, make_data, fit_one, "fit")
+    seconds, curve, fits = fit_loop(ctx, cfg.examples, make_data, fit_one, "fit", check=check,
+                                    check_every=cfg.check_every)
     Xt, yt = generate_batch(cfg.eval, cfg.length, cfg.features, cfg.index, rng=ctx.rng)
     acc = _accuracy(model, Xt, yt)
     ctx.print(f"Accuracy: {percent(acc):f}")
     _show_one(ctx, model, cfg)
+    notes = [f"{fits} fits"]
+    if cfg.check_every and fits == cfg.examples:
+        notes.append(f"validation below 100% after all {fits} fits")
     return TaskResult(
         task="echo",
         metric=f"on {cfg.eval} fresh sequences",
@@ -71,9 +85,10 @@ def run_echo(cfg, ctx: Context) -> TaskResult:
         target="= 100%",
         passed=acc == 1.0,
         seconds=seconds,
-        steps=cfg.examples,
+        steps=fits,
         curve=curve,
         curve_x=f"fits of {cfg.batch_size} example(s) (loss: mean of the last 100)",
+        notes=notes,
         model=model,
     )
 
@@ -151,11 +166,16 @@ def run_echo_long(cfg, ctx: Context) -> TaskResult:
 
 ECHO = TaskSpec(
     name="echo",
-    summary="echo the value at index 2 of 5 one-hot values (10); 10,000 single-sample fits",
+    summary="echo the value at index 2 of 5 one-hot values (10); single-sample fits until 100% on validation",
     target="= 100% on 100 fresh",
-    classic=dict(length=5, features=10, index=2, units=25, lr=0.001, batch_size=1, examples=10000, eval=100),
-    # The notebook's 10,000 fits reach 100% in about 7 runs of 10; 20,000 in all we tried.
-    quick=dict(length=5, features=10, index=2, units=25, lr=0.001, batch_size=1, examples=20000, eval=100),
+    # The notebook's model, data and lr; its fixed 10,000 fits reached 100% on 7 seeds of 10
+    # (38 of 50): training until 1,000 validation sequences are all right, within a budget,
+    # reaches it on every seed measured (docs/results.md). check_every=0 with examples=10000 is
+    # the notebook's run exactly.
+    classic=dict(length=5, features=10, index=2, units=25, lr=0.001, batch_size=1, examples=40000,
+                 check_every=1000, val=1000, eval=100),
+    quick=dict(length=5, features=10, index=2, units=25, lr=0.003, batch_size=1, examples=40000,
+               check_every=1000, val=1000, eval=100),
     run=run_echo,
 )
 

@@ -53,7 +53,7 @@ def run(cfg, ctx: Context) -> TaskResult:
         f"echo-sequence: {windows} windows of {cfg.window} from {cfg.length} values in [0, {cfg.features}); "
         f"stateful LSTM({cfg.units}), batch {cfg.batch_size}, {cfg.sequences} sequences"
     )
-    seconds, curve = fit_loop(ctx, cfg.sequences, make_data, fit_one, "seq", after_each=lambda: reset_states(model))
+    seconds, curve, _ = fit_loop(ctx, cfg.sequences, make_data, fit_one, "seq", after_each=lambda: reset_states(model))
     correct = total = 0
     for i in range(cfg.eval):
         X, y = make_data()

@@ -21,7 +21,7 @@ TASKS = {
 }
 
 # Config keys that may be 0 (a count of "none"/"all") or need not be positive.
-_NON_NEGATIVE = {"index", "windows", "split_seed", "temperature", "max_steps", "clipnorm"}
+_NON_NEGATIVE = {"index", "check_every", "windows", "split_seed", "temperature", "max_steps", "clipnorm"}
 _SWITCHES = {"reverse", "curriculum", "bag"}  # 0 or 1
 _OPTIONAL_STR = {"text"}
 _CHOICES = {"cell": tuple(CELLS)}

@@ -50,7 +50,7 @@ def run(cfg, ctx: Context, name="seq2seq") -> TaskResult:
         f"{name}: first {cfg.n_out} of each of the {windows} windows of {cfg.window} "
         f"({cfg.features} values); stateful {cell_label(cfg.cell, cfg.units)} x2, {cfg.sequences} sequences"
     )
-    seconds, curve = fit_loop(ctx, cfg.sequences, make_data, fit_one, "seq", after_each=lambda: reset_states(model))
+    seconds, curve, _ = fit_loop(ctx, cfg.sequences, make_data, fit_one, "seq", after_each=lambda: reset_states(model))
     whole = steps_ok = count = 0
     for i in range(cfg.eval):
         X, y = make_data()
