@@ -3,15 +3,18 @@
 Classic: two ints in [1, 10] as a right-aligned 5-char string over
 '0123456789+ ', the sum as 2 chars. LSTM(100) -> RepeatVector(2) -> LSTM(50,
 return_sequences) -> TimeDistributed(Dense(12, softmax)), categorical
-cross-entropy, Adam; 30 epochs, each on 1000 fresh problems, batch 10. Target:
->= 99% of characters right on 1000 fresh problems (whole answers reported).
+cross-entropy, Adam; epochs of 1000 fresh problems, batch 10. Target: >= 99%
+of characters right on 1000 fresh problems (whole answers reported). The
+notebook's 30 epochs missed it on 3 seeds of 20; here training goes on until
+1000 validation problems are all right (checked after each epoch), within 60
+epochs (`--check-every 0 --epochs 30`: the notebook's run).
 """
 
 from .common import Context, TaskResult, TaskSpec, fit_loop, percent
 from .encoders import ADDITION_ALPHABET, decode_addition, one_hot_decode
 from .generators import addition_dataset, addition_widths
 
-VAL_BAR = 0.995  # per-char accuracy on the validation problems that ends training
+VAL_BAR = 1.0  # per-char accuracy on the validation problems that ends training
 
 
 def run(cfg, ctx: Context) -> TaskResult:
@@ -38,8 +41,8 @@ def run(cfg, ctx: Context) -> TaskResult:
 
     check = None
     if cfg.check_every:
-        # Drawn before training, apart from the final evaluation's fresh problems. The bar is
-        # above the target's 99% so that a run stopped here clears it on fresh problems too.
+        # Drawn before training, apart from the final evaluation's fresh problems. Stopping at
+        # 99.5% left 99.1% on fresh problems on one seed of 20: all right leaves a margin.
         Xv, yv, _, _ = addition_dataset(cfg.val, cfg.terms, cfg.largest, rng=ctx.rng)
 
         def check():
