@@ -138,8 +138,8 @@ def _warn_pre_23_lstm(version: Optional[str], model: ModelNode, source: str) -> 
 
 
 def _lstms(node):
-    if node.class_name == "LSTM":
-        return [node]
+    if node.class_name == "LSTM" or (node.class_name == "RNN" and node.args["cell"].class_name == "LSTMCell"):
+        return [node] if node.class_name == "LSTM" else [node.args["cell"]]
     if node.class_name == "Bidirectional":
         return [node.args["layer"], node.args["backward_layer"]]
     return []
