@@ -188,13 +188,32 @@ def test_rnn_layer_object(rng):
         fl.RNN(lstm_cell)(normal(rng, 2, 1, 6))
 
 
+def test_cell_dropout_when_training(rng):
+    x, states = normal(rng, 64, 6), [normal(rng, 64, 5)]
+    a, b = fl.SimpleRNNCell(5, dropout=0.5, seed=3), fl.SimpleRNNCell(5, dropout=0.5, seed=3)
+    a.build(x.shape)
+    b.build(x.shape)
+    b.set_weights(a.get_weights())
+    plain = a(x, states)[0]
+    dropped = a(x, states, training=True)[0]
+    assert not np.allclose(plain, dropped)
+    assert np.array_equal(dropped, b(x, states, training=True)[0])  # same seed, same masks
+    a.reset_dropout_mask()
+    assert np.array_equal(a(x, states, training=False)[0], plain)
+
+
 def test_own_format_round_trip(tmp_path, rng):
     L = fusedlstm.layers
     model = fusedlstm.models.Sequential([L.Input((T, I)), L.RNN(L.LSTMCell(5), return_sequences=True),
                                          L.Bidirectional(L.RNN(L.GRUCell(3))), L.Dense(2)])
     model.compile(optimizer="adam", loss="mse")
     x, y = xs(rng), normal(rng, B, 2)
+    before = model.layers[0].cell.get_weights()
     model.fit(x, y, epochs=2, verbose=0)
+    # Training moved the cell's own variables (they are the layer's weights).
+    after = model.layers[0].cell.get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(after, model.layers[0].get_weights()))
+    assert not np.array_equal(after[0], before[0])
     path = tmp_path / "m.fusedlstm"
     model.save(path)
     back = fusedlstm.models.load_model(path)
@@ -297,6 +316,14 @@ class _MyCell(fl.Layer):
 def test_bad_cells_are_refused(cell, error, message):
     with pytest.raises(error, match=message):
         fl.RNN(cell)
+
+
+def test_subclassing_rnn_is_refused():
+    class MyRNN(fl.RNN):
+        pass
+
+    with pytest.raises(NotImplementedError, match="MyRNN: subclasses of RNN are not supported"):
+        MyRNN(fl.LSTMCell(3))
 
 
 def test_bad_cell_arguments_and_calls(rng):

@@ -58,6 +58,11 @@ class RNN(FusedRecurrent):
     def __new__(cls, cell=None, *args, **kwargs):
         if cls is RNN:
             cls = _BY_CELL[_check_cell(cell)]
+        elif cls not in _BY_CELL.values():
+            raise NotImplementedError(
+                f"{cls.__name__}: subclasses of RNN are not supported; fusedlstm's RNN runs its cell's fused kernel "
+                "and never calls Python code per time step. Use RNN(LSTMCell/GRUCell/SimpleRNNCell(...)) or "
+                "LSTM/GRU/SimpleRNN.")
         return super().__new__(cls)
 
     def __init__(self, cell, return_sequences=False, return_state=False, go_backwards=False, stateful=False,

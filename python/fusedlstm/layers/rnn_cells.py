@@ -82,6 +82,11 @@ class FusedCell(Layer):
             self._engine.build((None, None, input_dim))
         self.built = True
 
+    def reset_dropout_mask(self):
+        """Keras's DropoutRNNCell method; a no-op here (masks are drawn per call, see __call__)."""
+
+    reset_recurrent_dropout_mask = reset_dropout_mask
+
     def get_initial_state(self, batch_size=None):
         """Zero states, one (batch_size, units) array per state (Keras's cell.get_initial_state)."""
         units = self._engine.units
