@@ -599,3 +599,14 @@ def test_model_export_refusals(tmp_path):
     with pytest.raises(ValueError, match="opset=13 and opset_version=17 disagree"):
         model.export(tmp_path / "m.onnx", format="onnx", opset=13, opset_version=17)
     assert not any(tmp_path.iterdir())
+
+
+def test_rnn_of_cells_exports_as_its_fused_layer(rng):
+    """RNN(LSTMCell/GRUCell/SimpleRNNCell) exports as the LSTM/GRU/RNN operator its kernel is."""
+    inp = L.Input((None, 4))
+    h = L.RNN(L.LSTMCell(5), return_sequences=True)(inp)
+    h = L.Bidirectional(L.RNN(L.GRUCell(3, reset_after=False), return_sequences=True))(h)
+    y, state = L.RNN(L.SimpleRNNCell(4, activation="relu"), go_backwards=True, return_state=True)(h)
+    model = M.Model(inp, L.Dense(2)(L.Concatenate()([y, state])))
+    _randomize(model, rng)
+    check(model, floats(rng, 4))

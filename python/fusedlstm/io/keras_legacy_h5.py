@@ -147,11 +147,13 @@ def _warn_pre_23_recurrent(version: Optional[str], model: ModelNode, source: str
 
 
 def _gated(node):
-    """The LSTM/GRU cells of a layer (those with a recurrent_activation)."""
+    """The LSTM/GRU cells of a layer (those with a recurrent_activation), RNN(cell) and Bidirectional included."""
     if node.class_name in ("LSTM", "GRU"):
         return [node]
-    if node.class_name == "Bidirectional" and node.args["layer"].class_name in ("LSTM", "GRU"):
-        return [node.args["layer"], node.args["backward_layer"]]
+    if node.class_name == "RNN" and node.args["cell"].class_name in ("LSTMCell", "GRUCell"):
+        return [node.args["cell"]]
+    if node.class_name == "Bidirectional":
+        return _gated(node.args["layer"]) + _gated(node.args["backward_layer"])
     return []
 
 

@@ -28,7 +28,8 @@ from .. import constraints as _constraints
 from .. import regularizers as _regularizers
 
 __all__ = [
-    "REQUIRED", "Rule", "RULES", "ALIASES", "LSTM_ACTIVATIONS", "RECURRENT", "UnsupportedModelError",
+    "REQUIRED", "Rule", "RULES", "ALIASES", "LSTM_ACTIVATIONS", "RECURRENT", "CELLS", "UnsupportedModelError",
+    "recurrent_core",
     "layer_arguments", "keras_layer_config", "snake_case",
 ]
 
@@ -71,6 +72,8 @@ _RNN_ARGS = {"return_sequences": False, "return_state": False, "go_backwards": F
              "dropout": 0.0, "recurrent_dropout": 0.0, "zero_output_for_mask": False,
              **_NONE(_REGULARIZED + ("recurrent_regularizer", "recurrent_constraint"))}
 _RNN_IGNORED = ("kernel_initializer", "recurrent_initializer", "bias_initializer", "unroll", "seed")
+_CELL_ARGS = {"dropout": 0.0, "recurrent_dropout": 0.0,
+              **_NONE(_REGULARIZED[:2] + _REGULARIZED[3:] + ("recurrent_regularizer", "recurrent_constraint"))}
 
 RULES: Dict[str, Rule] = {
     "LSTM": Rule(
@@ -91,6 +94,30 @@ RULES: Dict[str, Rule] = {
         args={"units": REQUIRED, "activation": "tanh", "use_bias": True, **_RNN_ARGS},
         fixed={"time_major": False},
         ignored=_RNN_IGNORED,
+        activations=("activation",),
+    ),
+    # RNN(cell): the cell holds the kernel's arguments, RNN the sequence options (layers/rnn.py).
+    "RNN": Rule(
+        args={"cell": REQUIRED, "return_sequences": False, "return_state": False, "go_backwards": False,
+              "stateful": False, "zero_output_for_mask": False, "activity_regularizer": None},
+        ignored=("unroll",),
+        nested=("cell",),
+    ),
+    "LSTMCell": Rule(
+        args={"units": REQUIRED, "activation": "tanh", "recurrent_activation": "sigmoid", "use_bias": True,
+              **_CELL_ARGS},
+        ignored=_RNN_IGNORED[:3] + ("seed", "unit_forget_bias", "implementation"),
+        activations=("activation", "recurrent_activation"),
+    ),
+    "GRUCell": Rule(
+        args={"units": REQUIRED, "activation": "tanh", "recurrent_activation": "sigmoid", "use_bias": True,
+              "reset_after": True, **_CELL_ARGS},
+        ignored=_RNN_IGNORED[:3] + ("seed", "implementation"),
+        activations=("activation", "recurrent_activation"),
+    ),
+    "SimpleRNNCell": Rule(
+        args={"units": REQUIRED, "activation": "tanh", "use_bias": True, **_CELL_ARGS},
+        ignored=_RNN_IGNORED[:3] + ("seed",),
         activations=("activation",),
     ),
     "Dense": Rule(
@@ -175,6 +202,21 @@ ALIASES: Dict[str, str] = {
 LSTM_ACTIVATIONS = ("tanh", "sigmoid", "hard_sigmoid", "hard_sigmoid_k2", "relu", "linear")
 # The recurrent layers (one fused kernel each) and how many states each carries.
 RECURRENT = {"LSTM": 2, "GRU": 1, "SimpleRNN": 1}
+# The cells RNN(cell) runs, and the fused layer each one is.
+CELLS = {"LSTMCell": "LSTM", "GRUCell": "GRU", "SimpleRNNCell": "SimpleRNN"}
+
+
+def recurrent_core(class_name: str, args: Mapping[str, Any]):
+    """(fused layer class name, its arguments) of a recurrent layer config — LSTM/GRU/SimpleRNN as
+    they are, RNN(cell) with its cell's arguments merged in — or None for any other layer."""
+    if class_name in RECURRENT:
+        return class_name, args
+    if class_name == "RNN":
+        cell = args["cell"]
+        merged = {k: v for k, v in args.items() if k != "cell"}
+        merged.update(cell.args)
+        return CELLS[cell.class_name], merged
+    return None
 
 # Keys every layer config may hold that are not constructor semantics.
 _COMMON = ("name", "trainable", "dtype", "batch_input_shape", "batch_shape", "input_shape", "build_config")
@@ -244,7 +286,7 @@ def layer_arguments(class_name: str, config: Mapping[str, Any], where: str, *, l
         value = config[key]
         if key in rule.activations:
             value = _activation(value, key, where, legacy_hard_sigmoid)
-            if class_name in RECURRENT and value not in LSTM_ACTIVATIONS:
+            if (class_name in RECURRENT or class_name in CELLS) and value not in LSTM_ACTIVATIONS:
                 raise UnsupportedModelError(f"{where}: {key}={value!r} is not supported by the {class_name} kernel "
                                             f"(expected one of {', '.join(LSTM_ACTIVATIONS)}).")
         elif key in rule.nested and value is not None:
@@ -335,7 +377,8 @@ _INITIALIZERS = {
                            "moving_mean_initializer": ("Zeros", {}), "moving_variance_initializer": ("Ones", {})},
     "PReLU": {"alpha_initializer": ("Zeros", {})},
 }
-_INITIALIZERS["GRU"] = _INITIALIZERS["SimpleRNN"] = _INITIALIZERS["LSTM"]
+for _cls in ("GRU", "SimpleRNN", "LSTMCell", "GRUCell", "SimpleRNNCell"):
+    _INITIALIZERS[_cls] = _INITIALIZERS["LSTM"]
 
 
 def keras_layer_config(class_name: str, name: str, args: Mapping[str, Any], trainable: bool, serialize_nested,
@@ -365,10 +408,12 @@ def keras_layer_config(class_name: str, name: str, args: Mapping[str, Any], trai
         config[key] = value
     for key in rule.not_written:
         config.pop(key, None)
-    if class_name == "LSTM":
+    if class_name in ("LSTM", "LSTMCell"):
         config.update(unit_forget_bias=True)
-    if class_name in RECURRENT:
-        config.update(unroll=False, seed=None)
+    if class_name in RECURRENT or class_name == "RNN":
+        config.update(unroll=False)
+    if class_name in RECURRENT or class_name in CELLS:
+        config.update(seed=None)
     if class_name in ("GaussianNoise", "GaussianDropout", "AlphaDropout"):
         config["seed"] = None
     if class_name == "BatchNormalization":

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from .. import registry as _registry
-from .layer_rules import (ALIASES, RECURRENT, RULES, UnsupportedModelError, keras_layer_config, layer_arguments)
+from .layer_rules import (ALIASES, CELLS, RECURRENT, RULES, UnsupportedModelError, keras_layer_config, layer_arguments,
+                          recurrent_core)
 
 __all__ = ["TensorRef", "Call", "LayerNode", "ModelNode", "parse_model_config", "parse_layer_config",
            "keras3_model_config", "output_shapes", "keras_major"]
@@ -189,6 +190,8 @@ class _Reader:
             if cls == "CuDNNGRU":
                 config["reset_after"] = True
             cls = cls[len("CuDNN"):]
+        if cls == "RNN":
+            _check_rnn_cell(config.get("cell"), where)
         args = layer_arguments(cls, config, where, legacy_hard_sigmoid=self.legacy,
                                parse_nested=lambda sub: self.layer(sub, f"the layer wrapped by {name!r}"))
         if cls == "Bidirectional":
@@ -217,7 +220,7 @@ class _Reader:
                     kwargs.update(entry[3])
             state = kwargs.pop("initial_state", None)
             state = None if state is None else _tensor_list(state, where)
-            if (node.class_name in RECURRENT or node.class_name == "Bidirectional") and len(refs) > 1:
+            if (node.class_name in RECURRENT or node.class_name in ("RNN", "Bidirectional")) and len(refs) > 1:
                 # Keras 2's RNN.__call__ appends initial_state to its inputs.
                 inputs, state = refs[0], refs[1:]
             else:
@@ -314,11 +317,19 @@ def _input_node(name: str, shape, dtype) -> LayerNode:
     return LayerNode("InputLayer", name, {}, batch_shape=shape, dtype=str(dtype or "float32"))
 
 
+def _check_rnn_cell(cell, where: str) -> None:
+    name = cell.get("class_name") if isinstance(cell, dict) else type(cell).__name__
+    if name not in CELLS:
+        raise UnsupportedModelError(
+            f"{where}: RNN with a {name} cell is not supported; fusedlstm runs RNN over "
+            f"{', '.join(CELLS)} only (on its fused kernels, never a Python loop over a custom cell).")
+
+
 def _bidirectional_args(args: dict, where: str) -> dict:
     fwd: LayerNode = args["layer"]
-    if fwd.class_name not in RECURRENT:
+    if recurrent_core(fwd.class_name, fwd.args) is None:
         raise UnsupportedModelError(f"{where}: Bidirectional wraps a {fwd.class_name}; fusedlstm supports "
-                                    f"{', '.join(RECURRENT)}.")
+                                    f"{', '.join(RECURRENT)} and RNN({', '.join(CELLS)}).")
     if args["merge_mode"] not in ("concat", "sum", "mul", "ave", None):
         raise UnsupportedModelError(f"{where}: merge_mode={args['merge_mode']!r} is unknown.")
     bwd: Optional[LayerNode] = args.get("backward_layer")
@@ -402,11 +413,11 @@ Shape = Tuple[Optional[int], ...]
 
 def _layer_outputs(node: LayerNode, shape, state_shapes) -> List[Shape]:
     cls, a = node.class_name, node.args
-    if cls in RECURRENT or cls == "Bidirectional":
-        rnn = node if cls in RECURRENT else a["layer"]
-        lstm = rnn.args
+    if recurrent_core(cls, a) is not None or cls == "Bidirectional":
+        rnn = a["layer"] if cls == "Bidirectional" else node
+        kind, lstm = recurrent_core(rnn.class_name, rnn.args)
         units = lstm["units"]
-        if cls in RECURRENT:
+        if cls != "Bidirectional":
             width = units
         else:
             width = 2 * units if a["merge_mode"] == "concat" else units
@@ -416,7 +427,7 @@ def _layer_outputs(node: LayerNode, shape, state_shapes) -> List[Shape]:
         if cls == "Bidirectional" and a["merge_mode"] is None:
             outs = [y[:-1] + (units,)] * 2
         if lstm["return_state"]:
-            outs += [(b, units)] * (RECURRENT[rnn.class_name] * (1 if cls in RECURRENT else 2))
+            outs += [(b, units)] * (RECURRENT[kind] * (1 if cls != "Bidirectional" else 2))
         return outs
     if cls == "Dense":
         return [tuple(shape[:-1]) + (a["units"],)]

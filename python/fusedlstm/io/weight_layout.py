@@ -41,6 +41,10 @@ def saveables(node: LayerNode) -> List[Saveable]:
     if cls in RECURRENT:  # the weights belong to the cell: 'lstm_cell', 'gru_cell', 'simple_rnn_cell'
         names = ("kernel", "recurrent_kernel", "bias") if a["use_bias"] else ("kernel", "recurrent_kernel")
         return [Saveable("", node.name, ()), Saveable("cell", snake_case(cls) + "_cell", names)]
+    if cls == "RNN":  # RNN(cell): the cell's own name
+        cell = a["cell"]
+        names = ("kernel", "recurrent_kernel", "bias") if cell.args["use_bias"] else ("kernel", "recurrent_kernel")
+        return [Saveable("", node.name, ()), Saveable("cell", cell.name, names)]
     if cls == "Dense":
         return [Saveable("", node.name, ("kernel", "bias") if a["use_bias"] else ("kernel",))]
     if cls == "Embedding":
@@ -167,6 +171,8 @@ def _nested_names(node: LayerNode, s: Saveable) -> List[str]:
     head = s.subpath.split("/")[0]
     if node.class_name in RECURRENT:
         return [snake_case(node.class_name) + "_cell"]
+    if node.class_name == "RNN":
+        return [a["cell"].name]
     sub = {"forward_layer": a.get("layer"), "backward_layer": a.get("backward_layer"), "layer": a.get("layer")}[head]
     rest = Saveable(s.subpath[len(head) + 1:], s.group_name, s.var_names)
     return [sub.name] + (_nested_names(sub, rest) if rest.subpath else [])

@@ -16,6 +16,8 @@ from .embedding import Embedding
 from .gru import GRU
 from .lstm import LSTM
 from .merge import Add, Average, Concatenate, Multiply, Subtract
+from .rnn import RNN
+from .rnn_cells import GRUCell, LSTMCell, SimpleRNNCell
 from .simple_rnn import SimpleRNN
 from .text_vectorization import TextVectorization
 from .noise import AlphaDropout, GaussianDropout, GaussianNoise
@@ -25,7 +27,8 @@ from .reshaping import Cropping1D, Permute, UpSampling1D, ZeroPadding1D
 from .serialization import deserialize, get_layer_class, serialize
 from .wrappers import Bidirectional, TimeDistributed
 
-__all__ = ["Layer", "Variable", "KerasTensor", "Input", "InputLayer", "LSTM", "GRU", "SimpleRNN", "Dense", "Embedding",
+__all__ = ["Layer", "Variable", "KerasTensor", "Input", "InputLayer", "LSTM", "GRU", "SimpleRNN", "RNN", "LSTMCell",
+           "GRUCell", "SimpleRNNCell", "Dense", "Embedding",
            "TimeDistributed", "Bidirectional", "RepeatVector", "Dropout", "SpatialDropout1D",
            "Activation", "Masking", "Flatten", "Reshape", "Concatenate", "Add", "Subtract",
            "Multiply", "Average", "Conv1D", "Convolution1D", "MaxPooling1D", "MaxPool1D", "AveragePooling1D", "AvgPool1D",
@@ -43,7 +46,7 @@ GlobalAvgPool1D = GlobalAveragePooling1D
 
 # Keras layers a notebook may import that fusedlstm does not provide.
 _KERAS_ONLY = {
-    "RNN", "LSTMCell", "GRUCell", "SimpleRNNCell", "StackedRNNCells",
+    "StackedRNNCells",
     "ConvLSTM1D", "ConvLSTM2D", "CuDNNLSTM", "CuDNNGRU", "Conv2D",
     "Conv1DTranspose", "SeparableConv1D", "DepthwiseConv1D", "MaxPooling2D", "AveragePooling2D",
     "GlobalMaxPooling2D", "GlobalAveragePooling2D", "UpSampling2D", "ZeroPadding2D", "Cropping2D",

@@ -134,16 +134,7 @@ class FusedRecurrent(Layer):
         input_dim = input_shape[-1]
         if input_dim is None:
             raise ValueError(f"Layer '{self.name}': the last dimension of the inputs must be defined, got {tuple(input_shape)}.")
-        G = self._gates * self.units
-        self.kernel = self.add_weight("kernel", (input_dim, G), self.kernel_initializer,
-                                      regularizer=self.kernel_regularizer, constraint=self.kernel_constraint)
-        self.recurrent_kernel = self.add_weight("recurrent_kernel", (self.units, G), self.recurrent_initializer,
-                                                regularizer=self.recurrent_regularizer,
-                                                constraint=self.recurrent_constraint)
-        if self.use_bias:
-            shape, init = self._bias_shape_and_init()
-            self.bias = self.add_weight("bias", shape, init, regularizer=self.bias_regularizer,
-                                        constraint=self.bias_constraint)
+        self._make_weights(input_dim)
         if self.stateful:
             batch = input_shape[0]
             if batch is None:
@@ -154,6 +145,19 @@ class FusedRecurrent(Layer):
             self._state_batch = int(batch)
             self.reset_states()
         self.built = True
+
+    def _make_weights(self, input_dim):
+        """kernel (I, gH), recurrent_kernel (H, gH) and bias (RNN(cell) takes its cell's instead)."""
+        G = self._gates * self.units
+        self.kernel = self.add_weight("kernel", (input_dim, G), self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer, constraint=self.kernel_constraint)
+        self.recurrent_kernel = self.add_weight("recurrent_kernel", (self.units, G), self.recurrent_initializer,
+                                                regularizer=self.recurrent_regularizer,
+                                                constraint=self.recurrent_constraint)
+        if self.use_bias:
+            shape, init = self._bias_shape_and_init()
+            self.bias = self.add_weight("bias", shape, init, regularizer=self.bias_regularizer,
+                                        constraint=self.bias_constraint)
 
     def _call_eager(self, flat, training, mask):
         # A stateful layer called on arrays builds with the batch it sees.

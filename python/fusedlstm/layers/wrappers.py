@@ -106,7 +106,8 @@ class Bidirectional(Layer):
     """Runs a recurrent layer forwards and backwards over the input and merges the two outputs.
 
     Args:
-        layer: an LSTM, GRU or SimpleRNN (its config is copied; the instance itself is not run).
+        layer: an LSTM, GRU, SimpleRNN or RNN(LSTMCell/GRUCell/SimpleRNNCell) (its config is copied; the
+            instance itself is not run).
         merge_mode: 'concat' (default), 'sum', 'mul', 'ave' or None (a list of both).
         backward_layer: optional layer of the same class with go_backwards=True for the backward half.
         weights: optional initial weights, forward layer's then backward layer's.

@@ -17,6 +17,7 @@ get_config moves to Keras's format.
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
+from ..layer_rules import CELLS
 from .errors import OnnxExportError
 
 __all__ = ["Ref", "InputSpec", "LayerCall", "ModelSpec", "describe"]
@@ -68,6 +69,8 @@ def describe(model) -> ModelSpec:
     cfg = model.get_config()
     if "class_name" in cfg and isinstance(cfg.get("config"), dict):
         cfg = cfg["config"]  # a serialized {"class_name", "config"} envelope
+    for entry in cfg.get("layers", []):
+        _as_fused(entry)
     inputs = [InputSpec(t.name, tuple(t.shape), str(t.dtype), None) for t in model.inputs]
     if "nodes" in cfg:
         calls, in_refs, out_refs = _ours_functional(cfg)
@@ -87,6 +90,24 @@ def describe(model) -> ModelSpec:
         return [w for w in model.get_layer(layer_name).get_weights()]
 
     return ModelSpec(name, inputs, _toposort(calls, in_refs, name), out_refs, out_names, weights)
+
+
+def _as_fused(entry) -> None:
+    """Rewrite an RNN(cell) entry (and one inside Bidirectional) in place as the LSTM, GRU or
+    SimpleRNN it runs as: the cell's arguments plus RNN's options, the same weights."""
+    if not isinstance(entry, dict):
+        return
+    cfg = entry.get("config")
+    if not isinstance(cfg, dict):
+        return
+    if entry.get("class_name") == "Bidirectional":
+        _as_fused(cfg.get("layer"))
+        _as_fused(cfg.get("backward_layer"))
+    elif entry.get("class_name") == "RNN" and isinstance(cfg.get("cell"), dict):
+        cell = cfg["cell"]
+        if cell.get("class_name") in CELLS:
+            entry["class_name"] = CELLS[cell["class_name"]]
+            entry["config"] = dict(cell.get("config") or {}, **{k: v for k, v in cfg.items() if k != "cell"})
 
 
 # --- dialects ---------------------------------------------------------------------------
