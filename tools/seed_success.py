@@ -14,14 +14,15 @@ an hour per task.
 import argparse
 import datetime
 import os
-import platform
 import statistics
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "python"))
+sys.path.insert(0, ROOT)  # bench.env: the CPU's name, as the bench reports it
 
+from bench.env import cpu_model  # noqa: E402
 from fusedlstm import _core  # noqa: E402  (python/ goes on sys.path first)
 from fusedlstm.tasks import registry  # noqa: E402
 
@@ -44,17 +45,6 @@ def parse_override(text):
     except ValueError:
         raise argparse.ArgumentTypeError(f"--set {key}: expects a number, got {value!r}") from None
     return key.replace("-", "_"), int(number) if number.is_integer() and "." not in value else number
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def summarize(results):
@@ -80,7 +70,7 @@ def main(argv=None):
     seeds = parse_seeds(args.seeds)
     label = f"{args.task} ({'quick' if args.quick else 'default'}" + \
         "".join(f", {k}={v}" for k, v in overrides.items()) + ")"
-    print(f"{label}: seeds {args.seeds}; {cpu_name()}, {_core.build_info().get('isa', '?')}, "
+    print(f"{label}: seeds {args.seeds}; {cpu_model()}, {_core.build_info().get('isa', '?')}, "
           f"{os.cpu_count()} cores", flush=True)
     results = []
     start = time.perf_counter()
