@@ -367,6 +367,7 @@ def test_forged_tensor_references_in_a_functional_config_are_refused(tmp_path, r
 
 
 def test_forged_tensor_references_in_a_keras_config_are_refused(tmp_path):
+    require("h5py", "h5")  # a .keras file holds its weights in HDF5
     inp = Input((5, 3))
     m = Model(inp, Dense(2, name="dense")(LSTM(4)(inp)))
     good = tmp_path / "good.keras"
