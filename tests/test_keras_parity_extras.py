@@ -96,7 +96,11 @@ def _compile_both(pair, loss, optimizer="adam", lr=None, **kw):
 def test_losses_train_as_in_keras(keras, name, build, loss, make_y, rng, seed):
     x, y = xs(rng), make_y(rng)
     sw = rng.uniform(0.2, 2.0, size=B).astype(np.float32) if "sample_weight" in name else None
-    pair = _compile_both(ps.Pair(keras, build, rng), loss)
+    # SGD with momentum, not Adam: Adam divides by |g|, so a weight whose gradient is ~0 moves on
+    # float32 rounding noise in one library and not in the other (seed 316662412, Huber: Keras's output
+    # bias stayed put for 17 steps while ours drifted, 1.4e-3 relative apart after 20 steps). The
+    # gradients themselves are compared just above.
+    pair = _compile_both(ps.Pair(keras, build, rng), loss, optimizer="sgd")
     ps.check_loss_and_gradients(pair, x, y, f"seed={seed}", sample_weight=sw)
     lk, lo, loss_err, w_err = ps.train_steps(pair, x, y, 20, sw)
     assert loss_err <= ps.TRAIN_TOL, f"seed={seed}: loss curves differ by {loss_err:.3g} relative\n{lk}\n{lo}"
