@@ -214,3 +214,38 @@ def train_steps(pair, x, y, steps=20, sample_weight=None):
         for a, b in zip(layer.get_weights(), pair.o.get_layer(layer.name).get_weights()):
             w_err = max(w_err, float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(a))), 1e-3)))
     return lk, lo, loss_err, w_err
+
+
+# ---------------------------------------------------------------------------------------------
+# Files both ways: Keras writes / we read, we write / Keras reads
+# ---------------------------------------------------------------------------------------------
+
+def keras_file_into_ours(km, make, path):
+    """Save the Keras model `km` to `path` (by its suffix) and read it back as ours. A weights-only
+    file goes into `make()`'s architecture converted by from_keras, so the file carries the weights."""
+    import fusedlstm
+    from fusedlstm.io import from_keras
+
+    if str(path).endswith(".weights.h5"):
+        km.save_weights(path)
+        ours = from_keras(make())  # same architecture, other weights
+        ours.load_weights(path)
+        return ours
+    km.save(path)
+    return fusedlstm.models.load_model(path)
+
+
+def our_file_into_keras(keras, ours, make, path, rng):
+    """Give `ours` fresh weights, save it to `path` (by its suffix) and read it back in Keras
+    (weights-only files into `make()`'s architecture)."""
+    for layer in ours.layers:  # new weights on our side, so the file is what carries them
+        arrays = layer.get_weights()
+        if arrays:
+            layer.set_weights([rng.uniform(-0.5, 0.5, a.shape).astype(np.float32) for a in arrays])
+    if str(path).endswith(".weights.h5"):
+        ours.save_weights(path)
+        back = make()
+        back.load_weights(path)
+        return back
+    ours.save(path)
+    return keras.models.load_model(path, compile=False)

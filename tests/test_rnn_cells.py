@@ -250,19 +250,10 @@ MODELS = {"sequential": _keras_sequential, "functional": _keras_functional}
 @pytest.mark.parametrize("kind", sorted(MODELS))
 @pytest.mark.parametrize("suffix", [".keras", ".h5", ".weights.h5"])
 def test_keras_written_files_load_into_ours(keras, tmp_path, rng, seed, suffix, kind):
-    from fusedlstm.io import from_keras
-
     km = MODELS[kind](keras)
     ps.randomize(km, rng)
     x = _holes(rng)
-    path = tmp_path / f"m{suffix}"
-    if suffix == ".weights.h5":
-        km.save_weights(path)
-        ours = from_keras(MODELS[kind](keras))  # same architecture, other weights
-        ours.load_weights(path)
-    else:
-        km.save(path)
-        ours = fusedlstm.models.load_model(path)
+    ours = ps.keras_file_into_ours(km, lambda: MODELS[kind](keras), tmp_path / f"m{suffix}")
     assert "RNN" in [type(layer).__name__ for layer in ours.layers]
     err = ps.max_diff(km.predict(x, verbose=0), ours.predict(x, verbose=0))
     assert err <= ps.PRED_TOL, f"seed={seed}: {suffix}: predictions differ by {err:.3g}"
@@ -273,20 +264,9 @@ def test_keras_written_files_load_into_ours(keras, tmp_path, rng, seed, suffix, 
 def test_our_files_load_in_keras(keras, tmp_path, rng, seed, suffix, kind):
     from fusedlstm.io import from_keras
 
-    km = MODELS[kind](keras)
-    ours = from_keras(km)
-    for layer in ours.layers:  # new weights on our side, so the file is what carries them
-        arrays = layer.get_weights()
-        if arrays:
-            layer.set_weights([rng.uniform(-0.5, 0.5, a.shape).astype(np.float32) for a in arrays])
+    ours = from_keras(MODELS[kind](keras))
+    back = ps.our_file_into_keras(keras, ours, lambda: MODELS[kind](keras), tmp_path / f"ours{suffix}", rng)
     x = _holes(rng)
-    path = tmp_path / f"ours{suffix}"
-    ours.save(path) if suffix != ".weights.h5" else ours.save_weights(path)
-    if suffix == ".weights.h5":
-        back = MODELS[kind](keras)
-        back.load_weights(path)
-    else:
-        back = keras.models.load_model(path, compile=False)
     err = ps.max_diff(back.predict(x, verbose=0), ours.predict(x, verbose=0))
     assert err <= ps.PRED_TOL, f"seed={seed}: {suffix}: predictions differ by {err:.3g}"
     rnns = [getattr(layer, "forward_layer", layer) for layer in back.layers]
