@@ -14,7 +14,9 @@ echo_batched, seq2seq, chars, chars_seq, large, xlarge, cnn_lstm, and the GRU ro
 gru_echo, gru_chars, gru_chars_seq, gru_large), --threads N (default
 2, the same for every framework and for numpy's OpenBLAS), --out DIR (default
 bench/results), --no-e2e / --e2e, --no-streaming, --e2e-seeds, --e2e-cap, --chars-windows,
---sonnets PATH, --block-ms, --rounds, --seed.
+--sonnets PATH, --block-ms, --rounds, --seed, --precision (float32 or mixed_bfloat16:
+Keras's policy on every layer of our and Keras's models against
+torch.autocast("cpu", dtype=torch.bfloat16); results go to <cpu>-mixed_bfloat16.*).
 
 What it does, per configuration (see bench/configs.py): draws Keras-initialised
 weights and one batch in NumPy, loads the same weights into every framework,

@@ -35,6 +35,10 @@ def header(result: dict) -> List[str]:
     lines = [
         f"# fusedlstm benchmark — {s['cpu_model']}{' (quick run: tiny sizes)' if result['quick'] else ''}",
         "",
+        f"- precision: {result.get('precision', 'float32')}"
+        + (" (fusedlstm and Keras: every layer under Keras's mixed_bfloat16 policy; torch: "
+           "torch.autocast('cpu', dtype=torch.bfloat16); numpy's sgemm stays the float32 yardstick)"
+           if result.get("precision", "float32") != "float32" else ""),
         f"- date: {result['created']}, run time {result['seconds']:.0f} s, "
         f"threads: {s['threads']} (every framework and numpy)",
         f"- fusedlstm ISA path: {bi.get('isa', '–')} (available: {', '.join(bi.get('isa_available', [])) or '–'})",

@@ -38,6 +38,10 @@ def parse_args(argv):
     p.add_argument("--block-ms", type=float, default=None, help="min block length (default 200; quick 20)")
     p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 7; quick 2)")
     p.add_argument("--seed", type=int, default=0, help="seed for weights and data (default 0)")
+    p.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16"),
+                   help="float32 (default), or Keras's mixed_bfloat16 policy on every layer of ours and Keras's "
+                        "models against torch.autocast(\"cpu\", dtype=torch.bfloat16); ONNX Runtime, the "
+                        "streaming section and the end-to-end runs stay float32-only and are skipped")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker-out", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -47,6 +51,10 @@ def parse_args(argv):
         p.error(f"--e2e-seeds >= 1 and --e2e-cap >= 250 expected, got {args.e2e_seeds}, {args.e2e_cap}")
     if args.chars_windows is not None and args.chars_windows < 1:
         p.error(f"--chars-windows: expected a positive integer, got {args.chars_windows}")
+    if args.precision != "float32":
+        if args.e2e or args.e2e_only:
+            p.error(f"--e2e/--e2e-only: the end-to-end runs are float32 only, got --precision {args.precision}")
+        args.e2e, args.streaming = False, False
     if args.e2e is None:
         args.e2e = not args.quick
     if args.e2e_only:

@@ -187,7 +187,8 @@ def test_quick_run_reports(quick_run):
 
 def test_bad_arguments_exit_with_a_message():
     for args, expected in ((["--threads", "0"], "--threads"), (["--configs", "nope"], "nope"),
-                           (["--frameworks", "jax"], "--frameworks")):
+                           (["--frameworks", "jax"], "--frameworks"), (["--precision", "float16"], "--precision"),
+                           (["--precision", "mixed_bfloat16", "--e2e"], "float32 only")):
         proc = subprocess.run([sys.executable, "-m", "bench", *args], cwd=REPO, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, timeout=120,
                               env={**os.environ, env.REEXEC_MARK: "{}"})

@@ -7,6 +7,9 @@ imports happen in `setup()`, so a missing library shows up as a status
 Interface (duck-typed; see `Framework`):
 
     fw.setup(threads)            import the library, pin its thread count
+    fw.precision                 "float32" or "mixed_bfloat16", set before setup();
+                                 a framework that cannot run a precision raises
+                                 Unavailable from setup()
     fw.version() -> str
     m = fw.build(cfg, weights)   a compiled model holding `weights` (Keras order)
     b = m.prepare(x, y, y_ids)   the batch as this framework's user would hold it
@@ -20,6 +23,8 @@ Interface (duck-typed; see `Framework`):
 
 import importlib
 from typing import Dict, List
+
+PRECISIONS = ("float32", "mixed_bfloat16")
 
 # name -> (module, class, constructor kwargs). Order = default run order.
 REGISTRY: Dict[str, tuple] = {
@@ -42,6 +47,8 @@ class Framework:
     isolated = False
     # True for a runtime that only runs inference: no training step, loss or e2e run.
     inference_only = False
+    # The bench's --precision; the runner sets it before setup().
+    precision = "float32"
 
     def check_installed(self) -> None:
         """Raise Unavailable if the library is missing, without importing it."""

@@ -25,7 +25,7 @@ class FusedLstm(Framework):
         return dict(self.lib.build_info())
 
     def build(self, cfg, weights):
-        return keras_like.Model(keras_like.build(self.lib, cfg, weights))
+        return keras_like.Model(keras_like.build(self.lib, cfg, weights, self.precision))
 
     def fit_epoch(self, cfg, weights, x, y, y_ids, batch_size, seed):
-        return keras_like.fit_epoch(self.lib, cfg, weights, x, y, batch_size, seed)
+        return keras_like.fit_epoch(self.lib, cfg, weights, x, y, batch_size, seed, self.precision)

@@ -51,7 +51,7 @@ class Keras(Framework):
         return f"{self.keras.__version__} ({self.backend} {getattr(lib, '__version__', '?')})"
 
     def build(self, cfg, weights):
-        return keras_like.Model(keras_like.build(self.keras, cfg, weights))
+        return keras_like.Model(keras_like.build(self.keras, cfg, weights, self.precision))
 
     def fit_epoch(self, cfg, weights, x, y, y_ids, batch_size, seed):
-        return keras_like.fit_epoch(self.keras, cfg, weights, x, y, batch_size, seed)
+        return keras_like.fit_epoch(self.keras, cfg, weights, x, y, batch_size, seed, self.precision)

@@ -16,25 +16,30 @@ def _input(lib, shape, dtype):
     return make(shape=shape, dtype=dtype)
 
 
-def build(lib, cfg, weights):
-    """A compiled Sequential model for `cfg` holding `weights` (Keras order)."""
+def build(lib, cfg, weights, precision="float32"):
+    """A compiled Sequential model for `cfg` holding `weights` (Keras order).
+
+    precision "mixed_bfloat16" gives every layer Keras's mixed_bfloat16 policy
+    (per layer, not the global policy, so models built later in the same process
+    are not affected); the loss is computed in float32 either way."""
     L = lib.layers
+    dt = {"dtype": precision} if precision != "float32" else {}
     if cfg.inputs == "ids":
-        stack = [_input(lib, (cfg.steps,), "int32"), L.Embedding(cfg.features, cfg.embed_dim)]
+        stack = [_input(lib, (cfg.steps,), "int32"), L.Embedding(cfg.features, cfg.embed_dim, **dt)]
     else:
         stack = [_input(lib, (cfg.steps, cfg.features), "float32")]
     if cfg.conv:
         filters, kernel_size, pool = cfg.conv
-        stack += [L.Conv1D(filters, kernel_size, activation="relu"), L.MaxPooling1D(pool)]
-    softmax = L.Dense(cfg.classes, activation="softmax")
+        stack += [L.Conv1D(filters, kernel_size, activation="relu", **dt), L.MaxPooling1D(pool, **dt)]
+    softmax = L.Dense(cfg.classes, activation="softmax", **dt)
     rnn = L.GRU if cfg.cell == "gru" else L.LSTM  # GRU: Keras 3's default reset_after=True
     if cfg.head == "last":
-        stack += [rnn(cfg.units), softmax]
+        stack += [rnn(cfg.units, **dt), softmax]
     elif cfg.head == "sequence":
-        stack += [rnn(cfg.units, return_sequences=True), L.TimeDistributed(softmax)]
+        stack += [rnn(cfg.units, return_sequences=True, **dt), L.TimeDistributed(softmax, **dt)]
     else:
-        stack += [rnn(cfg.units), L.RepeatVector(cfg.out_steps),
-                  rnn(cfg.units, return_sequences=True), L.TimeDistributed(softmax)]
+        stack += [rnn(cfg.units, **dt), L.RepeatVector(cfg.out_steps, **dt),
+                  rnn(cfg.units, return_sequences=True, **dt), L.TimeDistributed(softmax, **dt)]
     model = lib.models.Sequential(stack)
     loss = {"categorical": "categorical_crossentropy", "sparse": "sparse_categorical_crossentropy"}[cfg.loss]
     # Keras's Adam defaults, spelled out so both libraries get exactly these.
@@ -60,12 +65,13 @@ class Model:
         return self.model.predict_on_batch(batch[0])
 
     def to_numpy(self, out):
-        return np.asarray(out)
+        # Keras's mixed_bfloat16 outputs are bfloat16 (ml_dtypes); ours are float32.
+        return np.asarray(out).astype(np.float32, copy=False)
 
 
-def fit_epoch(lib, cfg, weights, x, y, batch_size, seed):
+def fit_epoch(lib, cfg, weights, x, y, batch_size, seed, precision="float32"):
     """One epoch of `model.fit(shuffle=True)`; returns (seconds, epoch loss)."""
-    model = build(lib, cfg, weights)
+    model = build(lib, cfg, weights, precision)
     seeder = getattr(getattr(lib, "utils", None), "set_random_seed", None)
     if seeder is not None:
         seeder(seed)  # fit's shuffle order

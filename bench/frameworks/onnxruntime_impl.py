@@ -19,6 +19,9 @@ class OnnxRuntime(Framework):
     inference_only = True
 
     def setup(self, threads: int) -> None:
+        if self.precision != "float32":
+            # our exporter writes float32 graphs (ONNX has no mixed-precision LSTM operator)
+            raise Unavailable(f"float32 only (the exported graph is float32), not {self.precision}")
         try:
             import onnxruntime
 

@@ -1,6 +1,9 @@
 """PyTorch (CPU) as its users write it: nn.LSTM (or nn.GRU)(batch_first=True) + nn.Linear,
 cross_entropy on logits with class-id targets, torch.optim.Adam; a step is
 zero_grad / forward / backward / step, inference runs under inference_mode.
+Under the bench's --precision mixed_bfloat16 the forward passes (and the loss) run
+under torch.autocast("cpu", dtype=torch.bfloat16), PyTorch's one-line mixed precision;
+backward and Adam run outside it, on float32 parameters, as autocast prescribes.
 A CNN-LSTM row runs nn.Conv1d + relu + max_pool1d on the (batch, channels, steps)
 transpose, as PyTorch code does; its weight = Keras's kernel (K, C, F) as (F, C, K).
 
@@ -33,14 +36,14 @@ class Torch(Framework):
         return self.torch.__version__
 
     def build(self, cfg, weights):
-        return _Model(self.torch, cfg, weights)
+        return _Model(self.torch, cfg, weights, self.precision)
 
     def fit_epoch(self, cfg, weights, x, y, y_ids, batch_size, seed):
         """One shuffled epoch the idiomatic fast way (index tensors, no DataLoader
         collation); returns (seconds, sample-weighted mean batch loss) as Keras's
         fit reports it."""
         torch = self.torch
-        m = _Model(torch, cfg, weights)
+        m = _Model(torch, cfg, weights, self.precision)
         xt, yt = m.prepare(x, y, y_ids)
         n = xt.shape[0]
         total = 0.0
@@ -124,12 +127,16 @@ def _keras_to_torch_gru(units):
 
 
 class _Model:
-    def __init__(self, torch, cfg, weights):
+    def __init__(self, torch, cfg, weights, precision="float32"):
         self.torch, self.cfg = torch, cfg
         self.net = _module(torch, cfg)
         _load(torch, self.net, cfg, weights)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
         self.F = torch.nn.functional
+        self.mixed = precision == "mixed_bfloat16"
+
+    def _autocast(self):
+        return self.torch.autocast("cpu", dtype=self.torch.bfloat16, enabled=self.mixed)
 
     def prepare(self, x, y, y_ids):
         torch = self.torch
@@ -139,15 +146,16 @@ class _Model:
     def train(self, batch):
         x, t = batch
         self.opt.zero_grad()
-        logits = self.net(x)
-        loss = self.F.cross_entropy(logits.reshape(-1, self.cfg.classes), t.reshape(-1))
+        with self._autocast():
+            logits = self.net(x)
+            loss = self.F.cross_entropy(logits.reshape(-1, self.cfg.classes), t.reshape(-1))
         loss.backward()
         self.opt.step()
         return loss.detach()
 
     def infer(self, batch):
-        with self.torch.inference_mode():
+        with self.torch.inference_mode(), self._autocast():
             return self.torch.softmax(self.net(batch[0]), dim=-1)
 
     def to_numpy(self, out):
-        return out.numpy()
+        return out.float().numpy()
