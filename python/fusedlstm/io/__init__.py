@@ -3,7 +3,8 @@
     load_keras_file(path, model=None, compile=True)   .keras / .weights.h5 / .h5 / .hdf5
     save_keras_file(model, path, weights_only=False)
     from_keras(keras_model), to_keras(model)          in-memory conversion
-    fusedlstm.io.torch_io                              torch.nn.LSTM / GRU / RNN weights
+    fusedlstm.io.torch_io                              torch.nn.LSTM / GRU / RNN weights (its parts:
+                                                       torch_layout, torch_layers, torch_state_dict)
 
 h5py is needed for every Keras file (pip install 'fusedlstm[h5]'); keras and torch
 only for from_keras/to_keras and torch_io.
