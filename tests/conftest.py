@@ -57,3 +57,16 @@ def pytest_runtest_makereport(item, call):
         seeds = [v for k, v in item.user_properties if k == "seed"]
         if seeds:
             rep.sections.append(("seed", f"replay with FUSEDLSTM_TEST_SEED={seeds[0]}"))
+
+
+# The torch interchange suites (test_torch_io*.py): torch itself and fusedlstm.io.torch_io.
+
+@pytest.fixture(scope="module")
+def torch():
+    return require("torch", "compare")
+
+
+@pytest.fixture(scope="module")
+def torch_io(torch):
+    from fusedlstm.io import torch_io
+    return torch_io

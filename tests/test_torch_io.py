@@ -8,21 +8,10 @@ max abs difference <= 1e-5: the only difference is the order of float32 addition
 import numpy as np
 import pytest
 
-from conftest import require
 from fusedlstm.layers import GRU, LSTM, Bidirectional, Dense
 
 TOL = 1e-5
 
-
-@pytest.fixture(scope="module")
-def torch():
-    return require("torch", "compare")
-
-
-@pytest.fixture(scope="module")
-def torch_io(torch):
-    from fusedlstm.io import torch_io
-    return torch_io
 
 
 def _torch_lstm(torch, seed, **kw):

@@ -10,7 +10,6 @@ its two biases summed. The state_dict cases go through files written by torch.sa
 import numpy as np
 import pytest
 
-from conftest import require
 from fusedlstm.layers import GRU, LSTM, Bidirectional, Dense, Input, SimpleRNN
 from fusedlstm.models import Sequential
 
@@ -31,16 +30,6 @@ CASES = [
     pytest.param(dict(input_size=3, hidden_size=4, num_layers=2, bidirectional=True), id="bidirectional-stacked"),
 ]
 
-
-@pytest.fixture(scope="module")
-def torch():
-    return require("torch", "compare")
-
-
-@pytest.fixture(scope="module")
-def torch_io(torch):
-    from fusedlstm.io import torch_io
-    return torch_io
 
 
 def _module(torch, kind, seed, **kw):
