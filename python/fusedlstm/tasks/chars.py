@@ -7,7 +7,7 @@ loss <= 2.45 after epoch 1 and <= 1.85 after epoch 5.
 
 chars-seq (many-to-many): the window -> the window shifted by one char.
 Embedding(27, 64) -> LSTM(256, return_sequences) -> TimeDistributed(Dense(27,
-softmax)); text is sampled by a stateful twin (batch 1, one char per call, the
+softmax)), Adam 3e-3 (chars uses Keras's default 1e-3); text is sampled by a stateful twin (batch 1, one char per call, the
 trained weights) that carries its state from char to char. Target: loss <= 2.10
 after epoch 1.
 
@@ -220,7 +220,9 @@ CHARS_SEQ = TaskSpec(
     name="chars-seq",
     summary="many-to-many chars: LSTM(256, return_sequences), sampled by a stateful twin",
     target="loss <= 2.10 @1",
-    classic=dict(_COMMON, units=256, epochs=3, _bars=((1, 2.10),)),
+    # Adam 3e-3: at Keras's default 1e-3 the epoch-1 loss (2.03-2.14 over seeds) missed the bar on
+    # about one seed in six; 3e-3 gave 1.75 on the worst of them (docs/results.md).
+    classic=dict(_COMMON, units=256, epochs=3, lr=0.003, _bars=((1, 2.10),)),
     quick=dict(_COMMON, units=256, epochs=1, lr=0.01, windows=24000, _bars=((1, 2.10),)),
     run=run_chars_seq,
 )
