@@ -174,7 +174,25 @@ def compare_with_reference(cell, inputs, opts, rng, context, out_tol, grad_tol):
     for name, a in {**k_out, **{k: v for k, v in k_grads.items() if v is not None}}.items():
         assert a.dtype == inputs["W"].dtype, f"{context}: {name} has dtype {a.dtype}"
     assert_all_close(k_out, r_out, out_tol, scaled_error, context + " (outputs)")
-    assert_all_close(k_grads, r_grads, grad_tol, scaled_error, context + " (gradients)")
+    assert_all_close(k_grads, r_grads, grad_tol, gradient_error(Rs), context + " (gradients)")
+
+
+# A gradient whose every entry a saturated activation made tiny is compared on the scale
+# of the loss weights instead of its own: float32 forms 1 - tanh(z)^2 from a rounded
+# tanh(z) with relative error ~eps/(1 - tanh(z)^2), 0.6% at |z| = 7.6 (seen at B=T=I=H=1),
+# which is float32's limit, not a kernel error.
+SATURATION_FLOOR = 1e-3
+
+
+def gradient_error(Rs):
+    floor = SATURATION_FLOOR * max(float(np.max(np.abs(R))) for R in Rs)
+
+    def measure(a, b):
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        if a.size == 0 or not np.all(np.isfinite(a)):
+            return scaled_error(a, b)
+        return float(np.max(np.abs(a - b))) / max(float(np.max(np.abs(b))), floor)
+    return measure
 
 
 def assert_same_results(got, want, context):

@@ -46,6 +46,7 @@ TASK_FLAGS = {
     "check-every": (int, "fits/epochs between validation checks; training stops at the first that passes "
                          "(0 = no checks: the whole budget)"),
     "val": (int, "fresh examples/sequences in the validation check (drawn before training)"),
+    "val-passes": (int, "echo: perfect validation checks in a row that stop training"),
     "time-budget": (float, "echo-long: seconds of training"),
     "max-steps": (int, "echo-long: stop after this many steps too (0 = the time budget only)"),
     "clipnorm": (float, "echo-long: Adam's clipnorm, each gradient's norm limit (0 = no clipping)"),

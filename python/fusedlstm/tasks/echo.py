@@ -63,10 +63,16 @@ def run_echo(cfg, ctx: Context) -> TaskResult:
         # Drawn before training, apart from the final evaluation's fresh sequences.
         Xv, yv = generate_batch(cfg.val, cfg.length, cfg.features, cfg.index, rng=ctx.rng)
 
-        def check():
-            return _accuracy(model, Xv, yv) == 1.0
+        perfect = [0]  # consecutive perfect checks
 
-    stop_text = (f", stopping at 100% on {cfg.val} validation sequences (checked every {cfg.check_every})"
+        def check():
+            # Twice in a row, cfg.check_every fits apart: the first perfect check often comes
+            # while a rare input is still wrong (1 of 100 fresh sequences on one seed in ~30).
+            perfect[0] = perfect[0] + 1 if _accuracy(model, Xv, yv) == 1.0 else 0
+            return perfect[0] >= cfg.val_passes
+
+    stop_text = (f", stopping at 100% on {cfg.val} validation sequences {cfg.val_passes} checks in a row "
+                 f"(checked every {cfg.check_every})"
                  if cfg.check_every else "")
     ctx.print(
         f"echo: value at index {cfg.index} of {cfg.length} one-hot values in [0, {cfg.features}); "
@@ -172,13 +178,13 @@ ECHO = TaskSpec(
     summary="echo the value at index 2 of 5 one-hot values (10); single-sample fits until 100% on validation",
     target="= 100% on 100 fresh",
     # The notebook's model, data and lr; its fixed 10,000 fits reached 100% on 7 seeds of 10
-    # (38 of 50): training until 1,000 validation sequences are all right, within a budget,
+    # (38 of 50): training until 1,000 validation sequences are all right at two checks in a row, within a budget,
     # reaches it on every seed measured (docs/results.md). check_every=0 with examples=10000 is
     # the notebook's run exactly.
     classic=dict(length=5, features=10, index=2, units=25, lr=0.001, batch_size=1, examples=40000,
-                 check_every=1000, val=1000, eval=100),
+                 check_every=1000, val=1000, val_passes=2, eval=100),
     quick=dict(length=5, features=10, index=2, units=25, lr=0.003, batch_size=1, examples=40000,
-               check_every=1000, val=1000, eval=100),
+               check_every=1000, val=1000, val_passes=2, eval=100),
     run=run_echo,
 )
 
