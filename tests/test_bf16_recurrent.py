@@ -320,6 +320,19 @@ def test_float32_is_the_default_and_backward_follows_the_forward(seed):
     assert not np.array_equal(f32[4], follows[4])
 
 
+@pytest.mark.parametrize("cell,form", FORMS, ids=[f"{c}{f}" for c, f in FORMS])
+def test_inference_in_chunks_matches_training_bit_for_bit(cell, form, seed):
+    """Inference projects x·W a few MiB of steps at a time (here 3 chunks), training
+    all at once: the level is chosen once for all T·B rows, so both agree."""
+    inputs, opts, _ = problem(cell, (64, 20, 100, 512), seed, mask=True, **form)
+    fwd = getattr(_core, f"{cell}_forward")
+    args = (inputs["x"], inputs["W"], inputs["U"], inputs["b"], *_state_args(cell, inputs))
+    infer = fwd(*args, mask=inputs["mask"], precision="bfloat16", **opts)
+    train = fwd(*args, mask=inputs["mask"], precision="bfloat16", training=True, **opts)
+    for a, b in zip(infer[:-1], train[:-1]):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru", "simple_rnn"])
 def test_token_ids_are_looked_up_exactly(cell, seed):
     """Ids (and one-hot float x, onehot='auto') read W's rows: no product, so
