@@ -11,13 +11,6 @@ namespace {
 constexpr const char* kXent = "dense_softmax_xent";
 constexpr const char* kMatmul = "matmul";
 
-// bfloat16 products take float32 arrays only: a float64 caller asked for exact
-// arithmetic, and silently rounding its operands to 8 bits would betray that.
-void check_precision_dtype(const char* fn, Precision p, FType ft) {
-  if (p == Precision::bfloat16 && ft != FType::f32)
-    throw TypeError(str(fn, ": precision='bfloat16' needs float32 arrays, got ", ftype_name(ft)));
-}
-
 struct XentArgs {
   py::array x, W, b, labels, weights;
   bool sparse = false, from_logits = false, backward = true;

@@ -50,6 +50,7 @@ struct PyRnnCache {
   py::object keep_W, keep_U;
   int B = 0, T = 0, H = 0;
   size_t nbytes = 0;
+  Precision precision() const { return f32 ? f32->opt.precision : f64->opt.precision; }
 };
 template <CellKind K> struct PyRnnCacheOf : PyRnnCache {};
 
@@ -213,7 +214,7 @@ Real* grad_out(const char* fn, const char* name, const py::object& o, std::initi
 }
 
 template <class Real>
-py::tuple backward_impl(CellKind cell, const RnnCache<Real>& C, const RnnBackwardArgs& args) {
+py::tuple backward_impl(CellKind cell, const RnnCache<Real>& C, const RnnBackwardArgs& args, Precision p) {
   const CellNames nm = names_of(cell);
   const char* fn = nm.bwd;
   const bool lstm = cell == CellKind::lstm;
@@ -253,6 +254,7 @@ py::tuple backward_impl(CellKind cell, const RnnCache<Real>& C, const RnnBackwar
     for (int j = i + 1; j < 3; ++j)
       FUSEDLSTM_CHECK(!given_outs[i] || given_outs[i] != given_outs[j], fn,
                       ": dW_out, dU_out and db_out must be different arrays");
+  g.precision = p;
   g.add_dW = args.accumulate && g.dW, g.add_dU = args.accumulate && g.dU, g.add_db = args.accumulate && g.db;
   if (!g.dW) dW = py::array_t<Real>({I, G}), g.dW = static_cast<Real*>(dW.mutable_data());
   if (!g.dU) dU = py::array_t<Real>({H, G}), g.dU = static_cast<Real*>(dU.mutable_data());
@@ -312,6 +314,7 @@ py::tuple rnn_forward_py(CellKind cell, const RnnForwardArgs& args) {
   a.opt.go_backwards = args.go_backwards, a.opt.zero_output_for_mask = args.zero_output_for_mask;
   a.opt.return_sequences = args.return_sequences, a.opt.training = args.training;
   a.opt.reset_after = cell == CellKind::gru && args.reset_after;
+  a.opt.precision = parse_precision(fn, std::string(args.precision));
 
   // dtypes: float x sets the call's float type; int x means token ids and W sets it.
   FType ft;
@@ -325,6 +328,7 @@ py::tuple rnn_forward_py(CellKind cell, const RnnForwardArgs& args) {
     throw TypeError(str(fn, ": x must be float32/float64 (B, T, I) or an integer array of token ids (B, T), got ",
                         dtype_name(x)));
   }
+  check_precision_dtype(fn, a.opt.precision, ft);
   check_ftype(fn, "W", W, ft, ref);
   check_ftype(fn, "U", U, ft, ref);
   if (given(a.b)) check_ftype(fn, "b", a.b, ft, ref);
@@ -398,8 +402,16 @@ py::tuple rnn_backward_py(CellKind cell, const RnnBackwardArgs& args) {
   if (!pc)
     throw TypeError(str(nm.bwd, ": cache must be the ", nm.cache, " of a training=True ", nm.fwd, ", got ",
                         type_name(args.cache)));
-  if (pc->f32) return backward_impl<float>(cell, *pc->f32, args);
-  return backward_impl<double>(cell, *pc->f64, args);
+  Precision p = pc->f32 ? pc->f32->opt.precision : pc->f64->opt.precision;
+  if (!args.precision.is_none()) {
+    if (!py::isinstance<py::str>(args.precision))
+      throw TypeError(str(nm.bwd, ": precision must be None (the forward's), 'float32' or 'bfloat16', got ",
+                          type_name(args.precision)));
+    p = parse_precision(nm.bwd, args.precision.cast<std::string>());
+  }
+  check_precision_dtype(nm.bwd, p, pc->f32 ? FType::f32 : FType::f64);
+  if (pc->f32) return backward_impl<float>(cell, *pc->f32, args, p);
+  return backward_impl<double>(cell, *pc->f64, args, p);
 }
 
 namespace {
@@ -411,9 +423,10 @@ template <CellKind K> void register_cache_class(py::module_& m) {
       .def_readonly("T", &C::T)
       .def_readonly("H", &C::H)
       .def_readonly("nbytes", &C::nbytes)
+      .def_property_readonly("precision", [](const C& c) { return precision_name(c.precision()); })
       .def("__repr__", [](const C& c) {
         return str("<", names_of(K).cache, " ", c.f32 ? "float32" : "float64", " B=", c.B, " T=", c.T, " H=", c.H,
-                   " nbytes=", c.nbytes, ">");
+                   " precision=", precision_name(c.precision()), " nbytes=", c.nbytes, ">");
       });
 }
 }  // namespace

@@ -18,12 +18,14 @@ struct RnnForwardArgs {
   bool reset_after = true;                         // GRU only
   // Views of the caller's strings, which outlive the call.
   std::string_view activation = "tanh", recurrent_activation = "sigmoid", onehot = "auto";
+  std::string_view precision = "float32";         // of the GEMMs: "float32" or "bfloat16"
 };
 
 // The Python arguments of <cell>_backward.
 struct RnnBackwardArgs {
   py::object cache, dy, dhT, dcT, dW_out, dU_out, db_out;  // dcT: LSTM only
   bool need_dx = true, accumulate = false;
+  py::object precision;  // None: the forward's (kept in the cache); else "float32" or "bfloat16"
 };
 
 // LSTM: (y, hT, cT, cache or None); GRU, SimpleRNN: (y, hT, cache or None).

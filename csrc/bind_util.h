@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common.h"
+#include "precision.h"
 
 namespace fusedlstm {
 namespace py = pybind11;
@@ -202,6 +203,13 @@ py::array matmul_out(const char* fn, const MatmulArgs& m, const py::object& out_
   FUSEDLSTM_CHECK(!accumulate, fn, ": accumulate=True needs out (the array to add to)");
   check_memory(fn, mul_size(size_t(m.M), size_t(m.N), sizeof(Real)));
   return py::array_t<Real>({m.M, m.N});
+}
+
+// bfloat16 products take float32 arrays only: a float64 caller asked for exact
+// arithmetic, and silently rounding its operands to 8 bits would betray that.
+inline void check_precision_dtype(const char* fn, Precision p, FType ft) {
+  if (p == Precision::bfloat16 && ft != FType::f32)
+    throw TypeError(str(fn, ": precision='bfloat16' needs float32 arrays, got ", ftype_name(ft)));
 }
 
 }  // namespace fusedlstm

@@ -44,6 +44,9 @@ enum class Precision : int { float32 = 0, bfloat16 = 1 };
 // std::invalid_argument naming fn and the value.
 Precision parse_precision(const char* fn, const std::string& name);
 
+// "float32" or "bfloat16".
+inline const char* precision_name(Precision p) { return p == Precision::bfloat16 ? "bfloat16" : "float32"; }
+
 // Whether a bfloat16 product op(A)(M,K)·op(B)(K,N) is worth it (see precision.cpp
 // for the measurements behind the rule).
 bool bf16_pays(int M, int N, int K);

@@ -19,6 +19,7 @@
 
 #include "common.h"
 #include "isa/ops.h"
+#include "precision.h"
 
 namespace fusedlstm {
 
@@ -37,6 +38,7 @@ struct RnnOptions {
   Act act = Act::tanh;
   Act rec_act = Act::sigmoid;         // LSTM and GRU gates (SimpleRNN has none)
   bool reset_after = true;            // GRU: reset gate applied after h·U (Keras 3 default)
+  Precision precision = Precision::float32;  // of the GEMMs (precision.h); float32 arrays only for bfloat16
 };
 
 // Inputs of one forward call, checked by the bindings (shapes, ranges, C order).
@@ -110,6 +112,8 @@ template <class Real> struct RnnGrads {
   // Add dW, dU, db (and db_rec) to what the buffers hold instead of overwriting it
   // (a layer whose weights already have a gradient from another call in the same step).
   bool add_dW = false, add_dU = false, add_db = false;
+  // Of the backward's GEMMs: the forward's (cache.opt.precision) unless the caller chose another.
+  Precision precision = Precision::float32;
 };
 
 // Bytes a forward / backward call allocates (outputs, cache or per-call scratch),

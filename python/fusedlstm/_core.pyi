@@ -49,6 +49,7 @@ class LstmCache:
     T: int
     H: int
     nbytes: int
+    precision: str  # the forward's: "float32" or "bfloat16"
 
 def onehot_ids(x: np.ndarray) -> Optional[np.ndarray]:
     """If every row x[b, t, :] of a (B,T,V) float array is all zeros or a single
@@ -76,6 +77,7 @@ def lstm_forward(
     return_sequences: bool = True,
     training: bool = False,
     onehot: str = "auto",
+    precision: str = "float32",
 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, Optional[LstmCache]]:
     """LSTM over a whole sequence in one call.
 
@@ -95,6 +97,12 @@ def lstm_forward(
        relu6(x+3)/6), 'hard_sigmoid_k2' (Keras 2, clip(0.2x+0.5,0,1)), 'relu', 'linear'.
     onehot: 'auto' — a dense float x whose rows are all one-hot/zero takes the
        row-lookup path (checked in C++ as part of the call); 'never' — dense GEMM.
+    precision: 'float32', or 'bfloat16' (float32 arrays only, else TypeError;
+       Keras's mixed_bfloat16): the matrix products x·W and h_{t-1}·U round their
+       operands to bfloat16 and sum in float32, as matmul does under it (products
+       below build_info()['bf16_rule'] stay float32); gates, cell state and the
+       outputs stay float32. The token-id path stays exact: its x·W is a row
+       lookup of W, not a product. The cache remembers the precision.
 
     Returns (y, h_T, c_T, cache): y is (B,T,H) if return_sequences else (B,H)
     (the last output); cache is an LstmCache when training else None (inference
@@ -112,6 +120,7 @@ def lstm_backward(
     dU_out: Optional[np.ndarray] = None,
     db_out: Optional[np.ndarray] = None,
     accumulate: bool = False,
+    precision: Optional[str] = None,
 ) -> Tuple[Optional[np.ndarray], np.ndarray, np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray]]:
     """BPTT through the forward that made `cache`.
 
@@ -123,6 +132,12 @@ def lstm_backward(
 
     dy: dL/dy with y's shape ((B,T,H) or (B,H)), or None for zeros.
     dhT, dcT: dL/d(h_T), dL/d(c_T) (B,H) or None.
+    precision: None (default) — the forward's (cache.precision); or 'float32' /
+       'bfloat16' to choose for this backward. Under bfloat16 the products
+       dZ·Uᵀ (per step), hᵀ·dZ (dU), xᵀ·dZ (dW) and dZ·Wᵀ (dx) round their
+       operands to bfloat16 and sum in float32; the gradients are float32, and
+       with accumulate=True are added in float32. The token-table gradient (ids)
+       is an exact float32 scatter-add of dZ rows.
     Returns (dx, dh0, dc0, dW, dU, db):
       dx: (B,T,I) for dense input when need_dx, else None (always None for ids);
       dW: (I,4H) for dense input; (V,4H) for ids (Σ of dZ rows per id);
@@ -313,6 +328,7 @@ class GruCache:
     T: int
     H: int
     nbytes: int
+    precision: str  # the forward's: "float32" or "bfloat16"
 
 class SimpleRnnCache:
     """Opaque: what simple_rnn_backward needs from one training-mode simple_rnn_forward."""
@@ -321,6 +337,7 @@ class SimpleRnnCache:
     T: int
     H: int
     nbytes: int
+    precision: str  # the forward's: "float32" or "bfloat16"
 
 def gru_forward(
     x: np.ndarray,
@@ -339,6 +356,7 @@ def gru_forward(
     return_sequences: bool = True,
     training: bool = False,
     onehot: str = "auto",
+    precision: str = "float32",
 ) -> Tuple[np.ndarray, np.ndarray, Optional[GruCache]]:
     """GRU over a whole sequence in one call (Keras 3 GRU semantics and weight layout).
 
@@ -352,7 +370,7 @@ def gru_forward(
     rec_mask: (B,H) multiplied onto h_{t-1} before it meets U (for z, r and the
        candidate alike: one mask shared by the three gates, where Keras with
        recurrent_dropout draws one per gate); h_{t-1} itself enters the final mix.
-    activation / recurrent_activation: as lstm_forward.
+    activation / recurrent_activation, precision: as lstm_forward.
 
     With a = h_{t-1} ⊙ rec_mask and x·W + b_in = (x_z, x_r, x_h):
       reset_after=True:  (r_z, r_r, r_h) = a·U + b_rec; z = ra(x_z + r_z);
@@ -374,6 +392,7 @@ def gru_backward(
     dU_out: Optional[np.ndarray] = None,
     db_out: Optional[np.ndarray] = None,
     accumulate: bool = False,
+    precision: Optional[str] = None,
 ) -> Tuple[Optional[np.ndarray], np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray]]:
     """BPTT through the forward that made `cache`: (dx, dh0, dW, dU, db).
 
@@ -381,7 +400,7 @@ def gru_backward(
     dx: (B,T,I) for dense x when need_dx, else None (always None for ids).
     dW: like W; dU: (H,3H); db: b's shape ((2,3H) with reset_after: input and
     recurrent bias gradients), or None without a bias.
-    dW_out, dU_out, db_out, accumulate: as lstm_backward (db_out has b's shape).
+    dW_out, dU_out, db_out, accumulate, precision: as lstm_backward (db_out has b's shape).
     """
 
 def simple_rnn_forward(
@@ -399,12 +418,13 @@ def simple_rnn_forward(
     return_sequences: bool = True,
     training: bool = False,
     onehot: str = "auto",
+    precision: str = "float32",
 ) -> Tuple[np.ndarray, np.ndarray, Optional[SimpleRnnCache]]:
     """SimpleRNN over a whole sequence (Keras 3): h_t = act(x_t·W + b + (h_{t-1} ⊙ rec_mask)·U).
 
     x: float (B,T,I) with W (I,H), or int ids (B,T) with W the (V,H) table.
     U: (H,H); b: (H,) or None; h0: (B,H). Other arguments as gru_forward (there
-    is no recurrent_activation). Returns (y, h_T, cache).
+    is no recurrent_activation; precision as lstm_forward). Returns (y, h_T, cache).
     """
 
 def simple_rnn_backward(
@@ -417,6 +437,7 @@ def simple_rnn_backward(
     dU_out: Optional[np.ndarray] = None,
     db_out: Optional[np.ndarray] = None,
     accumulate: bool = False,
+    precision: Optional[str] = None,
 ) -> Tuple[Optional[np.ndarray], np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray]]:
     """BPTT through the forward that made `cache`: (dx, dh0, dW, dU, db), as gru_backward."""
 
