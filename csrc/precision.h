@@ -23,7 +23,9 @@
 //              dU = Hprevᵀ·dZ                  gemm_for(p, H, G, T*B).gemm(true, false, ...)
 //              dW = Xᵀ·dZ                      gemm_for(p, I, G, T*B).gemm(true, false, ...)
 //              dX = dZ·Wᵀ                      gemm_for(p, T*B, I, G).gemm(false, true, ...)
-// (G = gates·H: 4H for LSTM, 3H for GRU, H for SimpleRNN.) Packed buffers are
+// (G = gates·H: 4H for LSTM, 3H for GRU, H for SimpleRNN. The GRU without
+// reset_after multiplies by two column segments of U, n = 2H then H: each
+// segment is its own product kind, with N = n in place of G above.) Packed buffers are
 // counted in floats for every level, so Buffer<float>(ops.packed_b_size(K, N))
 // holds any of them. The token-id path stays float32: the forward is a row
 // lookup of W (no product; rows are exact, where a one-hot x·W under bfloat16
@@ -31,7 +33,9 @@
 // and the token-table gradient is a scatter-add of dZ rows. Gradients are
 // accumulated in float32 (beta = 1 adds to a float32 C).
 #pragma once
+#include <cstddef>
 #include <string>
+#include <type_traits>
 
 #include "isa/gemm_ops.h"
 #include "isa/ops.h"
@@ -57,6 +61,29 @@ const char* bf16_rule();
 // The GEMM for op(A)(M,K)·op(B)(K,N) at precision p: the float32 GEMM for
 // float32 or a product bfloat16 does not pay for, else the bfloat16 level in use.
 const GemmOps& gemm_for(Precision p, int M, int N, int K);
+
+// The GEMM entries of the table gemm_for(p, M, N, K) picks, over Real, for code
+// written over Real (the sequence driver): float takes them from gemm_for, double
+// from the exact float64 table (the bindings refuse bfloat16 with float64 arrays).
+// Same signatures and semantics as GemmOps; packed_b_size counts Reals.
+template <class Real> struct GemmFns {
+  void (*gemm)(bool ta, bool tb, int M, int N, int K, const Real* A, int lda, const Real* B, int ldb, Real beta,
+               Real* C, int ldc, int nthreads);
+  size_t (*packed_b_size)(int K, int N);
+  void (*pack_b)(bool tb, int K, int N, const Real* B, int ldb, Real* packed);
+  void (*gemm_packed)(bool ta, int M, int N, int K, const Real* A, int lda, const Real* packed, Real beta, Real* C,
+                      int ldc, int nthreads);
+};
+
+template <class Real> GemmFns<Real> gemm_fns_for(Precision p, int M, int N, int K) {
+  if constexpr (std::is_same_v<Real, float>) {
+    const GemmOps& g = gemm_for(p, M, N, K);
+    return {g.gemm, g.packed_b_size, g.pack_b, g.gemm_packed};
+  } else {
+    const KernelOps<Real>& k = ops<Real>();
+    return {k.gemm, k.packed_b_size, k.pack_b, k.gemm_packed};
+  }
+}
 
 // C(M,N) = beta*C + op(A)·op(B) at precision p, for the kernels written over
 // Real: float goes through gemm_for, double always through the exact float64

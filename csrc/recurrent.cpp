@@ -10,8 +10,10 @@
 // Products. The driver's GEMMs have one call site each, named for what they
 // compute: input_projection (X·W), the step's products with the packed U
 // (PackedRecurrent::times_u / times_ut, recurrent_step.h), recurrent_weight_grad
-// (A^T·dZ), input_weight_grad (X^T·dZ) and input_grad (dZ·W^T). A change of
-// precision or a weight packed once per model is a change there, not in the cells.
+// (A^T·dZ), input_weight_grad (X^T·dZ) and input_grad (dZ·W^T). Each product
+// kind gets its GEMM once per call from gemm_fns_for(precision, full shape)
+// (precision.h): float32, or bfloat16 operands summed in float32 where the size
+// rule says bfloat16 pays; the cells never see the difference.
 //
 // Masks (Keras semantics). A masked step keeps the state: h_s = h_{s-1} (and
 // c_s = c_{s-1}). Its output is the previous output, which starts as zeros (not
@@ -78,35 +80,41 @@ int recurrence_blocks(int B, int T, int H, int G, int nt) {
 inline int block_begin(int B, int blocks, int i) { return int(int64_t(B) * i / blocks); }
 
 // ---- the products outside the time loop --------------------------------------
+// Each takes the GEMM its product kind was given for the call (gemm_fns_for with
+// the kind's full shape, precision.h): float32, or bfloat16 operands with float32
+// sums. Gradients are summed into float32 (add: beta = 1 onto the float32 C).
 // Z (rows, G) = beta·Z + X (rows, I) · W
 template <class Real>
-void input_projection(const KernelOps<Real>& k, int rows, int G, int I, const Real* X, const Real* W, Real beta,
+void input_projection(const GemmFns<Real>& mm, int rows, int G, int I, const Real* X, const Real* W, Real beta,
                       Real* Z, int nt) {
-  k.gemm(false, false, rows, G, I, X, I, W, G, beta, Z, G, nt);
+  mm.gemm(false, false, rows, G, I, X, I, W, G, beta, Z, G, nt);
 }
 // dU[:, col0 : col0+n] (H, n) = [dU +] A^T·D over all M = T·B rows (A (M,H), D (M,n) of stride ldd)
 template <class Real>
-void recurrent_weight_grad(const KernelOps<Real>& k, int M, int H, int G, const Segment& seg, const Real* A,
-                           const Real* D, bool add, Real* dU, int nt) {
-  k.gemm(true, false, H, seg.n, M, A, H, D + seg.col0, G, Real(add), dU + seg.col0, G, nt);
+void recurrent_weight_grad(Precision p, int M, int H, int G, const Segment& seg, const Real* A, const Real* D,
+                           bool add, Real* dU, int nt) {
+  gemm_fns_for<Real>(p, H, seg.n, M).gemm(true, false, H, seg.n, M, A, H, D + seg.col0, G, Real(add),
+                                          dU + seg.col0, G, nt);
 }
 // dW (I, G) = [dW +] X^T·dZ over all M rows
 template <class Real>
-void input_weight_grad(const KernelOps<Real>& k, int M, int I, int G, const Real* X, const Real* dZ, bool add,
-                       Real* dW, int nt) {
-  k.gemm(true, false, I, G, M, X, I, dZ, G, Real(add), dW, G, nt);
+void input_weight_grad(Precision p, int M, int I, int G, const Real* X, const Real* dZ, bool add, Real* dW,
+                       int nt) {
+  gemm_fns_for<Real>(p, I, G, M).gemm(true, false, I, G, M, X, I, dZ, G, Real(add), dW, G, nt);
 }
 // dX (M, I) = dZ·W^T
 template <class Real>
-void input_grad(const KernelOps<Real>& k, int M, int I, int G, const Real* dZ, const Real* W, Real* dX, int nt) {
-  k.gemm(false, true, M, I, G, dZ, G, W, G, Real(0), dX, I, nt);
+void input_grad(Precision p, int M, int I, int G, const Real* dZ, const Real* W, Real* dX, int nt) {
+  gemm_fns_for<Real>(p, M, I, G).gemm(false, true, M, I, G, dZ, G, W, G, Real(0), dX, I, nt);
 }
 
 // ---- input projection: Z rows of steps [s0, s0+n) ---------------------------
 // Dense: xtm (n,B,I) = x[:, t(s), :] then Z = b + xtm·W (one GEMM).
 // Lookup: Z[s,b] = W[id] + b (id -1: b alone).
+// xw: the GEMM of X·W, decided once per call for all T·B rows (so every chunk
+// of an inference call runs on the same level).
 template <class Real>
-void project(const KernelOps<Real>& k, const RnnInputs<Real>& in, int G, const RnnOptions& opt,
+void project(const GemmFns<Real>& xw, const RnnInputs<Real>& in, int G, const RnnOptions& opt,
              const int32_t* ids_tm, int s0, int n, Real* xtm, Real* Z, int nt) {
   const int B = in.B, T = in.T, I = in.I;
   const int rows = n * B;
@@ -136,7 +144,7 @@ void project(const KernelOps<Real>& k, const RnnInputs<Real>& in, int G, const R
       if (in.b) std::memcpy(Z + size_t(r) * G, in.b, sizeof(Real) * G);
     }
   });
-  input_projection(k, rows, G, I, xtm, in.W, in.b ? Real(1) : Real(0), Z, nt);
+  input_projection(xw, rows, G, I, xtm, in.W, in.b ? Real(1) : Real(0), Z, nt);
 }
 
 // Token ids (B,T) -> time-major (T,B) in processing order, checking [-1, V).
@@ -256,7 +264,9 @@ std::unique_ptr<RnnCache<Real>> forward(const RnnInputs<Real>& in, const RnnOpti
 
   Segment segs[kMaxSegments];
   const int nseg = Cell::segments(opt, H, segs);
-  const PackedRecurrent<Real> Up(k, in.U, H, G, segs, nseg, false);
+  const PackedRecurrent<Real> Up(opt.precision, B, in.U, H, G, segs, nseg, false);
+  // The token-id path has no product here: Z rows are W's rows, exact.
+  const GemmFns<Real> xw = gemm_fns_for<Real>(opt.precision, int(TB), G, I);
 
   // Where step s writes its state (so where step s+1 reads it). Training keeps
   // c_s in the cache, h_{s-1} ⊙ r as the step's product input and, for a cell
@@ -348,7 +358,7 @@ std::unique_ptr<RnnCache<Real>> forward(const RnnInputs<Real>& in, const RnnOpti
     const int n = std::min(chunk, T - s0);
     Real* Z = cache ? cache->gates.data() : zbuf.data();
     Real* xtm = cache ? (lookup ? nullptr : cache->x.data()) : xbuf.data();
-    project(k, in, G, opt, ids, s0, n, xtm, Z, nt);
+    project(xw, in, G, opt, ids, s0, n, xtm, Z, nt);
     parallel(blocks, blocks,
              [&](int i) { run_steps(s0, n, Z, block_begin(B, blocks, i), block_begin(B, blocks, i + 1)); });
   }
@@ -392,7 +402,8 @@ void backward(const RnnCache<Real>& C, const Real* dy, const Real* dhT, const Re
   Buffer<Real> dZr(has_dZr ? TB * G : 0);     // (T,B,G) gradient of h·U + b_rec, when it differs
   Segment segs[kMaxSegments];
   const int nseg = Cell::segments(opt, H, segs);
-  const PackedRecurrent<Real> Ut(k, C.U, H, G, segs, nseg, true);
+  const Precision prec = g.precision;
+  const PackedRecurrent<Real> Ut(prec, B, C.U, H, G, segs, nseg, true);
 
   Buffer<Real> dhb(2 * BH), dc(Cell::kHasC ? BH : 0), dhtot(BH), dcsave(mask && Cell::kHasC ? BH : 0);
   Buffer<Real> scratch(size_t(B) * scols);
@@ -478,7 +489,7 @@ void backward(const RnnCache<Real>& C, const Real* dy, const Real* dhT, const Re
   const int M = int(TB);  // fits: checked by the bindings
   const Real* dZrec = has_dZr ? dZr.data() : dZ.data();
   for (int p = 0; p < nseg; ++p)
-    recurrent_weight_grad(k, M, H, G, segs[p], Cell::rec_grad_input(C, p), dZrec, g.add_dU, g.dU, nt);
+    recurrent_weight_grad(prec, M, H, G, segs[p], Cell::rec_grad_input(C, p), dZrec, g.add_dU, g.dU, nt);
 
   // Column-block loops below: every column sums its rows in row order, so the
   // result does not depend on the thread count.
@@ -489,7 +500,7 @@ void backward(const RnnCache<Real>& C, const Real* dy, const Real* dhT, const Re
       k.scatter_add_rows(TB, j1 - j0, ids, dZ.data() + j0, G, g.dW + j0, G, g.db ? g.db + j0 : nullptr, g.add_db);
     });
   } else {
-    input_weight_grad(k, M, I, G, C.x.data(), dZ.data(), g.add_dW, g.dW, nt);
+    input_weight_grad(prec, M, I, G, C.x.data(), dZ.data(), g.add_dW, g.dW, nt);
     if (g.db)
       parallel_rows(G, TB * G, nt, [&](int j0, int j1) {
         k.sum_rows(TB, j1 - j0, dZ.data() + j0, G, g.db + j0, g.add_db);
@@ -502,7 +513,7 @@ void backward(const RnnCache<Real>& C, const Real* dy, const Real* dhT, const Re
 
   if (g.dx && C.dense_input) {
     Buffer<Real> dxtm(TB * I);  // (T,B,I)
-    input_grad(k, M, I, G, dZ.data(), C.W, dxtm.data(), nt);
+    input_grad(prec, M, I, G, dZ.data(), C.W, dxtm.data(), nt);
     parallel_rows(int(TB), TB * I, nt, [&](int r0, int r1) {
       for (int row = r0; row < r1; ++row) {
         const int s = row / B, b = row % B;

@@ -18,6 +18,7 @@
 
 #include "common.h"
 #include "isa/ops.h"
+#include "precision.h"
 #include "recurrent.h"
 
 namespace fusedlstm {
@@ -29,6 +30,12 @@ namespace fusedlstm {
 // op(B) = U[:, seg] (H x n) and the backward op(B) = U[:, seg]^T (n x H), each once
 // per call, so a step's product reads a packed panel instead of re-packing U.
 // These two methods are the only products with U inside the time loop.
+//
+// Precision: each segment's product is one product kind, decided once per call
+// for the whole batch (precision.h): forward gemm_fns_for(p, B, n, H), backward
+// gemm_fns_for(p, B, H, n). The panel is packed by the level chosen and every
+// step's product (m <= B rows of a thread's block) reads it through that same
+// level, so a row's numbers do not depend on how the rows were split.
 struct Segment {
   int col0 = 0, n = 0;  // columns [col0, col0 + n) of U
 };
@@ -36,18 +43,21 @@ constexpr int kMaxSegments = 2;
 
 template <class Real> class PackedRecurrent {
  public:
-  PackedRecurrent(const KernelOps<Real>& k, const Real* U, int H, int G, const Segment* segs, int nseg,
+  // B: the batch rows the steps multiply (the shape the precision is decided for).
+  PackedRecurrent(Precision prec, int B, const Real* U, int H, int G, const Segment* segs, int nseg,
                   bool transposed)
-      : k_(k), H_(H), nseg_(nseg), transposed_(transposed) {
+      : H_(H), nseg_(nseg) {
     for (int p = 0; p < nseg; ++p) {
       seg_[p] = segs[p];
       const int n = segs[p].n;
       if (transposed) {  // op(B) = U[:, seg]^T: K = n, N = H
-        packed_[p].reset(k.packed_b_size(n, H));
-        k.pack_b(true, n, H, U + segs[p].col0, G, packed_[p].data());
+        gemm_[p] = gemm_fns_for<Real>(prec, B, H, n);
+        packed_[p].reset(gemm_[p].packed_b_size(n, H));
+        gemm_[p].pack_b(true, n, H, U + segs[p].col0, G, packed_[p].data());
       } else {           // op(B) = U[:, seg]: K = H, N = n
-        packed_[p].reset(k.packed_b_size(H, n));
-        k.pack_b(false, H, n, U + segs[p].col0, G, packed_[p].data());
+        gemm_[p] = gemm_fns_for<Real>(prec, B, n, H);
+        packed_[p].reset(gemm_[p].packed_b_size(H, n));
+        gemm_[p].pack_b(false, H, n, U + segs[p].col0, G, packed_[p].data());
       }
     }
   }
@@ -56,11 +66,11 @@ template <class Real> class PackedRecurrent {
 
   // C (m, n_p) = beta·C + A (m, H) · U[:, seg p]            (forward step)
   void times_u(int p, int m, const Real* A, int lda, Real beta, Real* C, int ldc, int nt) const {
-    k_.gemm_packed(false, m, seg_[p].n, H_, A, lda, packed_[p].data(), beta, C, ldc, nt);
+    gemm_[p].gemm_packed(false, m, seg_[p].n, H_, A, lda, packed_[p].data(), beta, C, ldc, nt);
   }
   // C (m, H) = beta·C + D (m, n_p) · U[:, seg p]^T          (backward step)
   void times_ut(int p, int m, const Real* D, int ldd, Real beta, Real* C, int ldc, int nt) const {
-    k_.gemm_packed(false, m, H_, seg_[p].n, D, ldd, packed_[p].data(), beta, C, ldc, nt);
+    gemm_[p].gemm_packed(false, m, H_, seg_[p].n, D, ldd, packed_[p].data(), beta, C, ldc, nt);
   }
   size_t nbytes() const {
     size_t n = 0;
@@ -69,10 +79,9 @@ template <class Real> class PackedRecurrent {
   }
 
  private:
-  const KernelOps<Real>& k_;
   int H_, nseg_;
-  bool transposed_;
   Segment seg_[kMaxSegments];
+  GemmFns<Real> gemm_[kMaxSegments]{};
   Buffer<Real> packed_[kMaxSegments];
 };
 
