@@ -65,6 +65,7 @@ __all__ = [
     "bf16_round",
     "bf16_pays",
     "matmul_bf16",
+    "rnn_rounding",
     "pool1d_windows",
     "max_pool1d",
     "average_pool1d",
@@ -124,7 +125,7 @@ def activation_grad_from_output(name, y):
 # ---------------------------------------------------------------------------
 
 def lstm_step_forward(x_t, h_prev, c_prev, W, U, b, rec_mask=None,
-                      activation="tanh", recurrent_activation="sigmoid"):
+                      activation="tanh", recurrent_activation="sigmoid", rounding=None):
     """One LSTM step over all B rows.
 
     Args:
@@ -132,13 +133,16 @@ def lstm_step_forward(x_t, h_prev, c_prev, W, U, b, rec_mask=None,
       h_prev, c_prev: (B, H) state before the step.
       W: (I, 4H) input kernel.  U: (H, 4H) recurrent kernel.  b: (4H,) or None.
       rec_mask: (B, H) multiplied onto h_prev before ·U, or None.
+      rounding: the operand rounding of each product kind (rnn_rounding), or
+         None (exact products).
 
     Returns:
       h: (B, H), c: (B, H), step_cache (what lstm_step_backward needs).
     """
     H = h_prev.shape[1]
+    rd = rnn_rounding(None) if rounding is None else rounding
     h_in = h_prev if rec_mask is None else h_prev * rec_mask
-    z = x_t @ W + h_in @ U
+    z = _mm(rd["xw"], x_t, W) + _mm(rd["hu0"], h_in, U)
     if b is not None:
         z = z + b
     i = activation_forward(recurrent_activation, z[:, 0 * H:1 * H])
@@ -150,7 +154,7 @@ def lstm_step_forward(x_t, h_prev, c_prev, W, U, b, rec_mask=None,
     h = o * ac
     step_cache = dict(x_t=x_t, h_in=h_in, c_prev=c_prev, z=z, c=c, i=i, f=f, g=g, o=o, ac=ac,
                       W=W, U=U, rec_mask=rec_mask, activation=activation,
-                      recurrent_activation=recurrent_activation)
+                      recurrent_activation=recurrent_activation, rounding=rd)
     return h, c, step_cache
 
 
@@ -174,11 +178,12 @@ def lstm_step_backward(dh, dc, step_cache):
     dg = dc_t * i * activation_grad_from_output(a, g)
     dc_prev = dc_t * f
     dz = np.concatenate([di, df, dg, do], axis=1)  # (B, 4H)
-    dx_t = dz @ s["W"].T
-    dh_in = dz @ s["U"].T
+    rd = s["rounding"]
+    dx_t = _mm(rd["dx"], dz, s["W"].T)
+    dh_in = _mm(rd["dhu0"], dz, s["U"].T)
     dh_prev = dh_in if s["rec_mask"] is None else dh_in * s["rec_mask"]
-    dW = s["x_t"].T @ dz
-    dU = s["h_in"].T @ dz
+    dW = _mm(rd["dw"], s["x_t"].T, dz)
+    dU = _mm(rd["du0"], s["h_in"].T, dz)
     db = dz.sum(axis=0)
     return dx_t, dh_prev, dc_prev, dW, dU, db
 
@@ -290,7 +295,7 @@ def rnn_scan_backward(step_backward, steps, x_shape, dy, dstates_T, zero_output_
 
 def lstm_forward(x, W, U, b, h0, c0, mask=None, rec_mask=None, go_backwards=False,
                  zero_output_for_mask=False, activation="tanh",
-                 recurrent_activation="sigmoid", return_sequences=True):
+                 recurrent_activation="sigmoid", return_sequences=True, precision="float32"):
     """LSTM over a whole sequence.
 
     Args:
@@ -303,6 +308,8 @@ def lstm_forward(x, W, U, b, h0, c0, mask=None, rec_mask=None, go_backwards=Fals
       go_backwards: step s reads x[:, T-1-s]; outputs stay in processing order.
       zero_output_for_mask: masked steps output zeros instead of the previous output.
       return_sequences: y is (B, T, H) if True, else (B, H) (the last step's output).
+      precision: "float32" (exact products) or "bfloat16" (the kernels'
+         operand rounding, see rnn_rounding); the backward uses the same.
 
     Returns:
       y, hT (B, H), cT (B, H), cache (for lstm_backward).
@@ -313,9 +320,10 @@ def lstm_forward(x, W, U, b, h0, c0, mask=None, rec_mask=None, go_backwards=Fals
     xd, ids = _sequence_input(x, W)
     r = None if rec_mask is None else np.asarray(rec_mask, dtype=np.float64)
     H = U.shape[0]
+    rd = rnn_rounding(precision, xd.shape[0], xd.shape[1], W.shape[0], H, [4 * H], ids)
 
     def step(x_t, states):
-        h, c, sc = lstm_step_forward(x_t, states[0], states[1], W, U, b, r, activation, recurrent_activation)
+        h, c, sc = lstm_step_forward(x_t, states[0], states[1], W, U, b, r, activation, recurrent_activation, rd)
         sc["H"] = H
         return (h, c), sc
 
@@ -715,6 +723,45 @@ def matmul_bf16(a, b, trans_a=False, trans_b=False):
     return (A.T if trans_a else A) @ (B.T if trans_b else B)
 
 
+def _exact(a):
+    return a
+
+
+def rnn_rounding(precision, B=0, T=0, I=0, H=0, segments=(), ids=False):
+    """The operand rounding of each product of a recurrent sequence, as the
+    sequence driver decides it: once per product kind, from the kind's whole
+    shape (bf16_pays), under precision "bfloat16"; exact for "float32" or None.
+
+    Kinds (M, N, K; TB = T·B, G the gate columns, n_p the columns of U's
+    segment p: [G], or [2H, H] for the GRU without reset_after):
+      xw  X·W (TB, G, I)        hu<p>  a·U_p per step (B, n_p, H)
+      dx  dZ·Wᵀ (TB, I, G)      dhu<p> dZ_p·U_pᵀ per step (B, H, n_p)
+      dw  Xᵀ·dZ (I, G, TB)      du<p>  Aᵀ·dZ_p (H, n_p, TB)
+    Token ids are a row lookup of W and a scatter-add of dZ rows: xw and dw
+    stay exact (`ids`; the kernels take the same path for one-hot float x
+    unless onehot='never'). Returns {kind: function applied to both operands}.
+    """
+    kinds = ["xw", "dx", "dw"] + [f"{k}{p}" for p in range(max(len(segments), 2)) for k in ("hu", "dhu", "du")]
+    if precision is None or precision == "float32":
+        return dict.fromkeys(kinds, _exact)
+    if precision != "bfloat16":
+        raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
+    TB, G = T * B, sum(segments)
+
+    def rule(M, N, K):
+        return bf16_round if bf16_pays(M, N, K) else _exact
+
+    rd = dict(xw=_exact if ids else rule(TB, G, I), dx=rule(TB, I, G), dw=_exact if ids else rule(I, G, TB))
+    for p, n in enumerate(segments):
+        rd.update({f"hu{p}": rule(B, n, H), f"dhu{p}": rule(B, H, n), f"du{p}": rule(H, n, TB)})
+    return rd
+
+
+def _mm(rnd, a, b):
+    """a·b with both operands passed through rnd (exact or bf16_round)."""
+    return rnd(a) @ rnd(b)
+
+
 # ---------------------------------------------------------------------------
 # GRU (Keras 3 GRUCell): one step, forward and backward, and the sequence
 #
@@ -743,28 +790,31 @@ def _gru_biases(b, H, reset_after):
 
 
 def gru_step_forward(x_t, h_prev, W, U, b, rec_mask=None, activation="tanh",
-                     recurrent_activation="sigmoid", reset_after=True):
+                     recurrent_activation="sigmoid", reset_after=True, rounding=None):
     """One GRU step over all B rows.
 
     Args:
       x_t: (B, I).  h_prev: (B, H).  W: (I, 3H).  U: (H, 3H).
       b: (2, 3H) with reset_after, (3H,) without, or None.
       rec_mask: (B, H) multiplied onto h_prev before ·U, or None.
+      rounding: as lstm_step_forward (segments [3H], or [2H, H] without reset_after).
 
     Returns:
       h: (B, H), step_cache (what gru_step_backward needs).
     """
     H = h_prev.shape[1]
+    rd = rnn_rounding(None) if rounding is None else rounding
     ra = lambda z: activation_forward(recurrent_activation, z)  # noqa: E731
     b_in, b_rec = _gru_biases(b, H, reset_after)
     a = h_prev if rec_mask is None else h_prev * rec_mask
-    xw = x_t @ W
+    xw = _mm(rd["xw"], x_t, W)
     if b_in is not None:
         xw = xw + b_in
     sc = dict(x_t=x_t, h_prev=h_prev, a=a, W=W, U=U, rec_mask=rec_mask, reset_after=reset_after, H=H,
-              has_bias=b is not None, activation=activation, recurrent_activation=recurrent_activation)
+              has_bias=b is not None, activation=activation, recurrent_activation=recurrent_activation,
+              rounding=rd)
     if reset_after:
-        rec = a @ U
+        rec = _mm(rd["hu0"], a, U)
         if b_rec is not None:
             rec = rec + b_rec
         z = ra(xw[:, :H] + rec[:, :H])
@@ -772,11 +822,11 @@ def gru_step_forward(x_t, h_prev, W, U, b, rec_mask=None, activation="tanh",
         pre_h = xw[:, 2 * H:] + r * rec[:, 2 * H:]
         sc.update(rh=rec[:, 2 * H:])
     else:
-        rec = a @ U[:, :2 * H]
+        rec = _mm(rd["hu0"], a, U[:, :2 * H])
         z = ra(xw[:, :H] + rec[:, :H])
         r = ra(xw[:, H:2 * H] + rec[:, H:])
         q = r * a
-        pre_h = xw[:, 2 * H:] + q @ U[:, 2 * H:]
+        pre_h = xw[:, 2 * H:] + _mm(rd["hu1"], q, U[:, 2 * H:])
         sc.update(q=q)
     hh = activation_forward(activation, pre_h)
     h = z * h_prev + (1.0 - z) * hh
@@ -797,7 +847,7 @@ def gru_step_backward(dh, step_cache):
     s = step_cache
     a_, ra_ = s["activation"], s["recurrent_activation"]
     H, z, r, hh, a = s["H"], s["z"], s["r"], s["hh"], s["a"]
-    U = s["U"]
+    U, rd = s["U"], s["rounding"]
     gz = dh * (s["h_prev"] - hh) * activation_grad_from_output(ra_, z)
     gh = dh * (1.0 - z) * activation_grad_from_output(a_, hh)
     dh_prev = dh * z
@@ -805,22 +855,23 @@ def gru_step_backward(dh, step_cache):
         gr = gh * s["rh"] * activation_grad_from_output(ra_, r)
         dzx = np.concatenate([gz, gr, gh], axis=1)
         dzr = np.concatenate([gz, gr, gh * r], axis=1)
-        dU = a.T @ dzr
-        da = dzr @ U.T
+        dU = _mm(rd["du0"], a.T, dzr)
+        da = _mm(rd["dhu0"], dzr, U.T)
         db = np.stack([dzx.sum(axis=0), dzr.sum(axis=0)]) if s["has_bias"] else None
     else:
-        dq = gh @ U[:, 2 * H:].T
+        dq = _mm(rd["dhu1"], gh, U[:, 2 * H:].T)
         gr = dq * a * activation_grad_from_output(ra_, r)
         dzx = np.concatenate([gz, gr, gh], axis=1)
-        dU = np.concatenate([a.T @ dzx[:, :2 * H], s["q"].T @ gh], axis=1)
-        da = dzx[:, :2 * H] @ U[:, :2 * H].T + dq * r
+        dU = np.concatenate([_mm(rd["du0"], a.T, dzx[:, :2 * H]), _mm(rd["du1"], s["q"].T, gh)], axis=1)
+        da = _mm(rd["dhu0"], dzx[:, :2 * H], U[:, :2 * H].T) + dq * r
         db = dzx.sum(axis=0) if s["has_bias"] else None
     dh_prev = dh_prev + (da if s["rec_mask"] is None else da * s["rec_mask"])
-    return dzx @ s["W"].T, dh_prev, s["x_t"].T @ dzx, dU, db
+    return _mm(rd["dx"], dzx, s["W"].T), dh_prev, _mm(rd["dw"], s["x_t"].T, dzx), dU, db
 
 
 def gru_forward(x, W, U, b, h0, mask=None, rec_mask=None, go_backwards=False, zero_output_for_mask=False,
-                activation="tanh", recurrent_activation="sigmoid", reset_after=True, return_sequences=True):
+                activation="tanh", recurrent_activation="sigmoid", reset_after=True, return_sequences=True,
+                precision="float32"):
     """GRU over a whole sequence (arguments as lstm_forward; no c0; see gru_step_forward).
 
     Returns:
@@ -831,9 +882,12 @@ def gru_forward(x, W, U, b, h0, mask=None, rec_mask=None, go_backwards=False, ze
     b = None if b is None else np.asarray(b, dtype=np.float64)
     xd, ids = _sequence_input(x, W)
     r = None if rec_mask is None else np.asarray(rec_mask, dtype=np.float64)
+    H = U.shape[0]
+    rd = rnn_rounding(precision, xd.shape[0], xd.shape[1], W.shape[0], H,
+                      [3 * H] if reset_after else [2 * H, H], ids)
 
     def step(x_t, states):
-        h, sc = gru_step_forward(x_t, states[0], W, U, b, r, activation, recurrent_activation, reset_after)
+        h, sc = gru_step_forward(x_t, states[0], W, U, b, r, activation, recurrent_activation, reset_after, rd)
         return (h,), sc
 
     y, (hT,), steps = rnn_scan_forward(step, xd, (h0,), mask, go_backwards, zero_output_for_mask,
@@ -865,29 +919,33 @@ def gru_backward(cache, dy, dhT):
 #   h_t = act(x_t·W + b + (h_{t-1} ⊙ r_m)·U)
 # ---------------------------------------------------------------------------
 
-def simple_rnn_step_forward(x_t, h_prev, W, U, b, rec_mask=None, activation="tanh"):
-    """One SimpleRNN step: x_t (B, I), h_prev (B, H), W (I, H), U (H, H), b (H,) or None."""
+def simple_rnn_step_forward(x_t, h_prev, W, U, b, rec_mask=None, activation="tanh", rounding=None):
+    """One SimpleRNN step: x_t (B, I), h_prev (B, H), W (I, H), U (H, H), b (H,) or None;
+    rounding as lstm_step_forward."""
+    rd = rnn_rounding(None) if rounding is None else rounding
     a = h_prev if rec_mask is None else h_prev * rec_mask
-    z = x_t @ W
+    z = _mm(rd["xw"], x_t, W)
     if b is not None:
         z = z + b
-    z = z + a @ U
+    z = z + _mm(rd["hu0"], a, U)
     h = activation_forward(activation, z)
     return h, dict(x_t=x_t, a=a, h=h, z=z, W=W, U=U, rec_mask=rec_mask, activation=activation,
-                   H=h_prev.shape[1])
+                   H=h_prev.shape[1], rounding=rd)
 
 
 def simple_rnn_step_backward(dh, step_cache):
     """Backward of simple_rnn_step_forward: dx_t, dh_prev, dW, dU, db."""
     s = step_cache
+    rd = s["rounding"]
     dz = dh * activation_grad_from_output(s["activation"], s["h"])
-    da = dz @ s["U"].T
+    da = _mm(rd["dhu0"], dz, s["U"].T)
     dh_prev = da if s["rec_mask"] is None else da * s["rec_mask"]
-    return dz @ s["W"].T, dh_prev, s["x_t"].T @ dz, s["a"].T @ dz, dz.sum(axis=0)
+    return (_mm(rd["dx"], dz, s["W"].T), dh_prev, _mm(rd["dw"], s["x_t"].T, dz), _mm(rd["du0"], s["a"].T, dz),
+            dz.sum(axis=0))
 
 
 def simple_rnn_forward(x, W, U, b, h0, mask=None, rec_mask=None, go_backwards=False, zero_output_for_mask=False,
-                       activation="tanh", return_sequences=True):
+                       activation="tanh", return_sequences=True, precision="float32"):
     """SimpleRNN over a whole sequence (arguments as lstm_forward; no c0, no recurrent_activation).
 
     Returns:
@@ -898,9 +956,10 @@ def simple_rnn_forward(x, W, U, b, h0, mask=None, rec_mask=None, go_backwards=Fa
     b = None if b is None else np.asarray(b, dtype=np.float64)
     xd, ids = _sequence_input(x, W)
     r = None if rec_mask is None else np.asarray(rec_mask, dtype=np.float64)
+    rd = rnn_rounding(precision, xd.shape[0], xd.shape[1], W.shape[0], U.shape[0], [U.shape[0]], ids)
 
     def step(x_t, states):
-        h, sc = simple_rnn_step_forward(x_t, states[0], W, U, b, r, activation)
+        h, sc = simple_rnn_step_forward(x_t, states[0], W, U, b, r, activation, rd)
         return (h,), sc
 
     y, (hT,), steps = rnn_scan_forward(step, xd, (h0,), mask, go_backwards, zero_output_for_mask,
