@@ -196,10 +196,11 @@ def test_mixed_dense_is_the_bfloat16_kernel(rng):
 # Every layer kind under the policy: float32 weights and outputs, close to the float32 model
 # ---------------------------------------------------------------------------------------------
 
-# Largest |mixed - float32| / max|float32| measured over 20 seeds with bfloat16 GEMMs in every
-# layer kind below: predictions <= 1.2e-2, loss after 3 training steps <= 4e-3 (relative).
-PREDICT_TOL = 3e-2
-LOSS_TOL = 2e-2
+# Largest |mixed - float32| / max|float32| measured over seeds 0-19 (bfloat16 GEMMs in every
+# kind below, AVX512-BF16 level): predictions 5.3e-3 (simple-rnn; the LSTM kinds <= 1.5e-3),
+# per-epoch loss over 3 SGD steps 1.2e-3 relative (simple-rnn; the others <= 1.7e-4).
+PREDICT_TOL = 1.5e-2
+LOSS_TOL = 5e-3
 
 T, V = 11, 25
 
@@ -254,6 +255,7 @@ def test_layer_kinds_predict_and_train_close_to_float32(kind, rng):
     pf, pm = f32.predict(x, verbose=0), mixed.predict(x, verbose=0)
     assert pm.dtype == np.float32
     assert np.max(np.abs(pm - pf)) <= PREDICT_TOL * np.max(np.abs(pf))
+    assert not np.array_equal(pm, pf)  # the bfloat16 products did run
     losses = []
     for m in (f32, mixed):
         m.compile(fusedlstm.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
