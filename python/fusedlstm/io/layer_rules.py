@@ -247,7 +247,7 @@ def layer_policy(config: Mapping[str, Any], where: str) -> Optional[str]:
         return dtype
     if dtype in ("mixed_float16", "float16", "bfloat16"):
         raise UnsupportedModelError(
-            f"{where}: dtype policy {dtype!r} is not supported; fusedlstm's mixed precision is 'mixed_bfloat16' "
+            f"{where}: dtype {dtype!r} is not supported; fusedlstm's mixed precision is 'mixed_bfloat16' "
             "(the CPU policy: float32 weights, bfloat16 matrix products).")
     raise UnsupportedModelError(f"{where}: dtype {dtype!r} is not supported; fusedlstm computes in float32 "
                                 "(or under 'mixed_bfloat16').")
