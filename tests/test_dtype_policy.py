@@ -15,7 +15,7 @@ import pytest
 
 import fusedlstm
 from fusedlstm import _core, config, dtype_policies, mixed_precision
-from fusedlstm.layers import (GRU, LSTM, Bidirectional, Conv1D, Dense, Embedding, GlobalMaxPooling1D, Input,
+from fusedlstm.layers import (GRU, LSTM, RNN, Bidirectional, Conv1D, Dense, Embedding, GRUCell, Input,
                               LayerNormalization, SimpleRNN, TimeDistributed)
 from fusedlstm.models import Sequential
 
@@ -224,6 +224,8 @@ MODELS = {
     "time-distributed": lambda: [Input((T,), dtype="int32"), Embedding(V, 24), LSTM(40, return_sequences=True),
                                  TimeDistributed(Dense(30, activation="tanh")), TimeDistributed(Dense(5, activation="softmax"))],
     "gru": lambda: [Input((T,), dtype="int32"), Embedding(V, 24, mask_zero=True), GRU(40), Dense(5, activation="softmax")],
+    "rnn-cell": lambda: [Input((T,), dtype="int32"), Embedding(V, 24, mask_zero=True), RNN(GRUCell(40)),
+                         Dense(5, activation="softmax")],
     "simple-rnn": lambda: [Input((T,), dtype="int32"), Embedding(V, 24), SimpleRNN(40), Dense(5, activation="softmax")],
     "conv-norm": lambda: [Input((T,), dtype="int32"), Embedding(V, 24), Conv1D(32, 3, padding="same", activation="relu"),
                           LayerNormalization(), LSTM(32), Dense(5, activation="softmax")],
