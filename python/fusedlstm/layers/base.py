@@ -25,10 +25,10 @@ import threading
 import numpy as np
 
 from .. import constraints as _constraints
+from .. import dtype_policies as _policies
 from .. import initializers as _inits
 from .. import regularizers as _regularizers
 from .. import untrusted, utils
-from .. import dtype_policies as _policies
 from ..validation import check_finite, check_numeric
 from ..variables import Variable, bump_generation
 
@@ -167,8 +167,9 @@ def _check_none(layer_cls, **kw):
 
 
 def _layer_policy(dtype):
-    """The DTypePolicy of a layer given `dtype` (None: the global policy), with the error
-    Keras gives for something that is no dtype at all."""
+    """The DTypePolicy of a layer given `dtype` (None: the global policy). Something that is
+    no dtype at all is a TypeError naming the argument (Keras: ValueError from the policy);
+    a dtype we have no kernels for is NotImplementedError, from DTypePolicy."""
     try:
         return _policies.get(dtype)
     except (TypeError, ValueError):
