@@ -221,3 +221,25 @@ def test_run_all_with_cell_runs_the_tasks_that_take_it(capsys, monkeypatch):
     assert calls["quick"] is True and calls["seed"] == 5
     code, out, err = run_cli(capsys, "run", "all", "--quick", "--seed", "5")
     assert code == 0 and calls["tasks"] is None and calls["overrides"] == {}
+
+
+def test_dtype_policy_flag_builds_the_task_under_it_and_restores_the_global(capsys, tmp_path, seed, monkeypatch):
+    from fusedlstm import mixed_precision
+    from fusedlstm.tasks import registry
+
+    seen = []
+    real = registry.run_task
+
+    def spy(*args, **kwargs):
+        result = real(*args, **kwargs)
+        seen.append({layer.dtype_policy.name for layer in result.model.layers})
+        return result
+    monkeypatch.setattr(registry, "run_task", spy)
+    code, out, err = run_cli(capsys, "run", "echo", "--examples", "200", "--eval", "20", "--seed", str(seed),
+                             "--dtype-policy", "mixed_bfloat16")
+    assert err == "" and code in (0, 1)
+    assert "dtype policy: mixed_bfloat16 (fusedlstm)" in out
+    assert seen == [{"mixed_bfloat16"}]
+    assert mixed_precision.global_policy().name == "float32"
+    code, _, err = run_cli(capsys, "run", "echo", "--dtype-policy", "mixed_float16")
+    assert code == 2 and "mixed_float16" in err

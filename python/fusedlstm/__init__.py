@@ -6,10 +6,11 @@
 
 from ._version import __version__
 from . import _core
-from . import (activations, backend, callbacks, constraints, datasets, initializers, layers, losses, metrics,
-               models, optimizers, preprocessing, regularizers, saving, utils)
+from . import (activations, backend, callbacks, config, constraints, datasets, dtype_policies, initializers, layers,
+               losses, metrics, mixed_precision, models, optimizers, preprocessing, regularizers, saving, utils)
 # Imported for its effect too: it registers the Keras formats with fusedlstm.saving.
 from . import io
+from .dtype_policies import DTypePolicy, FloatDTypePolicy
 from .layers import Input
 from .models import Model, Sequential, load_model
 
@@ -34,7 +35,7 @@ def release_memory() -> int:
     return _core.clear_buffer_cache()
 
 
-__all__ = ["__version__", "build_info", "set_num_threads", "get_num_threads", "release_memory", "Input", "Model",
-           "Sequential", "load_model", "activations", "backend", "callbacks", "constraints", "datasets",
-           "initializers", "layers", "losses", "metrics", "models", "optimizers", "preprocessing", "regularizers",
-           "saving", "utils"]
+__all__ = ["__version__", "build_info", "set_num_threads", "get_num_threads", "release_memory", "DTypePolicy",
+           "FloatDTypePolicy", "Input", "Model", "Sequential", "load_model", "activations", "backend", "callbacks",
+           "config", "constraints", "datasets", "dtype_policies", "initializers", "layers", "losses", "metrics",
+           "mixed_precision", "models", "optimizers", "preprocessing", "regularizers", "saving", "utils"]

@@ -93,6 +93,9 @@ def build_parser():
     run.add_argument("--plot", metavar="FILE.png", help="save the training-loss curve (needs matplotlib)")
     run.add_argument("--save", metavar="FILE", help="save the trained weights (model.save_weights)")
     run.add_argument("--distribute", choices=DISTRIBUTE_CHOICES, default="auto", help=DISTRIBUTE_HELP)
+    run.add_argument("--dtype-policy", choices=("float32", "mixed_bfloat16"), default=None,
+                     help="the global dtype policy the task's model is built under (Keras's "
+                          "mixed_precision.set_global_policy; default float32)")
     for flag, (kind, text) in TASK_FLAGS.items():
         run.add_argument("--" + flag, type=kind, default=None, help=text)
     sub.add_parser("list", help="list the tasks and their targets")
@@ -182,6 +185,19 @@ def _cmd_run(args, out):
         engine = load_engine(args.engine)
     except EngineUnavailable as exc:
         raise CliError(str(exc)) from None
+    if args.dtype_policy is None:
+        return _run_engine(args, engine, tasks, overrides, out)
+    # The engine's own global policy (fusedlstm's or Keras's), restored afterwards.
+    before = engine.mixed_precision.global_policy()
+    engine.mixed_precision.set_global_policy(args.dtype_policy)
+    out(f"dtype policy: {args.dtype_policy} ({args.engine})")
+    try:
+        return _run_engine(args, engine, tasks, overrides, out)
+    finally:
+        engine.mixed_precision.set_global_policy(before)
+
+
+def _run_engine(args, engine, tasks, overrides, out):
     if args.task == "all":
         _, code = run_all(quick=args.quick, engine=engine, seed=args.seed, verbose=args.verbose, out=out,
                           tasks=tasks, overrides=overrides)

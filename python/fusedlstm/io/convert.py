@@ -114,7 +114,10 @@ def _describe_functional(model, config, where: str, weights) -> ModelNode:
 
 def _layer_entry(node: LayerNode) -> dict:
     args = {k: _layer_entry(v) if isinstance(v, LayerNode) else v for k, v in node.args.items()}
-    return {"class_name": node.class_name, "config": dict(args, name=node.name, trainable=node.trainable)}
+    config = dict(args, name=node.name, trainable=node.trainable)
+    if node.dtype is not None:  # none in the file: the layer takes the global policy
+        config["dtype"] = node.dtype
+    return {"class_name": node.class_name, "config": config}
 
 
 def _config_of(spec: ModelNode, source: str) -> dict:

@@ -30,7 +30,7 @@ from .. import regularizers as _regularizers
 __all__ = [
     "REQUIRED", "Rule", "RULES", "ALIASES", "LSTM_ACTIVATIONS", "RECURRENT", "CELLS", "UnsupportedModelError",
     "recurrent_core",
-    "layer_arguments", "keras_layer_config", "snake_case",
+    "layer_arguments", "layer_policy", "keras_layer_config", "snake_case",
 ]
 
 
@@ -221,7 +221,9 @@ def recurrent_core(class_name: str, args: Mapping[str, Any]):
 # Keys every layer config may hold that are not constructor semantics.
 _COMMON = ("name", "trainable", "dtype", "batch_input_shape", "batch_shape", "input_shape", "build_config")
 
-_FLOAT32_NAMES = ("float32", None)
+# The dtype policies a Keras file's layer may carry: None (none written: the global policy),
+# float32, and Keras's CPU mixed precision (float32 weights, bfloat16 GEMM operands here).
+_POLICY_NAMES = ("float32", None, "mixed_bfloat16")
 
 
 def snake_case(name: str) -> str:
@@ -236,6 +238,19 @@ def _dtype_name(dtype) -> Optional[str]:
         inner = dtype.get("config", {})
         return inner.get("name") if isinstance(inner, dict) else None
     return dtype
+
+
+def layer_policy(config: Mapping[str, Any], where: str) -> Optional[str]:
+    """The dtype policy name of a Keras layer config (None when it has none), checked."""
+    dtype = _dtype_name(config.get("dtype"))
+    if dtype in _POLICY_NAMES:
+        return dtype
+    if dtype in ("mixed_float16", "float16", "bfloat16"):
+        raise UnsupportedModelError(
+            f"{where}: dtype {dtype!r} is not supported; fusedlstm's mixed precision is 'mixed_bfloat16' "
+            "(the CPU policy: float32 weights, bfloat16 matrix products).")
+    raise UnsupportedModelError(f"{where}: dtype {dtype!r} is not supported; fusedlstm computes in float32 "
+                                "(or under 'mixed_bfloat16').")
 
 
 def layer_arguments(class_name: str, config: Mapping[str, Any], where: str, *, legacy_hard_sigmoid: bool,
@@ -255,9 +270,7 @@ def layer_arguments(class_name: str, config: Mapping[str, Any], where: str, *, l
         raise UnsupportedModelError(f"{where}: fusedlstm has no {class_name} layer (supported: {supported}).")
     if not isinstance(config, Mapping):
         raise UnsupportedModelError(f"{where}: expected a dict config, got {type(config).__name__}.")
-    dtype = _dtype_name(config.get("dtype"))
-    if dtype not in _FLOAT32_NAMES:
-        raise UnsupportedModelError(f"{where}: dtype {dtype!r} is not supported; fusedlstm computes in float32.")
+    layer_policy(config, where)
     if rule.renamed:
         config = dict(config)
         for old, new in rule.renamed.items():
@@ -382,10 +395,12 @@ for _cls in ("GRU", "SimpleRNN", "LSTMCell", "GRUCell", "SimpleRNNCell"):
 
 
 def keras_layer_config(class_name: str, name: str, args: Mapping[str, Any], trainable: bool, serialize_nested,
-                       where: str) -> dict:
-    """The Keras 3 serialized form {"module", "class_name", "config", "registered_name"} of one layer."""
+                       where: str, dtype: Optional[str] = "float32") -> dict:
+    """The Keras 3 serialized form {"module", "class_name", "config", "registered_name"} of one layer;
+    dtype: its policy name (None: float32)."""
     rule = RULES[class_name]
-    config: Dict[str, Any] = {"name": name, "trainable": bool(trainable), "dtype": dict(_DTYPE_POLICY)}
+    policy = dict(_DTYPE_POLICY, config={"name": dtype or "float32"})
+    config: Dict[str, Any] = {"name": name, "trainable": bool(trainable), "dtype": policy}
     for key in rule.args:
         value = args[key] if key in args else rule.args[key]
         if value is REQUIRED:

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from .. import registry as _registry
 from .layer_rules import (ALIASES, CELLS, RECURRENT, RULES, UnsupportedModelError, keras_layer_config, layer_arguments,
-                          recurrent_core)
+                          layer_policy, recurrent_core)
 
 __all__ = ["TensorRef", "Call", "LayerNode", "ModelNode", "parse_model_config", "parse_layer_config",
            "keras3_model_config", "output_shapes", "keras_major"]
@@ -45,7 +45,9 @@ class LayerNode:
     trainable: bool = True
     calls: List[Call] = field(default_factory=list)  # functional models only
     batch_shape: Optional[Tuple[Optional[int], ...]] = None  # InputLayer only
-    dtype: str = "float32"  # InputLayer only
+    # InputLayer: the input's dtype; any other layer: its dtype policy name (None: none in the
+    # file, so the global policy when built).
+    dtype: Optional[str] = "float32"
 
 
 @dataclass
@@ -196,7 +198,8 @@ class _Reader:
                                parse_nested=lambda sub: self.layer(sub, f"the layer wrapped by {name!r}"))
         if cls == "Bidirectional":
             args = _bidirectional_args(args, where)
-        return LayerNode(cls, name, args, trainable=bool(config.get("trainable", True)))
+        return LayerNode(cls, name, args, trainable=bool(config.get("trainable", True)),
+                         dtype=layer_policy(config, where))
 
     def _call(self, node: LayerNode, data) -> Call:
         where = f"{self.source}: layer {node.name!r}"
@@ -336,7 +339,7 @@ def _bidirectional_args(args: dict, where: str) -> dict:
     if bwd is None:
         # Keras 2 left it out: the backward layer is the forward config reading the other way.
         bwd = LayerNode(fwd.class_name, "backward_" + fwd.name, dict(fwd.args, go_backwards=not fwd.args["go_backwards"]),
-                        fwd.trainable)
+                        fwd.trainable, dtype=fwd.dtype)
     if bwd.class_name != fwd.class_name:
         raise UnsupportedModelError(f"{where}: backward_layer is a {bwd.class_name}, the forward layer a "
                                     f"{fwd.class_name}; fusedlstm needs both of the same class.")
@@ -528,7 +531,8 @@ def _layer_json(node: LayerNode, where_prefix: str = "") -> dict:
                 "registered_name": None}
     if node.class_name not in RULES:
         raise UnsupportedModelError(f"{where}: cannot be written as a Keras layer.")
-    return keras_layer_config(node.class_name, node.name, node.args, node.trainable, _layer_json, where)
+    return keras_layer_config(node.class_name, node.name, node.args, node.trainable, _layer_json, where,
+                              dtype=node.dtype)
 
 
 def _tensor_json(ref: TensorRef, shapes) -> dict:

@@ -25,6 +25,7 @@ import threading
 import numpy as np
 
 from .. import constraints as _constraints
+from .. import dtype_policies as _policies
 from .. import initializers as _inits
 from .. import regularizers as _regularizers
 from .. import untrusted, utils
@@ -165,20 +166,16 @@ def _check_none(layer_cls, **kw):
                 f"{layer_cls}: argument `{k}`={v!r} is not supported by fusedlstm (only None).")
 
 
-def _normalize_dtype(dtype):
-    if dtype is None:
-        return "float32"
-    name = getattr(dtype, "name", dtype)
+def _layer_policy(dtype):
+    """The DTypePolicy of a layer given `dtype` (None: the global policy). Something that is
+    no dtype at all is a TypeError naming the argument (Keras: ValueError from the policy);
+    a dtype we have no kernels for is NotImplementedError, from DTypePolicy."""
     try:
-        name = str(np.dtype(name)) if not isinstance(name, str) else name
-    except TypeError:
-        raise TypeError(f"Received an invalid value for argument `dtype`, expected 'float32', got {dtype!r}.") from None
-    if name not in ("float32", "float64"):
-        raise NotImplementedError(
-            f"Layer dtype {dtype!r} is not supported; fusedlstm computes in float32 (or float64 "
-            "for testing).")
-    return name
-
+        return _policies.get(dtype)
+    except (TypeError, ValueError):
+        raise TypeError(
+            "Received an invalid value for argument `dtype`, expected 'float32', 'mixed_bfloat16', "
+            f"'float64' or a DTypePolicy, got {dtype!r}.") from None
 
 
 def assign_weights(params, weights, owner, label):
@@ -225,7 +222,9 @@ class Layer:
             raise TypeError(f"Received an invalid value for argument `name`, expected a string, got {name!r}.")
         self.name = name or unique_name(to_snake_case(type(self).__name__))
         self._trainable = bool(trainable)
-        self.dtype = _normalize_dtype(dtype)
+        self._dtype_policy = _layer_policy(dtype)
+        # The weights' dtype (Keras 3's layer.dtype is the variable dtype; float32 under mixed_bfloat16).
+        self.dtype = self._dtype_policy.variable_dtype
         self.built = False
         self._variables = []
         self._inbound_nodes = []
@@ -270,6 +269,37 @@ class Layer:
 
     def _is_rnn(self):
         return False
+
+    # --- dtype policy -------------------------------------------------------------------
+
+    @property
+    def dtype_policy(self):
+        return self._dtype_policy
+
+    @dtype_policy.setter
+    def dtype_policy(self, value):
+        policy = _layer_policy(value)
+        if self.built and policy.variable_dtype != self.dtype:
+            raise ValueError(
+                f"Layer '{self.name}' is built with {self.dtype} weights; its dtype policy cannot change to "
+                f"{policy.name!r}, whose variables are {policy.variable_dtype}.")
+        self._dtype_policy = policy
+        self.dtype = policy.variable_dtype
+
+    @property
+    def compute_dtype(self):
+        """'bfloat16' under mixed_bfloat16: the layers with a bfloat16 kernel round their GEMM
+        operands to it (their outputs are float32 arrays; see fusedlstm.dtype_policies)."""
+        return self._dtype_policy.compute_dtype
+
+    @property
+    def variable_dtype(self):
+        return self.dtype
+
+    @property
+    def _precision(self):
+        """The `precision=` of this layer's _core GEMM calls."""
+        return _policies.kernel_precision(self._dtype_policy)
 
     # --- weights --------------------------------------------------------------------
 
@@ -479,7 +509,8 @@ class Layer:
     # --- config -------------------------------------------------------------------------
 
     def get_config(self):
-        cfg = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}
+        # The policy's name (our format); the Keras writers turn it into Keras's DTypePolicy dict.
+        cfg = {"name": self.name, "trainable": self.trainable, "dtype": self._dtype_policy.name}
         if self._batch_input_shape is not None:
             cfg["batch_input_shape"] = list(self._batch_input_shape)
         if self.activity_regularizer is not None:

@@ -6,6 +6,9 @@ and backward; the weight gradient GEMM writes straight into the model's flat
 gradient buffer. When a softmax Dense feeds a cross-entropy loss, training bypasses
 `_fwd`/`_bwd` here and calls the fused `_core.dense_softmax_xent` instead
 (models/training.py).
+
+Under a mixed_bfloat16 policy the three products take precision='bfloat16' (bfloat16
+operands, float32 sums); the bias, the activation and the output stay float32.
 """
 
 import numbers
@@ -88,7 +91,7 @@ class Dense(Layer):
         x = inputs[0]
         lead = x.shape[:-1]
         x2 = x.reshape(-1, x.shape[-1])
-        z = _core.matmul(x2, self.kernel.value)
+        z = _core.matmul(x2, self.kernel.value, precision=self._precision)
         if self.use_bias:
             z += self.bias.value
         y = z if self._linear else self.activation(z)
@@ -107,13 +110,13 @@ class Dense(Layer):
         self._weight_grads(x2, dz, ctx)
         if not need[0]:
             return [None]
-        dx = _core.matmul(dz, self.kernel.value, trans_b=True)
+        dx = _core.matmul(dz, self.kernel.value, trans_b=True, precision=self._precision)
         return [dx.reshape(lead + (x2.shape[1],))]
 
     def _weight_grads(self, x2, dz, ctx):
         out, acc = ctx.grad_out(self.kernel)
         if out is not None:
-            _core.matmul(x2, dz, trans_a=True, out=out, accumulate=acc)
+            _core.matmul(x2, dz, trans_a=True, out=out, accumulate=acc, precision=self._precision)
         if self.use_bias:
             ctx.add_grad(self.bias, dz.sum(axis=0))
 

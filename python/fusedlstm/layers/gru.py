@@ -73,7 +73,8 @@ class GRU(FusedRecurrent):
             x, W, self.recurrent_kernel.value, b, states[0], mask=mask, rec_mask=rec_mask,
             go_backwards=self.go_backwards, zero_output_for_mask=zero_output,
             activation=self._act, recurrent_activation=self._ract, reset_after=self.reset_after,
-            return_sequences=self.return_sequences, training=want_grads)
+            return_sequences=self.return_sequences, training=want_grads,
+            precision=self._precision)
         return y, [hT], kc
 
     def _kernel_backward(self, kc, dy, dstates, need_dx, outs, accumulate):

@@ -39,7 +39,7 @@ class FusedCell(Layer):
         super().__init__(**kwargs)
         self._args = dict(args)  # constructor arguments as given: RNN(cell) builds its layer from them
         # The engine validates every argument (units, activations, rates) with the fused layers' messages.
-        self._engine = self._layer_cls(**self._args, return_state=True, name=self.name, dtype=self.dtype)
+        self._engine = self._layer_cls(**self._args, return_state=True, name=self.name, dtype=self.dtype_policy)
         self._variables = self._engine._variables  # one list: the cell's weights are the engine's
 
     def __getattr__(self, name):

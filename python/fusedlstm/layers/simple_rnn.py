@@ -44,7 +44,8 @@ class SimpleRNN(FusedRecurrent):
         y, hT, kc = _core.simple_rnn_forward(
             x, W, self.recurrent_kernel.value, b, states[0], mask=mask, rec_mask=rec_mask,
             go_backwards=self.go_backwards, zero_output_for_mask=zero_output, activation=self._act,
-            return_sequences=self.return_sequences, training=want_grads)
+            return_sequences=self.return_sequences, training=want_grads,
+            precision=self._precision)
         return y, [hT], kc
 
     def _kernel_backward(self, kc, dy, dstates, need_dx, outs, accumulate):

@@ -62,7 +62,10 @@ class Functional(Trainer, Layer):
         self._plan = build_plan(ins, outs, self.name)
         # The model computes in float64 only when all its weights are float64 (tests).
         dts = {str(v.value.dtype) for st in self._plan.steps for layer in st.layers for v in layer.weights}
-        self.dtype = "float64" if dts == {"float64"} else "float32"
+        if dts == {"float64"}:
+            self.dtype_policy = "float64"
+        elif self.dtype != "float32":
+            self.dtype_policy = "float32"
         layers = [t._keras_history[0] for t in ins]
         seen = {id(layer) for layer in layers}
         for st in self._plan_layer_order(ins, outs):

@@ -13,6 +13,11 @@ row rather than once per (batch, step):
   the repeated input is projected once per sample, never materialised. LSTM
   input dropout (one (B, I) mask per call, reused over time) applies to x first.
 
+The table products take the recurrent layer's precision (bfloat16 operands and float32
+sums under mixed_bfloat16, as the layer's own x·W): the forward table equals the unfused
+route's products row for row; backward, dtable is summed over the rows sharing an id in
+float32 before its one rounding to bfloat16.
+
 A fused step behaves as a layer in the plan (same _fwd/_bwd protocol); the model's
 `layers`, weights and summary are unchanged.
 """
@@ -67,7 +72,7 @@ class EmbeddingLSTM:
             ro, rm, rc = self.rnn._fwd([eo[0]] + list(inputs[1:]), [em[0]] + list(masks[1:]), training, ctx)
             return ro, rm, (False, ec, rc)
         E = self.emb.embeddings.value
-        tables = [_core.matmul(E, k.kernel.value) for k in _rnn_kernels(self.rnn)]
+        tables = [_core.matmul(E, k.kernel.value, precision=k._precision) for k in _rnn_kernels(self.rnn)]
         outs, oms, rc = _run_rnn(self.rnn, ids, tables, [ids] + list(inputs[1:]), self.emb.mask_of(ids), training, ctx)
         return outs, oms, (True, None, rc)
 
@@ -82,10 +87,10 @@ class EmbeddingLSTM:
         for k, dt in zip(_rnn_kernels(self.rnn), dtables):
             out, acc = ctx.grad_out(self.emb.embeddings)
             if out is not None:
-                _core.matmul(dt, k.kernel.value, trans_b=True, out=out, accumulate=acc)
+                _core.matmul(dt, k.kernel.value, trans_b=True, out=out, accumulate=acc, precision=k._precision)
             out, acc = ctx.grad_out(k.kernel)
             if out is not None:
-                _core.matmul(E, dt, trans_a=True, out=out, accumulate=acc)
+                _core.matmul(E, dt, trans_a=True, out=out, accumulate=acc, precision=k._precision)
         return [None] + extra
 
 
@@ -120,7 +125,7 @@ class RepeatLSTM:
             if training and 0.0 < k.dropout < 1.0:
                 dp = dropout_mask(ctx.generator(k._rng), x.shape, k.dropout, k.dtype)
                 xin = x * dp
-            tables.append(_core.matmul(xin, k.kernel.value))
+            tables.append(_core.matmul(xin, k.kernel.value, precision=k._precision))
             xins.append(xin)
             dps.append(dp)
         outs, oms, rc = _run_rnn(self.rnn, ids, tables, [ids] + list(inputs[1:]), None, training, ctx)
@@ -133,9 +138,9 @@ class RepeatLSTM:
         for k, dt, xin, dp in zip(_rnn_kernels(self.rnn), dtables, xins, dps):
             out, acc = ctx.grad_out(k.kernel)
             if out is not None:
-                _core.matmul(xin, dt, trans_a=True, out=out, accumulate=acc)
+                _core.matmul(xin, dt, trans_a=True, out=out, accumulate=acc, precision=k._precision)
             if need[0]:
-                d = _core.matmul(dt, k.kernel.value, trans_b=True)
+                d = _core.matmul(dt, k.kernel.value, trans_b=True, precision=k._precision)
                 if dp is not None:
                     d *= dp
                 dx = d if dx is None else dx + d

@@ -130,7 +130,8 @@ class StepMixin:
         b = dense.bias.value if dense.use_bias else None
         backward = grads is not None
         value, probs, dx, dW, db = _core.dense_softmax_xent(
-            x2, dense.kernel.value, b, labels, w, from_logits=spec.loss.fused_kind[1], backward=backward)
+            x2, dense.kernel.value, b, labels, w, from_logits=spec.loss.fused_kind[1], backward=backward,
+            precision=dense._precision)
         if backward:
             ctx.add_grad(dense.kernel, dW)
             if db is not None:

@@ -22,7 +22,7 @@ def load_engine(name="fusedlstm"):
     """A namespace with models, layers, optimizers, callbacks, utils and set_seed."""
     if name == "fusedlstm":
         try:
-            mods = {m: importlib.import_module(f"fusedlstm.{m}") for m in ("models", "layers", "optimizers", "callbacks", "utils")}
+            mods = {m: importlib.import_module(f"fusedlstm.{m}") for m in ("models", "layers", "optimizers", "callbacks", "utils", "mixed_precision")}
         except ImportError as exc:
             raise EngineUnavailable(f"the fusedlstm engine cannot be imported: {exc}") from exc
         set_seed = mods["utils"].set_random_seed
@@ -34,7 +34,7 @@ def load_engine(name="fusedlstm"):
             raise EngineUnavailable(
                 f"--engine keras needs keras and torch (pip install 'fusedlstm[compare]'): {exc}"
             ) from exc
-        mods = {m: getattr(keras, m) for m in ("models", "layers", "optimizers", "callbacks", "utils")}
+        mods = {m: getattr(keras, m) for m in ("models", "layers", "optimizers", "callbacks", "utils", "mixed_precision")}
         set_seed = keras.utils.set_random_seed
     else:
         raise ValueError(f"Received an invalid value for argument `engine`, expected one of {ENGINES}, got {name!r}.")
