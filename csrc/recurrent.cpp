@@ -256,7 +256,11 @@ std::unique_ptr<RnnCache<Real>> forward(const RnnInputs<Real>& in, const RnnOpti
 
   Segment segs[kMaxSegments];
   const int nseg = Cell::segments(opt, H, segs);
-  const PackedRecurrent<Real> Up(k, in.U, H, G, segs, nseg, false);
+  std::unique_ptr<PackedRecurrent<Real>> own_Up;
+  const PackedRecurrent<Real>* Upp = in.U_packed;
+  if (!Upp || Upp->transposed() || Upp->units() != H || !Upp->same_segments(segs, nseg))
+    Upp = (own_Up = std::make_unique<PackedRecurrent<Real>>(k, in.U, H, G, segs, nseg, false)).get();
+  const PackedRecurrent<Real>& Up = *Upp;
 
   // Where step s writes its state (so where step s+1 reads it). Training keeps
   // c_s in the cache, h_{s-1} ⊙ r as the step's product input and, for a cell
@@ -572,6 +576,18 @@ std::unique_ptr<RnnCache<Real>> rnn_forward(CellKind cell, const RnnInputs<Real>
 }
 
 template <class Real>
+std::unique_ptr<PackedRecurrent<Real>> pack_recurrent(CellKind cell, const Real* U, int H, const RnnOptions& opt) {
+  Segment segs[kMaxSegments];
+  int nseg = 0;
+  switch (cell) {
+    case CellKind::lstm: nseg = LstmCell::segments(opt, H, segs); break;
+    case CellKind::gru: nseg = GruCell::segments(opt, H, segs); break;
+    case CellKind::simple_rnn: nseg = SimpleRnnCell::segments(opt, H, segs); break;
+  }
+  return std::make_unique<PackedRecurrent<Real>>(ops<Real>(), U, H, gates_per_unit(cell) * H, segs, nseg, false);
+}
+
+template <class Real>
 void rnn_backward(const RnnCache<Real>& C, const Real* dy, const Real* dhT, const Real* dcT, const RnnGrads<Real>& g,
                   int nt) {
   switch (C.cell) {
@@ -585,6 +601,8 @@ void rnn_backward(const RnnCache<Real>& C, const Real* dy, const Real* dhT, cons
 #define FUSEDLSTM_INSTANTIATE(Real)                                                                              \
   template std::unique_ptr<RnnCache<Real>> rnn_forward<Real>(CellKind, const RnnInputs<Real>&, const RnnOptions&, \
                                                              const RnnOutputs<Real>&, int);                     \
+  template std::unique_ptr<PackedRecurrent<Real>> pack_recurrent<Real>(CellKind, const Real*, int,              \
+                                                                       const RnnOptions&);                     \
   template void rnn_backward<Real>(const RnnCache<Real>&, const Real*, const Real*, const Real*,                \
                                    const RnnGrads<Real>&, int);
 FUSEDLSTM_INSTANTIATE(float)

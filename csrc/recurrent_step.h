@@ -62,6 +62,16 @@ template <class Real> class PackedRecurrent {
   void times_ut(int p, int m, const Real* D, int ldd, Real beta, Real* C, int ldc, int nt) const {
     k_.gemm_packed(false, m, H_, seg_[p].n, D, ldd, packed_[p].data(), beta, C, ldc, nt);
   }
+  // What the packing was made for: a forward (not transposed) packing of the same
+  // H and segments is interchangeable with a fresh one (weights packed once per model).
+  int units() const { return H_; }
+  bool transposed() const { return transposed_; }
+  bool same_segments(const Segment* segs, int nseg) const {
+    if (nseg != nseg_) return false;
+    for (int p = 0; p < nseg; ++p)
+      if (segs[p].col0 != seg_[p].col0 || segs[p].n != seg_[p].n) return false;
+    return true;
+  }
   size_t nbytes() const {
     size_t n = 0;
     for (int p = 0; p < nseg_; ++p) n += packed_[p].nbytes();

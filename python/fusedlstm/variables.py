@@ -19,11 +19,18 @@ must re-claim before their next step. Setting a layer's `trainable` bumps it too
 
 This module sits below the layers: layers create variables and bump the generation,
 models claim them into stores; neither needs the other for that.
+
+Writes. `.value` is read-only (writing into it raises NumPy's "assignment destination
+is read-only"); values change only through `assign` (and the library's own `_write`),
+a re-claim, or an optimizer update of the store's flat buffer, and each of these
+counts one write (`write_version`). That is what lets a layer keep weights packed for
+the inference kernels (layers/recurrent.py) and know, in one integer compare per
+call, that they are still the weights it packed.
 """
 
 import numpy as np
 
-__all__ = ["Variable", "ParamStore", "bump_generation", "generation"]
+__all__ = ["Variable", "ParamStore", "bump_generation", "generation", "note_write", "write_version"]
 
 class Variable:
     """One weight: `.value` is the NumPy array the kernels read; `.grad` its gradient view.
@@ -38,7 +45,7 @@ class Variable:
     def __init__(self, name, value, trainable=True, path=None, regularizer=None, constraint=None):
         self.name = name
         self.path = path or name
-        self.value = value
+        self.value = _read_only(value)
         self.grad = None
         self.trainable = trainable
         # Penalty added to the training loss, and function applied after each optimizer
@@ -65,7 +72,17 @@ class Variable:
             raise ValueError(
                 f"Cannot assign a value of shape {arr.shape} to variable {self.path!r} of "
                 f"shape {self.value.shape}.")
-        self.value[...] = arr
+        self._write(arr)
+
+    def _write(self, value):
+        """Copy `value` (broadcast to the shape) into the live array: the library's one way in."""
+        live = self.value
+        live.flags.writeable = True
+        try:
+            live[...] = value
+        finally:
+            live.flags.writeable = False
+        note_write()
 
     def __array__(self, dtype=None, copy=None):
         return np.array(self.value, dtype=dtype, copy=True)
@@ -74,7 +91,28 @@ class Variable:
         return f"<Variable path={self.path}, shape={self.shape}, dtype={self.dtype}>"
 
 
+def _read_only(value):
+    """`value` as a read-only view whose memory `Variable._write` can still write."""
+    a = np.asarray(value)
+    if not a.flags.writeable:  # someone else's read-only array (or memory): ours is a copy
+        a = a.copy()
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
 _GEN = [0]
+_WRITES = [0]
+
+
+def note_write():
+    """Some weight's values may have changed (every write path calls this once)."""
+    _WRITES[0] += 1
+
+
+def write_version():
+    """Changes whenever any weight may have been written (see the module docstring)."""
+    return _WRITES[0]
 
 
 def bump_generation():
@@ -101,13 +139,14 @@ class ParamStore:
             b = a + n
             seg = self.flat[a:b]
             seg[...] = v.value.reshape(-1)
-            v.value = seg.reshape(v.value.shape)
+            v.value = _read_only(seg.reshape(v.value.shape))
             v.grad = self.grad[a:b].reshape(v.value.shape)
             v._gstamp = -1
             v._owner = self
             self.segments.append((a, b))
             a = b
         bump_generation()
+        note_write()
 
     def holds(self, variable):
         """Whether `variable`'s value lives in this store's flat buffer now."""

@@ -35,6 +35,7 @@ class SimpleRNN(FusedRecurrent):
     """
 
     _gates = 1
+    _cell_kind = "simple_rnn"
 
     def _bias_shape_and_init(self):
         return (self.units,), self.bias_initializer
@@ -44,7 +45,8 @@ class SimpleRNN(FusedRecurrent):
         y, hT, kc = _core.simple_rnn_forward(
             x, W, self.recurrent_kernel.value, b, states[0], mask=mask, rec_mask=rec_mask,
             go_backwards=self.go_backwards, zero_output_for_mask=zero_output, activation=self._act,
-            return_sequences=self.return_sequences, training=want_grads)
+            return_sequences=self.return_sequences, training=want_grads,
+            packed_U=self._packed_recurrent(want_grads))
         return y, [hT], kc
 
     def _kernel_backward(self, kc, dy, dstates, need_dx, outs, accumulate):
