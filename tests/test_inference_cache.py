@@ -264,3 +264,99 @@ def test_streaming_bad_ids_still_raise():
         stream.predict_on_batch(np.array([[0], [0.5]]))
     with pytest.raises(ValueError, match="stateful with batch size 2"):
         stream.predict_on_batch(np.zeros((3, 1), "int32"))
+
+
+# ---- Stream: one step per call, the numbers and states of predict_on_batch -------------------
+
+def _stream_model(cls=LSTM, stacked=False, V=13, dense_input=False, seed=3, mask_zero=False):
+    from fusedlstm.models import Sequential as Seq
+    layers = [Input(batch_shape=(2, None, 4)) if dense_input else Input(batch_shape=(2, None), dtype="int32")]
+    if not dense_input:
+        layers.append(Embedding(V, 5, mask_zero=mask_zero))
+    layers.append(cls(6, return_sequences=True, stateful=True))
+    if stacked:
+        layers.append(cls(4, return_sequences=True, stateful=True))
+    layers.append(TimeDistributed(Dense(V, activation="softmax")))
+    m = Seq(layers)
+    rng = np.random.default_rng(seed)
+    m.set_weights([rng.standard_normal(w.shape).astype("float32") * 0.4 for w in m.get_weights()])
+    return m, rng
+
+
+def _inputs(rng, n, dense_input, V=13):
+    if dense_input:
+        return [rng.standard_normal((2, 1, 4)).astype("float32") for _ in range(n)]
+    return [rng.integers(0, V, (2, 1)).astype("int32") for _ in range(n)]
+
+
+@pytest.mark.parametrize("cls,stacked,dense_input,mask_zero", [
+    (LSTM, False, False, False), (LSTM, True, False, False), (GRU, False, False, False),
+    (SimpleRNN, False, False, False), (LSTM, False, True, False), (LSTM, False, False, True)],
+    ids=["lstm", "lstm_stacked", "gru", "simple_rnn", "lstm_dense_input", "lstm_mask_zero"])
+def test_stream_equals_predict_on_batch_bitwise(cls, stacked, dense_input, mask_zero):
+    from fusedlstm.models import Stream
+    m, rng = _stream_model(cls, stacked, dense_input=dense_input, mask_zero=mask_zero)
+    xs = _inputs(rng, 12, dense_input)
+    want = [m.predict_on_batch(x) for x in xs]
+    m.reset_states()
+    s = Stream(m)
+    got = [s.step(x) for x in xs]
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+    # the states are the model's: stream steps and predict_on_batch calls continue each other
+    s.reset_states()
+    mixed = [s.step(x) if k % 2 else m.predict_on_batch(x) for k, x in enumerate(xs)]
+    for g, w in zip(mixed, want):
+        np.testing.assert_array_equal(g, w)
+    m.reset_states()
+    np.testing.assert_array_equal(s(xs[0]), want[0])  # calling the stream is step()
+
+
+def test_stream_follows_weight_changes():
+    from fusedlstm.models import Stream
+    m, rng = _stream_model()
+    xs = _inputs(rng, 6, False)
+    s = Stream(m)
+    for x in xs[:3]:
+        s.step(x)
+    new = [w * 0.7 for w in m.get_weights()]
+    m.set_weights(new)
+    twin, _ = _stream_model()
+    twin.set_weights(new)
+    twin.layers[1].reset_states([st.copy() for st in m.layers[1].states])
+    for x in xs[3:]:
+        np.testing.assert_array_equal(s.step(x), twin.predict_on_batch(x))
+
+
+def test_stream_bad_input_gives_predict_on_batch_errors():
+    from fusedlstm.models import Stream
+    m, _ = _stream_model()
+    s = Stream(m)
+    with pytest.raises(ValueError, match=r"received token id 13 at position \(0, 0\); ids must lie in \[0, input_dim=13\)"):
+        s.step(np.array([[13], [0]], "int32"))
+    with pytest.raises(ValueError, match=r"received token id -1"):
+        s.step(np.array([[0], [-1]], "int64"))
+    with pytest.raises(ValueError, match="stateful with batch size 2"):
+        s.step(np.zeros((3, 1), "int32"))
+    with pytest.raises(ValueError, match="non-integral value 0.5"):
+        s.step(np.array([[0.5], [1.0]]))
+    with pytest.raises(TypeError, match="numeric array"):
+        s.step(np.array([["a"], ["b"]]))
+    d, _ = _stream_model(dense_input=True)
+    sd = Stream(d)
+    bad = np.zeros((2, 1, 4), "float32")
+    bad[1, 0, 2] = np.nan
+    with pytest.raises(ValueError, match=r"must hold finite values, got nan at position \(1, 0, 2\)"):
+        sd.step(bad)
+    with pytest.raises(ValueError, match="incompatible with the model"):
+        sd.step(np.zeros((2, 1, 5), "float32"))
+
+
+def test_stream_refuses_models_it_cannot_stream():
+    from fusedlstm.models import Stream
+    m = Sequential([Input((None,), dtype="int32"), Embedding(5, 3), LSTM(4)])
+    with pytest.raises(ValueError, match="layer 'lstm.*' is not stateful"):
+        Stream(m)
+    d = Sequential([Input((3,)), Dense(2)])
+    with pytest.raises(ValueError, match="has no recurrent layer"):
+        Stream(d)

@@ -100,11 +100,14 @@ class EmbeddingLSTM:
         # kept) at the second inference call on the same weights, when it is small.
         v = write_version()
         if self._seen == v:
-            kernels = _rnn_kernels(self.rnn)
-            nbytes = sum(self.emb.input_dim * k.kernel.value.shape[1] * k.kernel.value.itemsize for k in kernels)
-            return nbytes <= _KEPT_TABLE_BYTES
+            return self.table_keepable()
         self._seen = v
         return False
+
+    def table_keepable(self):
+        """Whether the inference tables are small enough to keep between calls."""
+        kernels = [k.kernel.value for k in _rnn_kernels(self.rnn)]
+        return sum(self.emb.input_dim * W.shape[1] * W.itemsize for W in kernels) <= _KEPT_TABLE_BYTES
 
     def _fwd(self, inputs, masks, training, ctx):
         ids = self.emb.ids(inputs[0])
