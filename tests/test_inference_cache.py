@@ -208,6 +208,18 @@ def test_the_live_weight_arrays_are_read_only():
     m.train_on_batch(_data(), np.zeros((B, T, 2), "float32"))
     with pytest.raises(ValueError, match="read-only"):
         m.layers[0].recurrent_kernel.value[0, 0] = 1.0
+    # a new array bound to the variable is read-only too, and used by the next predict
+    mine = np.full(v.shape, 0.01, "float32")
+    before = m.predict(_data(), verbose=0)
+    v.value = mine
+    assert mine.flags.writeable and not v.value.flags.writeable
+    mine[...] = 7.0  # the variable holds a copy: the caller's array stays the caller's
+    assert np.all(v.value == np.float32(0.01))
+    with pytest.raises(ValueError, match="read-only"):
+        v.value[...] = 0
+    after = m.predict(_data(), verbose=0)
+    assert not np.array_equal(before, after)
+    np.testing.assert_array_equal(after, _fresh_prediction(m, _data()))
 
 
 def test_write_version_counts_each_write():

@@ -39,13 +39,13 @@ class Variable:
     trainable, regularizer, constraint, numpy(), assign().
     """
 
-    __slots__ = ("name", "path", "value", "grad", "trainable", "regularizer", "constraint", "_gstamp", "_owner",
+    __slots__ = ("name", "path", "_value", "grad", "trainable", "regularizer", "constraint", "_gstamp", "_owner",
                  "__weakref__")
 
     def __init__(self, name, value, trainable=True, path=None, regularizer=None, constraint=None):
         self.name = name
         self.path = path or name
-        self.value = _read_only(value)
+        self.value = value
         self.grad = None
         self.trainable = trainable
         # Penalty added to the training loss, and function applied after each optimizer
@@ -54,6 +54,16 @@ class Variable:
         self.constraint = constraint
         self._gstamp = -1
         self._owner = None  # the parameter store whose buffer holds .value, if any
+
+    @property
+    def value(self):
+        """The live array the kernels read (read-only: write with `assign`)."""
+        return self._value
+
+    @value.setter
+    def value(self, array):
+        # A copy: the caller's array stays the caller's, so writing it cannot change the weight.
+        self._value = _read_only(np.array(array, copy=True))
 
     @property
     def shape(self):
@@ -91,10 +101,9 @@ class Variable:
         return f"<Variable path={self.path}, shape={self.shape}, dtype={self.dtype}>"
 
 
-def _read_only(value):
-    """`value` as a read-only view whose memory `Variable._write` can still write."""
-    a = np.asarray(value)
-    if not a.flags.writeable:  # someone else's read-only array (or memory): ours is a copy
+def _read_only(a):
+    """A read-only view of the array `a` whose memory `Variable._write` can still write."""
+    if not a.flags.writeable:  # read-only memory: ours is a copy
         a = a.copy()
     v = a.view()
     v.flags.writeable = False
@@ -139,7 +148,7 @@ class ParamStore:
             b = a + n
             seg = self.flat[a:b]
             seg[...] = v.value.reshape(-1)
-            v.value = _read_only(seg.reshape(v.value.shape))
+            v._value = _read_only(seg.reshape(v.value.shape))
             v.grad = self.grad[a:b].reshape(v.value.shape)
             v._gstamp = -1
             v._owner = self
