@@ -117,11 +117,11 @@ class _Generic:
 
     direct = False
 
-    def __init__(self, op):
-        self.op = op
+    def __init__(self, op, training=None):
+        self.op, self.training = op, bool(training)
 
     def __call__(self, ins, masks, ctx):
-        outs, oms, _ = self.op._fwd(ins, masks, False, ctx)
+        outs, oms, _ = self.op._fwd(ins, masks, self.training, ctx)
         return outs, oms
 
 
@@ -166,6 +166,8 @@ class _Dense:
 
 def _compile(st):
     op = st.op
+    if st.training is not None:  # a layer called with training= fixed (e.g. dropout at inference)
+        return _Generic(op, st.training)
     if isinstance(op, EmbeddingLSTM) and isinstance(op.rnn, FusedRecurrent) and len(st.ins) == 1 \
             and op.table_keepable():
         return _EmbeddingRnn(op)
