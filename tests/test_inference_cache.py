@@ -220,6 +220,9 @@ def test_the_live_weight_arrays_are_read_only():
     after = m.predict(_data(), verbose=0)
     assert not np.array_equal(before, after)
     np.testing.assert_array_equal(after, _fresh_prediction(m, _data()))
+    # training after the rebinding trains the new array (the model re-claims it)
+    m.train_on_batch(_data(), np.ones((B, T, 2), "float32"))
+    assert np.any(v.value != np.float32(0.01))
 
 
 def test_write_version_counts_each_write():

@@ -63,7 +63,11 @@ class Variable:
     @value.setter
     def value(self, array):
         # A copy: the caller's array stays the caller's, so writing it cannot change the weight.
+        # The array is no longer in a store's flat buffer: models re-claim before training.
         self._value = _read_only(np.array(array, copy=True))
+        self._owner = None
+        bump_generation()
+        note_write()
 
     @property
     def shape(self):
