@@ -7,6 +7,8 @@ TimeDistributed(Dense(27, softmax)), at H = 64 and H = 256, one set of weights
 
     fusedlstm predict_on_batch(x)     the model carries (h, c) between calls
     fusedlstm model(x)                the eager call
+    fusedlstm Stream.step(x)          fusedlstm.models.Stream(model): the plan compiled once,
+                                      the same states (the model's), one call per step
     fusedlstm kernels only            the _core calls one predict_on_batch makes, replayed
                                       with the same arguments: what the step costs in C++
     torch eager                       Embedding, nn.LSTM(x, (h, c)), Linear, softmax under
@@ -32,6 +34,7 @@ from bench.configs import Config
 VOCAB, EMBED = 27, 64
 UNITS = (64, 256)
 CHECK_STEPS = 8
+OURS = ("fusedlstm predict_on_batch", "fusedlstm model(x)", "fusedlstm Stream.step")
 ABS_TOL = 1e-5
 
 
@@ -140,8 +143,10 @@ def run_one(units: int, args) -> dict:
     def ours_call(x):
         return model(x)
 
-    steps, resets = {"fusedlstm predict_on_batch": ours_predict, "fusedlstm model(x)": ours_call}, {}
-    resets["fusedlstm predict_on_batch"] = resets["fusedlstm model(x)"] = model.reset_states
+    stream = lib.models.Stream(model)
+    steps = {"fusedlstm predict_on_batch": ours_predict, "fusedlstm model(x)": ours_call,
+             "fusedlstm Stream.step": stream.step}
+    resets = {n: model.reset_states for n in steps}
     makers = {"torch eager": lambda: _torch_step(units, weights),
               "onnxruntime session.run": lambda: _ort_step(model, args.threads)}
     feeds = {n: (lambda t: t) for n in steps}
@@ -180,11 +185,10 @@ def run_one(units: int, args) -> dict:
                                               for k, v in timing.summary_ms(t).items()}}
     med = {n: r["step_us"]["median"] for n, r in entry["results"].items()}
     kern = med["fusedlstm kernels only"]
-    entry["python_overhead_us"] = {n: med[n] - kern for n in ("fusedlstm predict_on_batch", "fusedlstm model(x)")
-                                   if n in med}
+    entry["python_overhead_us"] = {n: med[n] - kern for n in OURS if n in med}
     entry["ratios"] = {ours: {peer: med[peer] / med[ours] for peer in ("torch eager", "onnxruntime session.run")
                               if peer in med}
-                       for ours in ("fusedlstm predict_on_batch", "fusedlstm model(x)") if ours in med}
+                       for ours in OURS if ours in med}
     return entry
 
 

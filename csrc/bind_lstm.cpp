@@ -15,13 +15,14 @@ py::tuple lstm_forward_py(const py::object& x, const py::object& W, const py::ob
                           const py::object& rec_mask, bool go_backwards, bool zero_output_for_mask,
                           const std::string& activation, const std::string& recurrent_activation,
                           bool return_sequences, bool training, const std::string& onehot,
-                          const std::string& precision) {
+                          const std::string& precision, const py::object& packed_U) {
   RnnForwardArgs a;
   a.x = x, a.W = W, a.U = U, a.b = b, a.h0 = h0, a.c0 = c0, a.mask = mask, a.rec_mask = rec_mask;
   a.go_backwards = go_backwards, a.zero_output_for_mask = zero_output_for_mask;
   a.activation = activation, a.recurrent_activation = recurrent_activation;
   a.return_sequences = return_sequences, a.training = training, a.onehot = onehot;
   a.precision = precision;
+  a.packed_U = packed_U;
   return rnn_forward_py(CellKind::lstm, a);
 }
 
@@ -69,7 +70,7 @@ void register_lstm(py::module_& m) {
         py::arg("h0"), py::arg("c0"), py::kw_only(), py::arg("mask") = py::none(), py::arg("rec_mask") = py::none(),
         py::arg("go_backwards") = false, py::arg("zero_output_for_mask") = false, py::arg("activation") = "tanh",
         py::arg("recurrent_activation") = "sigmoid", py::arg("return_sequences") = true,
-        py::arg("training") = false, py::arg("onehot") = "auto", py::arg("precision") = "float32",
+        py::arg("training") = false, py::arg("onehot") = "auto", py::arg("precision") = "float32", py::arg("packed_U") = py::none(),
         "LSTM over a whole sequence in one call: (y, h_T, c_T, cache or None). See _core.pyi.");
 
   m.def("lstm_backward", &lstm_backward_py, py::arg("cache"), py::arg("dy").none(true),

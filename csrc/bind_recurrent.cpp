@@ -6,6 +6,8 @@
 // arrays, then release the GIL for the kernels.
 #include "bind_recurrent.h"
 
+#include "bind_packed_recurrent.h"
+
 #include <climits>
 #include <memory>
 #include <string>
@@ -113,6 +115,7 @@ struct FwdArgs {
   CellKind cell = CellKind::lstm;
   CellNames nm{};
   py::array x, W, U, b, h0, c0, rec_mask;
+  py::object packed_U;
   std::vector<uint8_t> mask;
   bool ids = false;
   int B = 0, T = 0, I = 0, H = 0;
@@ -162,6 +165,7 @@ template <class Real> py::tuple forward_impl(const FwdArgs& a) {
   if (in.b && two_bias_rows(a.cell, a.opt)) in.b_rec = in.b + G;
   in.mask = a.mask.empty() ? nullptr : a.mask.data();
   in.rec_mask = ptr_or_null(rm);
+  in.U_packed = packed_for<Real>(fn, a.packed_U, a.cell, a.opt, H);
 
   py::array_t<Real> y = a.opt.return_sequences ? py::array_t<Real>({B, T, H}) : py::array_t<Real>({B, H});
   py::array_t<Real> hT({B, H});
@@ -302,7 +306,7 @@ py::tuple rnn_forward_py(CellKind cell, const RnnForwardArgs& args) {
   const py::array x = req_array(fn, "x", args.x), W = req_array(fn, "W", args.W), U = req_array(fn, "U", args.U),
                   h0 = req_array(fn, "h0", args.h0);
   const py::array c0 = lstm ? req_array(fn, "c0", args.c0) : null_array();
-  a.x = x, a.W = W, a.U = U, a.h0 = h0, a.c0 = c0;
+  a.x = x, a.W = W, a.U = U, a.h0 = h0, a.c0 = c0, a.packed_U = args.packed_U;
   a.b = opt_array(fn, "b", args.b);
   a.rec_mask = opt_array(fn, "rec_mask", args.rec_mask);
   py::array mask = opt_array(fn, "mask", args.mask);

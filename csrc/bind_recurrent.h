@@ -14,6 +14,7 @@ namespace fusedlstm {
 // The Python arguments of <cell>_forward, as given (checked by rnn_forward_py).
 struct RnnForwardArgs {
   py::object x, W, U, b, h0, c0, mask, rec_mask;  // c0: LSTM only (None otherwise)
+  py::object packed_U = py::none();                // a PackedRecurrentKernel of U, or None
   bool go_backwards = false, zero_output_for_mask = false, return_sequences = true, training = false;
   bool reset_after = true;                         // GRU only
   // Views of the caller's strings, which outlive the call.

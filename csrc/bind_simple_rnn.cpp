@@ -12,12 +12,13 @@ py::tuple simple_rnn_forward_py(const py::object& x, const py::object& W, const 
                                 const py::object& h0, const py::object& mask, const py::object& rec_mask,
                                 bool go_backwards, bool zero_output_for_mask, const std::string& activation,
                                 bool return_sequences, bool training, const std::string& onehot,
-                          const std::string& precision) {
+                          const std::string& precision, const py::object& packed_U) {
   RnnForwardArgs a;
   a.x = x, a.W = W, a.U = U, a.b = b, a.h0 = h0, a.c0 = py::none(), a.mask = mask, a.rec_mask = rec_mask;
   a.go_backwards = go_backwards, a.zero_output_for_mask = zero_output_for_mask, a.activation = activation;
   a.return_sequences = return_sequences, a.training = training, a.onehot = onehot;
   a.precision = precision;
+  a.packed_U = packed_U;
   return rnn_forward_py(CellKind::simple_rnn, a);
 }
 
@@ -41,7 +42,7 @@ void register_simple_rnn(py::module_& m) {
         py::arg("b").none(true), py::arg("h0"), py::kw_only(), py::arg("mask") = py::none(),
         py::arg("rec_mask") = py::none(), py::arg("go_backwards") = false, py::arg("zero_output_for_mask") = false,
         py::arg("activation") = "tanh", py::arg("return_sequences") = true, py::arg("training") = false,
-        py::arg("onehot") = "auto", py::arg("precision") = "float32",
+        py::arg("onehot") = "auto", py::arg("precision") = "float32", py::arg("packed_U") = py::none(),
         "SimpleRNN over a whole sequence in one call: (y, h_T, cache or None). See _core.pyi.");
 
   m.def("simple_rnn_backward", &simple_rnn_backward_py, py::arg("cache"), py::arg("dy").none(true),

@@ -30,6 +30,7 @@ void register_dense(py::module_& m);
 void register_gemm(py::module_& m);
 void register_optimizers(py::module_& m);
 void register_checks(py::module_& m);
+void register_packed_recurrent(py::module_& m);
 }  // namespace fusedlstm
 
 PYBIND11_MODULE(_core, m) {
@@ -78,6 +79,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("get_num_threads", &num_threads, "Threads the kernels use.");
 
   register_lstm(m);
+  register_packed_recurrent(m);
   register_gru(m);
   register_simple_rnn(m);
   register_conv1d(m);

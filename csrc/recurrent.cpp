@@ -264,7 +264,13 @@ std::unique_ptr<RnnCache<Real>> forward(const RnnInputs<Real>& in, const RnnOpti
 
   Segment segs[kMaxSegments];
   const int nseg = Cell::segments(opt, H, segs);
-  const PackedRecurrent<Real> Up(opt.precision, B, in.U, H, G, segs, nseg, false);
+  // U packed once per model (RnnInputs::U_packed) serves when it is what this call would
+  // pack: the same segments through the same level (precision and batch decide it).
+  std::unique_ptr<PackedRecurrent<Real>> own_Up;
+  const PackedRecurrent<Real>* Upp = in.U_packed;
+  if (!Upp || !Upp->matches(opt.precision, B, segs, nseg))
+    Upp = (own_Up = std::make_unique<PackedRecurrent<Real>>(opt.precision, B, in.U, H, G, segs, nseg, false)).get();
+  const PackedRecurrent<Real>& Up = *Upp;
   // The token-id path has no product here: Z rows are W's rows, exact.
   const GemmFns<Real> xw = gemm_fns_for<Real>(opt.precision, int(TB), G, I);
 
@@ -583,6 +589,19 @@ std::unique_ptr<RnnCache<Real>> rnn_forward(CellKind cell, const RnnInputs<Real>
 }
 
 template <class Real>
+std::unique_ptr<PackedRecurrent<Real>> pack_recurrent(CellKind cell, const Real* U, int H, const RnnOptions& opt,
+                                                      int B) {
+  Segment segs[kMaxSegments];
+  int nseg = 0;
+  switch (cell) {
+    case CellKind::lstm: nseg = LstmCell::segments(opt, H, segs); break;
+    case CellKind::gru: nseg = GruCell::segments(opt, H, segs); break;
+    case CellKind::simple_rnn: nseg = SimpleRnnCell::segments(opt, H, segs); break;
+  }
+  return std::make_unique<PackedRecurrent<Real>>(opt.precision, B, U, H, gates_per_unit(cell) * H, segs, nseg, false);
+}
+
+template <class Real>
 void rnn_backward(const RnnCache<Real>& C, const Real* dy, const Real* dhT, const Real* dcT, const RnnGrads<Real>& g,
                   int nt) {
   switch (C.cell) {
@@ -596,6 +615,8 @@ void rnn_backward(const RnnCache<Real>& C, const Real* dy, const Real* dhT, cons
 #define FUSEDLSTM_INSTANTIATE(Real)                                                                              \
   template std::unique_ptr<RnnCache<Real>> rnn_forward<Real>(CellKind, const RnnInputs<Real>&, const RnnOptions&, \
                                                              const RnnOutputs<Real>&, int);                     \
+  template std::unique_ptr<PackedRecurrent<Real>> pack_recurrent<Real>(CellKind, const Real*, int,              \
+                                                                       const RnnOptions&, int);                \
   template void rnn_backward<Real>(const RnnCache<Real>&, const Real*, const Real*, const Real*,                \
                                    const RnnGrads<Real>&, int);
 FUSEDLSTM_INSTANTIATE(float)

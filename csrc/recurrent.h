@@ -28,6 +28,8 @@ enum class CellKind : int { lstm = 0, gru = 1, simple_rnn = 2 };
 
 inline int gates_per_unit(CellKind k) { return k == CellKind::lstm ? 4 : k == CellKind::gru ? 3 : 1; }
 
+template <class Real> class PackedRecurrent;  // recurrent_step.h
+
 // Options of one forward call (Keras layer semantics).
 struct RnnOptions {
   bool go_backwards = false;          // read x[:, T-1-s] at step s; outputs in processing order
@@ -56,6 +58,10 @@ template <class Real> struct RnnInputs {
   const Real* c0 = nullptr;       // (B,H), LSTM only
   const uint8_t* mask = nullptr;  // (B,T) 0/1, or null
   const Real* rec_mask = nullptr; // (B,H) recurrent dropout mask, or null
+  // U already packed by pack_recurrent for this cell and options (weights packed
+  // once per model, reused by inference calls), or null. The call packs U itself when
+  // it is null or packed for another level (PackedRecurrent::matches).
+  const PackedRecurrent<Real>* U_packed = nullptr;
 };
 
 // Outputs, allocated by the caller: y (B,T,H) or (B,H); hT, cT (B,H) (cT: LSTM only).
@@ -121,6 +127,13 @@ template <class Real> struct RnnGrads {
 size_t rnn_forward_bytes(CellKind cell, size_t elem, int B, int T, int I, int H, bool training,
                          bool return_sequences, bool dense_x, bool rec_mask);
 size_t rnn_backward_bytes(CellKind cell, size_t elem, int B, int T, int I, int H, bool dx, bool reset_after);
+
+// U (H, G) packed for the forward's products with U, as a forward call of this cell
+// with these options (opt.precision among them) and batch B packs it; pass it as
+// RnnInputs::U_packed to skip that in calls whose level choice is the same.
+template <class Real>
+std::unique_ptr<PackedRecurrent<Real>> pack_recurrent(CellKind cell, const Real* U, int H, const RnnOptions& opt,
+                                                      int B);
 
 // Runs the forward; returns the cache when opt.training, else null.
 template <class Real>

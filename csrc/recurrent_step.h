@@ -46,7 +46,7 @@ template <class Real> class PackedRecurrent {
   // B: the batch rows the steps multiply (the shape the precision is decided for).
   PackedRecurrent(Precision prec, int B, const Real* U, int H, int G, const Segment* segs, int nseg,
                   bool transposed)
-      : H_(H), nseg_(nseg) {
+      : H_(H), nseg_(nseg), transposed_(transposed) {
     for (int p = 0; p < nseg; ++p) {
       seg_[p] = segs[p];
       const int n = segs[p].n;
@@ -72,6 +72,19 @@ template <class Real> class PackedRecurrent {
   void times_ut(int p, int m, const Real* D, int ldd, Real beta, Real* C, int ldc, int nt) const {
     gemm_[p].gemm_packed(false, m, H_, seg_[p].n, D, ldd, packed_[p].data(), beta, C, ldc, nt);
   }
+  // Whether this is the forward packing a call at (prec, B) with these segments would
+  // make itself: the same columns packed by the same level for every segment, so it
+  // gives the same bits (weights packed once per model and reused across calls).
+  bool matches(Precision prec, int B, const Segment* segs, int nseg) const {
+    if (transposed_ || nseg != nseg_) return false;
+    for (int p = 0; p < nseg; ++p) {
+      if (segs[p].col0 != seg_[p].col0 || segs[p].n != seg_[p].n) return false;
+      const GemmFns<Real> want = gemm_fns_for<Real>(prec, B, segs[p].n, H_);
+      if (want.pack_b != gemm_[p].pack_b || want.gemm_packed != gemm_[p].gemm_packed) return false;
+    }
+    return true;
+  }
+  int units() const { return H_; }
   size_t nbytes() const {
     size_t n = 0;
     for (int p = 0; p < nseg_; ++p) n += packed_[p].nbytes();
@@ -80,6 +93,7 @@ template <class Real> class PackedRecurrent {
 
  private:
   int H_, nseg_;
+  bool transposed_;
   Segment seg_[kMaxSegments];
   GemmFns<Real> gemm_[kMaxSegments]{};
   Buffer<Real> packed_[kMaxSegments];

@@ -47,7 +47,7 @@ def check_model_gradients(model, x, y, loss, rng, sample_weight=None, loss_weigh
 
     def loss_at(t, dirs):
         for p, b, d in zip(params, base, dirs):
-            p.value[...] = b + t * d
+            p.assign(b + t * d)
         _reseed(model)
         return model.compute_gradients(x, y, sample_weight)[0]
 
@@ -66,7 +66,7 @@ def check_model_gradients(model, x, y, loss, rng, sample_weight=None, loss_weigh
         err = abs(fd - an) / max(1.0, abs(fd), abs(an))
         assert err < tol, f"{p.path}: finite difference {fd!r}, backward {an!r} (rel {err:.2e})"
     for p, b in zip(params, base):
-        p.value[...] = b
+        p.assign(b)
 
 
 def onehot(rng, shape, V):
@@ -215,7 +215,7 @@ def test_stateful_gradients_within_a_batch(rng):
     vals = []
     for t in (H_STEP, -H_STEP):
         for p, b_, d in zip(params, base, dirs):
-            p.value[...] = b_ + t * d
+            p.assign(b_ + t * d)
         restore()
         vals.append(m.compute_gradients(x, y)[0])
     fd = (vals[0] - vals[1]) / (2 * H_STEP)

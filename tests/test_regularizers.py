@@ -129,12 +129,16 @@ def test_compute_gradients_include_penalties_against_finite_differences(rng, see
     for v, g in zip(m.trainable_weights, grads):
         fd = np.zeros_like(g)
         for i in np.ndindex(g.shape):
-            old = v.value[i]
-            v.value[i] = old + FD_STEP
+            w = v.numpy()  # .value is read-only: weights change through assign
+            old = w[i]
+            w[i] = old + FD_STEP
+            v.assign(w)
             lp = m.evaluate(x, y, verbose=0, batch_size=5)
-            v.value[i] = old - FD_STEP
+            w[i] = old - FD_STEP
+            v.assign(w)
             lm = m.evaluate(x, y, verbose=0, batch_size=5)
-            v.value[i] = old
+            w[i] = old
+            v.assign(w)
             fd[i] = (lp - lm) / (2 * FD_STEP)
         assert rel_error(g, fd) < 1e-6, f"seed={seed}: {v.path}"
 

@@ -78,6 +78,7 @@ def lstm_forward(
     training: bool = False,
     onehot: str = "auto",
     precision: str = "float32",
+    packed_U: Optional["PackedRecurrentKernel"] = None,
 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, Optional[LstmCache]]:
     """LSTM over a whole sequence in one call.
 
@@ -357,6 +358,7 @@ def gru_forward(
     training: bool = False,
     onehot: str = "auto",
     precision: str = "float32",
+    packed_U: Optional["PackedRecurrentKernel"] = None,
 ) -> Tuple[np.ndarray, np.ndarray, Optional[GruCache]]:
     """GRU over a whole sequence in one call (Keras 3 GRU semantics and weight layout).
 
@@ -419,6 +421,7 @@ def simple_rnn_forward(
     training: bool = False,
     onehot: str = "auto",
     precision: str = "float32",
+    packed_U: Optional["PackedRecurrentKernel"] = None,
 ) -> Tuple[np.ndarray, np.ndarray, Optional[SimpleRnnCache]]:
     """SimpleRNN over a whole sequence (Keras 3): h_t = act(x_t·W + b + (h_{t-1} ⊙ rec_mask)·U).
 
@@ -491,3 +494,28 @@ def conv1d_backward(
     (filters,), None when use_bias is False. dW_out, db_out, accumulate: as
     lstm_backward's out= arrays.
     """
+
+
+# ---- inference: the recurrent kernel packed once (issue #23) ---------------------------------
+
+class PackedRecurrentKernel:
+    """Opaque: U packed as the forward kernel packs it on every call; pass it as packed_U=
+    to lstm_/gru_/simple_rnn_forward to skip that packing. It is a copy: it does not
+    follow later changes of U (the layers key it on fusedlstm.variables.write_version)."""
+    H: int
+    nbytes: int
+    cell: str   # "lstm", "gru" or "simple_rnn"
+    dtype: str  # "float32" or "float64"
+    precision: str  # what it was packed for, with batch
+    batch: int
+
+def pack_recurrent_kernel(U: np.ndarray, cell: str, *, reset_after: bool = True, precision: str = "float32",
+                          batch: int = 1) -> PackedRecurrentKernel:
+    """U (H, gH) of `cell` ("lstm" g=4, "gru" g=3, "simple_rnn" g=1) packed for the forward's
+    products (GRU: split as reset_after says), as a forward at `precision` with `batch` rows
+    packs it (the bfloat16 level is chosen per product shape: precision.h). A forward given
+    packed_U= checks that it was packed for its cell, float type, H and reset_after
+    (ValueError/TypeError otherwise); it uses it when its own precision and batch choose the
+    same level for every product with U (always at float32), else packs U itself, and
+    returns the same numbers, bitwise, as without it."""
+    ...

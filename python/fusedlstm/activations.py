@@ -78,8 +78,11 @@ def _softmax_grad(dy, z, y):
 
 @_register("softmax", _softmax_grad)
 def softmax(x):
-    e = np.exp(x - np.max(x, axis=-1, keepdims=True))
-    return e / np.sum(e, axis=-1, keepdims=True)
+    # The same reductions as np.max/np.sum, without their Python wrappers (a streaming
+    # step's softmax is a few dozen values), and in place on the fresh array e.
+    e = np.exp(x - np.maximum.reduce(x, axis=-1, keepdims=True))
+    e /= np.add.reduce(e, axis=-1, keepdims=True)
+    return e
 
 
 @_register("log_softmax",

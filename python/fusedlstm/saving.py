@@ -303,7 +303,7 @@ def _assign(model, arrays, path):
         values = [np.asarray(a, dtype=p.value.dtype) for p, a in zip(model.weights, weight_arrays(model, arrays, path))]
     untrusted.warn_nonfinite(((p.path, a) for p, a in zip(model.weights, values)), repr(os.fspath(path)))
     for p, a in zip(model.weights, values):
-        p.value[...] = a
+        p._write(a)
 
 
 def _model_from_meta(meta, arrays, path):
@@ -410,6 +410,6 @@ def load_weights(model, filepath, skip_mismatch=False, **kwargs):
         keys = sorted(k for k in arrays if k.startswith("w") and k[1:].isdigit())
         for k, p in zip(keys, params):
             if arrays[k].shape == p.shape and arrays[k].dtype.kind in "fiu":
-                p.value[...] = arrays[k]
+                p._write(arrays[k])
         return
     _assign(model, arrays, filepath)

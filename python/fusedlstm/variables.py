@@ -19,11 +19,18 @@ must re-claim before their next step. Setting a layer's `trainable` bumps it too
 
 This module sits below the layers: layers create variables and bump the generation,
 models claim them into stores; neither needs the other for that.
+
+Writes. `.value` is read-only (writing into it raises NumPy's "assignment destination
+is read-only"); values change only through `assign` (and the library's own `_write`),
+a re-claim, or an optimizer update of the store's flat buffer, and each of these
+counts one write (`write_version`). That is what lets a layer keep weights packed for
+the inference kernels (layers/recurrent.py) and know, in one integer compare per
+call, that they are still the weights it packed.
 """
 
 import numpy as np
 
-__all__ = ["Variable", "ParamStore", "bump_generation", "generation"]
+__all__ = ["Variable", "ParamStore", "bump_generation", "generation", "note_write", "write_version"]
 
 class Variable:
     """One weight: `.value` is the NumPy array the kernels read; `.grad` its gradient view.
@@ -32,7 +39,7 @@ class Variable:
     trainable, regularizer, constraint, numpy(), assign().
     """
 
-    __slots__ = ("name", "path", "value", "grad", "trainable", "regularizer", "constraint", "_gstamp", "_owner",
+    __slots__ = ("name", "path", "_value", "grad", "trainable", "regularizer", "constraint", "_gstamp", "_owner",
                  "__weakref__")
 
     def __init__(self, name, value, trainable=True, path=None, regularizer=None, constraint=None):
@@ -47,6 +54,20 @@ class Variable:
         self.constraint = constraint
         self._gstamp = -1
         self._owner = None  # the parameter store whose buffer holds .value, if any
+
+    @property
+    def value(self):
+        """The live array the kernels read (read-only: write with `assign`)."""
+        return self._value
+
+    @value.setter
+    def value(self, array):
+        # A copy: the caller's array stays the caller's, so writing it cannot change the weight.
+        # The array is no longer in a store's flat buffer: models re-claim before training.
+        self._value = _read_only(np.array(array, copy=True))
+        self._owner = None
+        bump_generation()
+        note_write()
 
     @property
     def shape(self):
@@ -65,7 +86,17 @@ class Variable:
             raise ValueError(
                 f"Cannot assign a value of shape {arr.shape} to variable {self.path!r} of "
                 f"shape {self.value.shape}.")
-        self.value[...] = arr
+        self._write(arr)
+
+    def _write(self, value):
+        """Copy `value` (broadcast to the shape) into the live array: the library's one way in."""
+        live = self.value
+        live.flags.writeable = True
+        try:
+            live[...] = value
+        finally:
+            live.flags.writeable = False
+        note_write()
 
     def __array__(self, dtype=None, copy=None):
         return np.array(self.value, dtype=dtype, copy=True)
@@ -74,7 +105,27 @@ class Variable:
         return f"<Variable path={self.path}, shape={self.shape}, dtype={self.dtype}>"
 
 
+def _read_only(a):
+    """A read-only view of the array `a` whose memory `Variable._write` can still write."""
+    if not a.flags.writeable:  # read-only memory: ours is a copy
+        a = a.copy()
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
 _GEN = [0]
+_WRITES = [0]
+
+
+def note_write():
+    """Some weight's values may have changed (every write path calls this once)."""
+    _WRITES[0] += 1
+
+
+def write_version():
+    """Changes whenever any weight may have been written (see the module docstring)."""
+    return _WRITES[0]
 
 
 def bump_generation():
@@ -101,13 +152,14 @@ class ParamStore:
             b = a + n
             seg = self.flat[a:b]
             seg[...] = v.value.reshape(-1)
-            v.value = seg.reshape(v.value.shape)
+            v._value = _read_only(seg.reshape(v.value.shape))
             v.grad = self.grad[a:b].reshape(v.value.shape)
             v._gstamp = -1
             v._owner = self
             self.segments.append((a, b))
             a = b
         bump_generation()
+        note_write()
 
     def holds(self, variable):
         """Whether `variable`'s value lives in this store's flat buffer now."""

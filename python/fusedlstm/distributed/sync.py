@@ -17,6 +17,7 @@ import zlib
 import numpy as np
 
 from .._version import __version__
+from ..variables import note_write
 
 __all__ = ["signature", "agree", "sync_from_root", "weights_agree", "describe_data"]
 
@@ -72,12 +73,13 @@ def sync_from_root(comm, model):
     rank's dropout Generator, derived from the broadcast state and the rank."""
     store = model.parameter_store()
     comm.bcast(store.flat, "the broadcast of rank 0's weights")
+    note_write()
     for v in model.weights:
         if not store.holds(v):
             buf = np.ascontiguousarray(v.value)
             comm.bcast(buf, "the broadcast of rank 0's weights")
             if buf is not v.value:
-                v.value[...] = buf
+                v._write(buf)
     opt = model.optimizer
     if opt is not None and store.size:
         opt.build(store.variables)

@@ -202,7 +202,7 @@ def assign_weights(params, weights, owner, label):
         check_numeric(a, f"{owner[0].upper() + owner[1:]}: the value for weight '{name}'")
         arrays.append(a)
     for p, a in zip(params, arrays):
-        p.value[...] = a
+        p._write(a)
 
 class Layer:
     """Base of every fusedlstm layer (keras.layers.Layer's public surface)."""

@@ -35,7 +35,8 @@ def as_ids(x, vocab, layer_name):
     elif a.dtype not in (np.int32, np.int64):
         a = a.astype(np.int64)
     if a.size:
-        lo, hi = a.min(), a.max()
+        # The ufuncs' reduce directly: a.min()/a.max() add two Python layers each.
+        lo, hi = np.minimum.reduce(a, axis=None), np.maximum.reduce(a, axis=None)
         if lo < 0 or hi >= vocab:
             pos = tuple(int(i) for i in np.argwhere((a < 0) | (a >= vocab))[0])
             raise ValueError(
@@ -106,7 +107,10 @@ class Embedding(Layer):
         return (ids != 0) if self.mask_zero else None
 
     def _fwd(self, inputs, masks, training, ctx):
-        ids = self.ids(inputs[0])
+        return self._fwd_ids(self.ids(inputs[0]), ctx)
+
+    def _fwd_ids(self, ids, ctx):
+        """_fwd on ids already checked by `ids`."""
         y = np.take(self.embeddings.value, ids, axis=0)
         return [y], [self.mask_of(ids)], (ids if ctx.want_grads else None)
 

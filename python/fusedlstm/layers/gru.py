@@ -43,6 +43,7 @@ class GRU(FusedRecurrent):
     """
 
     _gates = 3
+    _cell_kind = "gru"
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
@@ -74,7 +75,7 @@ class GRU(FusedRecurrent):
             go_backwards=self.go_backwards, zero_output_for_mask=zero_output,
             activation=self._act, recurrent_activation=self._ract, reset_after=self.reset_after,
             return_sequences=self.return_sequences, training=want_grads,
-            precision=self._precision)
+            precision=self._precision, packed_U=self._packed_recurrent(want_grads, x.shape[0]))
         return y, [hT], kc
 
     def _kernel_backward(self, kc, dy, dstates, need_dx, outs, accumulate):

@@ -42,6 +42,7 @@ class LSTM(FusedRecurrent):
 
     _state_names = ("h", "c")
     _gates = 4
+    _cell_kind = "lstm"
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
@@ -79,7 +80,7 @@ class LSTM(FusedRecurrent):
             go_backwards=self.go_backwards, zero_output_for_mask=zero_output,
             activation=self._act, recurrent_activation=self._ract,
             return_sequences=self.return_sequences, training=want_grads,
-            precision=self._precision)
+            precision=self._precision, packed_U=self._packed_recurrent(want_grads, x.shape[0]))
         return y, [hT, cT], kc
 
     def _kernel_backward(self, kc, dy, dstates, need_dx, outs, accumulate):

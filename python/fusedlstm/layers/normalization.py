@@ -315,7 +315,7 @@ class BatchNormalization(Layer):
         mom = self.momentum
         for v, stat in ((self.moving_mean, mean), (self.moving_variance, var)):
             t = v.value.dtype.type
-            v.value[...] = v.value * t(mom) + stat.astype(v.value.dtype) * t(1.0 - mom)
+            v._write(v.value * t(mom) + stat.astype(v.value.dtype) * t(1.0 - mom))
 
     def _bwd(self, cache, douts, need, ctx):
         dy = douts[0]

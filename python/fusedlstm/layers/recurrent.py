@@ -17,6 +17,11 @@ h), its gate count and its bias; everything else is here:
 * stateful: the final states of a call become the next call's initial states until
   reset_states(); the batch size is fixed at build.
 
+* inference: the recurrent kernel U is packed for the kernels' products once and kept
+  (`_packed_recurrent`) until any weight is written (variables.write_version), so a
+  predict or streaming call does not repack it; training calls pack per call (U
+  changes every step).
+
 `_run` is the shared core: it takes either dense inputs with the (I, gH) kernel or
 integer ids with a (V, gH) lookup table, which is how Embedding -> RNN and
 RepeatVector -> RNN are fused (see models/fusion.py).
@@ -28,7 +33,9 @@ import numpy as np
 
 from .. import activations as _acts
 from .. import initializers as _inits
+from .. import _core
 from .. import utils
+from ..variables import write_version
 from .base import Layer
 
 
@@ -91,6 +98,7 @@ class FusedRecurrent(Layer):
         self.zero_output_for_mask = bool(zero_output_for_mask)
         self.states = None
         self.kernel = self.recurrent_kernel = self.bias = None
+        self._packed = None  # (write_version, U array, PackedRecurrentKernel) of the last inference call
 
     def _kernel_activation(self, fn, arg):
         name = fn.__name__
@@ -250,6 +258,28 @@ class FusedRecurrent(Layer):
             return self.states
         z = np.zeros((B, self.units), self.dtype)
         return [z] * n
+
+    # The kernel's name for the cell (pack_recurrent_kernel's `cell`), and whether its
+    # products use U whole (GRU reset_after=False splits it).
+    _cell_kind = None
+
+    def _packed_recurrent(self, want_grads, batch):
+        """U packed for the forward kernel, or None (training: U changes every step).
+
+        Kept until any weight is written (every write path bumps write_version and
+        `.value` itself is read-only), `recurrent_kernel.value` is another array or the
+        compute precision changes. Packed for the first call's batch: a call whose batch
+        makes the kernel choose another bfloat16 level packs its own (float32: never)."""
+        if want_grads or self._cell_kind is None:
+            return None
+        U = self.recurrent_kernel.value
+        c = self._packed
+        if c is not None and c[0] == write_version() and c[1] is U and c[2] == self._precision:
+            return c[3]
+        packed = _core.pack_recurrent_kernel(U, self._cell_kind, reset_after=getattr(self, "reset_after", True),
+                                             precision=self._precision, batch=batch)
+        self._packed = (write_version(), U, self._precision, packed)
+        return packed
 
     def _kernel_forward(self, x, W, states, mask, rec_mask, zero_output, want_grads):
         """One kernel call: (y, [final states], cache or None)."""

@@ -35,6 +35,7 @@ class SimpleRNN(FusedRecurrent):
     """
 
     _gates = 1
+    _cell_kind = "simple_rnn"
 
     def _bias_shape_and_init(self):
         return (self.units,), self.bias_initializer
@@ -45,7 +46,7 @@ class SimpleRNN(FusedRecurrent):
             x, W, self.recurrent_kernel.value, b, states[0], mask=mask, rec_mask=rec_mask,
             go_backwards=self.go_backwards, zero_output_for_mask=zero_output, activation=self._act,
             return_sequences=self.return_sequences, training=want_grads,
-            precision=self._precision)
+            precision=self._precision, packed_U=self._packed_recurrent(want_grads, x.shape[0]))
         return y, [hT], kc
 
     def _kernel_backward(self, kc, dy, dstates, need_dx, outs, accumulate):

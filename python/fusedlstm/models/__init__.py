@@ -5,6 +5,7 @@ from .functional import Functional, Model
 from .sequential import Sequential
 from .strategy import Strategy
 from .step import StepResult
+from .streaming import Stream
 
 
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
@@ -12,4 +13,4 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     return _load_model(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
 
 
-__all__ = ["Sequential", "Model", "Functional", "load_model", "Strategy", "StepResult"]
+__all__ = ["Sequential", "Model", "Functional", "load_model", "Strategy", "StepResult", "Stream"]

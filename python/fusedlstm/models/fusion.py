@@ -18,6 +18,10 @@ sums under mixed_bfloat16, as the layer's own x·W): the forward table equals th
 route's products row for row; backward, dtable is summed over the rows sharing an id in
 float32 before its one rounding to bfloat16.
 
+In inference the Embedding's table is kept (with the weights it was made from, until
+any weight is written: variables.write_version) when it is small, so that a call on
+a few ids (a streaming step) reads rows of it instead of gathering and projecting.
+
 A fused step behaves as a layer in the plan (same _fwd/_bwd protocol); the model's
 `layers`, weights and summary are unchanged.
 """
@@ -29,6 +33,10 @@ from ..layers.core import RepeatVector
 from ..layers.embedding import Embedding
 from ..layers.recurrent import FusedRecurrent, dropout_mask
 from ..layers.wrappers import Bidirectional
+from ..variables import write_version
+
+# Largest E·W table (bytes, all directions) an EmbeddingLSTM keeps between inference calls.
+_KEPT_TABLE_BYTES = 8 << 20
 
 
 def _rnn_kernels(rnn):
@@ -59,20 +67,60 @@ class EmbeddingLSTM:
         self.emb, self.rnn = emb, rnn
         self.layers = [emb, rnn]
         self.activity_regularizer = rnn.activity_regularizer
+        self._kept = None  # (write_version, E, [W per direction], [table per direction]) in inference
+        self._seen = None  # write_version of the last inference call that did not use a table
 
-    def _use_table(self, ids, training):
+    def _kept_tables(self, want_grads):
+        """The inference tables made from the current weights, or None."""
+        c = self._kept
+        if want_grads or c is None or c[0] != write_version() or c[1] is not self.emb.embeddings.value:
+            return None
+        if any(w is not k.kernel.value or p != k._precision for (w, p), k in zip(c[2], _rnn_kernels(self.rnn))):
+            return None
+        return c[3]
+
+    def _tables(self, want_grads):
+        kept = self._kept_tables(want_grads)
+        if kept is not None:
+            return kept
+        E = self.emb.embeddings.value
+        made_from = [(k.kernel.value, k._precision) for k in _rnn_kernels(self.rnn)]
+        tables = [_core.matmul(E, W, precision=p) for W, p in made_from]
+        if not want_grads and sum(t.nbytes for t in tables) <= _KEPT_TABLE_BYTES:
+            self._kept = (write_version(), E, made_from, tables)
+        return tables
+
+    def _use_table(self, ids, training, want_grads):
         if training and any(k.dropout > 0 for k in _rnn_kernels(self.rnn)):
             return False
-        return ids.ndim == 2 and self.emb.input_dim <= ids.size
+        if ids.ndim != 2:
+            return False
+        if self.emb.input_dim <= ids.size:
+            return True
+        if want_grads:
+            return False
+        if self._kept_tables(False) is not None:
+            return True
+        # Fewer ids than table rows: the table pays once it is reused, so it is made (and
+        # kept) at the second inference call on the same weights, when it is small.
+        v = write_version()
+        if self._seen == v:
+            return self.table_keepable()
+        self._seen = v
+        return False
+
+    def table_keepable(self):
+        """Whether the inference tables are small enough to keep between calls."""
+        kernels = [k.kernel.value for k in _rnn_kernels(self.rnn)]
+        return sum(self.emb.input_dim * W.shape[1] * W.itemsize for W in kernels) <= _KEPT_TABLE_BYTES
 
     def _fwd(self, inputs, masks, training, ctx):
         ids = self.emb.ids(inputs[0])
-        if not self._use_table(ids, training):
-            eo, em, ec = self.emb._fwd([ids], [None], training, ctx)
+        if not self._use_table(ids, training, ctx.want_grads):
+            eo, em, ec = self.emb._fwd_ids(ids, ctx)
             ro, rm, rc = self.rnn._fwd([eo[0]] + list(inputs[1:]), [em[0]] + list(masks[1:]), training, ctx)
             return ro, rm, (False, ec, rc)
-        E = self.emb.embeddings.value
-        tables = [_core.matmul(E, k.kernel.value, precision=k._precision) for k in _rnn_kernels(self.rnn)]
+        tables = self._tables(ctx.want_grads)
         outs, oms, rc = _run_rnn(self.rnn, ids, tables, [ids] + list(inputs[1:]), self.emb.mask_of(ids), training, ctx)
         return outs, oms, (True, None, rc)
 

@@ -53,7 +53,7 @@ class PenaltyMixin:
 
     def _apply_constraints(self, store):
         for v, constraint in self._penalties(store)[2]:
-            v.value[...] = constraint(v.value)
+            v._write(constraint(v.value))
 
 
 def _collects(op):

@@ -38,6 +38,7 @@ from .. import _core
 from .. import interrupt as _interrupt
 from .. import losses as _losses
 from ..layers.base import Context
+from ..variables import note_write
 from .strategy import LOCAL
 
 __all__ = ["StepResult", "StepMixin"]
@@ -222,6 +223,7 @@ class StepMixin:
         if store.size and not self._step_skipped:
             self.optimizer.build(store.variables)  # per-variable options (clipnorm, decay exclusions)
             self.optimizer.apply_flat(store.flat, grads, store.segments)
+            note_write()
             self._apply_constraints(store)
         return not self._step_skipped
 

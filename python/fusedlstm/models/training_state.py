@@ -161,7 +161,7 @@ class StateMixin:
         plan = self._check_training_state(state)
         if "weights" in state:
             for p, a in zip(self.weights, state["weights"]):
-                p.value[...] = a
+                p._write(a)
         if plan["optimizer"] is not None:
             self.optimizer.set_state(plan["optimizer"], plan["size"])
         for layer, vals in plan["layer_states"].items():

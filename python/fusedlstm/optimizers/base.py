@@ -331,7 +331,7 @@ class Optimizer:
         g = np.concatenate([np.asarray(a, dt).reshape(-1) for a in grads])
         self.apply_flat(w, g)
         for v, (a, b) in zip(variables, zip(self._step_segments()[:-1], self._step_segments()[1:])):
-            v.value[...] = w[a:b].reshape(v.value.shape)
+            v._write(w[a:b].reshape(v.value.shape))
 
     def _step_segments(self):
         s = self._step.segments
@@ -351,7 +351,7 @@ class Optimizer:
                 f"variables stored in the optimizer ({len(seg) - 1}). Please check if the optimizer was called on "
                 "your model.")
         for v, a, b in zip(variables, seg[:-1], seg[1:]):
-            v.value[...] = ema[a:b].reshape(v.value.shape)
+            v._write(ema[a:b].reshape(v.value.shape))
 
     # --- state as data -----------------------------------------------------------------------
 
