@@ -110,6 +110,64 @@ def test_kernel_packed_u_bad_input_names_what_differs():
         _core.pack_recurrent_kernel(np.zeros((5, 20), "int32"), "lstm")
 
 
+# ---- bfloat16 products: a kept packing serves only calls that choose its level ----------------
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "gru_before", "simple_rnn"])
+def test_kernel_packed_u_under_bfloat16_is_bitwise_the_per_call_packing(cell):
+    """Packed at the call's precision and batch: reused. Packed for another level (float32,
+    or a batch below bfloat16's size rule: precision.h, K >= 16 and M·N·K >= 32768, here
+    H = 16 and 128 rows against 1): the call packs its own, so the numbers never change."""
+    rng = np.random.default_rng(5)
+    Bb, Hh = 128, 16
+    g = {"lstm": 4, "gru": 3, "gru_before": 3, "simple_rnn": 1}[cell]
+    kind = "gru" if cell.startswith("gru") else cell
+    kw = {"reset_after": cell == "gru"} if kind == "gru" else {}
+    x = rng.standard_normal((Bb, T, I)).astype("float32")
+    W = (0.3 * rng.standard_normal((I, g * Hh))).astype("float32")
+    U = (0.3 * rng.standard_normal((Hh, g * Hh))).astype("float32")
+    h0 = rng.standard_normal((Bb, Hh)).astype("float32")
+    fn = getattr(_core, f"{kind}_forward")
+    args = (x, W, U, None, h0) + ((h0.copy(),) if kind == "lstm" else ())
+    plain = fn(*args, precision="bfloat16", **kw)
+    assert not np.array_equal(plain[0], fn(*args, **kw)[0])  # the bfloat16 products are in use
+    for packing in (dict(precision="bfloat16", batch=Bb), dict(precision="float32"),
+                    dict(precision="bfloat16", batch=1)):
+        packed = _core.pack_recurrent_kernel(U, kind, **kw, **packing)
+        assert (packed.precision, packed.batch) == (packing["precision"], packing.get("batch", 1))
+        again = fn(*args, precision="bfloat16", packed_U=packed, **kw)
+        for a, c in zip(plain[:-1], again[:-1]):
+            np.testing.assert_array_equal(a, c, err_msg=str(packing))
+    with pytest.raises(ValueError, match="precision"):
+        _core.pack_recurrent_kernel(U, kind, precision="float16", **kw)
+    with pytest.raises(TypeError, match="bfloat16.*float32"):
+        _core.pack_recurrent_kernel(U.astype("float64"), kind, precision="bfloat16", **kw)
+    with pytest.raises(ValueError, match="batch"):
+        _core.pack_recurrent_kernel(U, kind, precision="bfloat16", batch=0, **kw)
+
+
+@pytest.mark.parametrize("cls,kw", CELLS, ids=CELL_IDS)
+def test_mixed_policy_predict_keeps_a_bfloat16_packing(cls, kw):
+    x = np.random.default_rng(6).standard_normal((40, T, 16)).astype("float32")
+
+    def build():
+        m = Sequential([Input((T, 16)), cls(16, return_sequences=True, dtype="mixed_bfloat16", **kw), Dense(2)])
+        m.compile(optimizer="adam", loss="mse")
+        return m
+    m = build()
+    first = m.predict(x, batch_size=40, verbose=0)
+    kept = m.layers[0]._packed
+    assert kept[2] == "bfloat16" and kept[-1].precision == "bfloat16" and kept[-1].batch == 40
+    np.testing.assert_array_equal(m.predict(x, batch_size=40, verbose=0), first)
+    assert m.layers[0]._packed[-1] is kept[-1]
+    twin = build()
+    twin.set_weights(m.get_weights())
+    twin.layers[0]._cell_kind = None  # packs per call
+    np.testing.assert_array_equal(twin.predict(x, batch_size=40, verbose=0), first)
+    m.layers[0].dtype_policy = "float32"  # another precision: packed again, float32 numbers
+    f32 = m.predict(x, batch_size=40, verbose=0)
+    assert m.layers[0]._packed[2] == "float32" and not np.array_equal(f32, first)
+
+
 # ---- the layers: kept while the weights stay, numbers unchanged ------------------------------
 
 @pytest.mark.parametrize("cls,kw", CELLS, ids=CELL_IDS)
@@ -117,9 +175,9 @@ def test_predict_reuses_the_packing_and_matches_packing_per_call(cls, kw):
     m = _rnn_model(cls, **kw)
     x = _data()
     first = m.predict(x, verbose=0)
-    packed = m.layers[0]._packed[2]
+    packed = m.layers[0]._packed[-1]
     second = m.predict(x, verbose=0)
-    assert m.layers[0]._packed[2] is packed  # not repacked
+    assert m.layers[0]._packed[-1] is packed  # not repacked
     np.testing.assert_array_equal(first, second)
     np.testing.assert_array_equal(first, _fresh_prediction(m, x))
     np.testing.assert_array_equal(np.asarray(m(x)), first)
