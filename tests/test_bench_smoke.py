@@ -185,6 +185,27 @@ def test_quick_run_reports(quick_run):
         assert has_png and result["chart"] == f"{stem}.png"
 
 
+def test_quick_mixed_bfloat16_run(tmp_path):
+    """--precision mixed_bfloat16: our and Keras's models under the policy, torch under autocast,
+    agreeing to bfloat16's precision; ONNX Runtime says it is float32-only; its own file name."""
+    require("torch", "compare")
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    require("keras", "compare")
+    cmd = [sys.executable, "-m", "bench", "--quick", "--precision", "mixed_bfloat16", "--out", str(tmp_path),
+           "--configs", "chars,large", "--frameworks", "fusedlstm,torch,onnxruntime,keras"]
+    proc = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    with open(next(p for p in tmp_path.iterdir() if p.name.endswith("-mixed_bfloat16-quick.json"))) as f:
+        result = json.load(f)
+    assert result["precision"] == "mixed_bfloat16" and result["streaming"] is None and result["e2e"] is None
+    assert result["frameworks"]["onnxruntime"]["status"].startswith("float32 only")
+    for entry in result["configs"]:
+        assert entry["check"]["ok"], entry["check"]["warnings"]
+        assert set(entry["results"]) == {"fusedlstm", "torch", "keras"}
+    assert {t["name"] for t in result["targets"]} == {"large train vs torch autocast (mixed_bfloat16)",
+                                                      "large infer vs torch autocast (mixed_bfloat16)"}
+
+
 def test_bad_arguments_exit_with_a_message():
     for args, expected in ((["--threads", "0"], "--threads"), (["--configs", "nope"], "nope"),
                            (["--frameworks", "jax"], "--frameworks"), (["--precision", "float16"], "--precision"),
