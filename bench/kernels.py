@@ -42,7 +42,8 @@ GATES = {"lstm": 4, "gru": 3}
 CONV_SHAPES = {"cnn_lstm": (64, 100, 64, 64, 5)}  # B, L, C_in, filters, kernel_size
 
 
-def fused_rnn_call(core, cell, shape, rng):
+def rnn_inputs(shape, rng, cell):
+    """(x, W, U, h0, dy) of one recurrent layer at a shape (B, T, kind, I or V, H, seq), float32."""
     B, T, kind, I, H, seq = shape
     G = GATES[cell] * H
     f32 = np.float32
@@ -56,6 +57,25 @@ def fused_rnn_call(core, cell, shape, rng):
     U = (rng.standard_normal((H, G)) / np.sqrt(H)).astype(f32)
     h0 = np.zeros((B, H), f32)
     dy = rng.standard_normal((B, T, H) if seq else (B, H)).astype(f32)
+    return x, W, U, h0, dy
+
+
+def torch_rnn_inputs(torch, cell, shape, rng):
+    """(nn.LSTM/nn.GRU, x tensor, loss weights R) for the same shape (ids: the Embedding's output width)."""
+    B, T, kind, I, H, seq = shape
+    width = EMBED if kind == "ids" else I
+    if kind == "onehot":
+        x = np.eye(I, dtype=np.float32)[rng.integers(0, I, (B, T))]
+    else:
+        x = rng.standard_normal((B, T, width)).astype(np.float32)
+    layer = (torch.nn.LSTM if cell == "lstm" else torch.nn.GRU)(width, H, batch_first=True)
+    R = torch.from_numpy(rng.standard_normal((B, T, H) if seq else (B, H)).astype(np.float32))
+    return layer, torch.from_numpy(x), R
+
+
+def fused_rnn_call(core, cell, shape, rng):
+    x, W, U, h0, dy = rnn_inputs(shape, rng, cell)
+    seq, G, f32 = shape[5], W.shape[1], np.float32
     if cell == "lstm":
         b = np.zeros(G, f32)
 
@@ -72,15 +92,8 @@ def fused_rnn_call(core, cell, shape, rng):
 
 
 def torch_rnn_call(torch, cell, shape, rng):
-    B, T, kind, I, H, seq = shape
-    width = EMBED if kind == "ids" else I
-    if kind == "onehot":
-        x = np.eye(I, dtype=np.float32)[rng.integers(0, I, (B, T))]
-    else:
-        x = rng.standard_normal((B, T, width)).astype(np.float32)
-    layer = (torch.nn.LSTM if cell == "lstm" else torch.nn.GRU)(width, H, batch_first=True)
-    xt = torch.from_numpy(x)
-    R = torch.from_numpy(rng.standard_normal((B, T, H) if seq else (B, H)).astype(np.float32))
+    seq = shape[5]
+    layer, xt, R = torch_rnn_inputs(torch, cell, shape, rng)
 
     def run():
         for p in layer.parameters():

@@ -24,6 +24,7 @@ import sys
 
 import numpy as np
 
+from bench.kernels import GATES, rnn_inputs, torch_rnn_inputs
 from bench.timing import interleaved, summary_ms
 
 # name: (B, T, input kind, I or V, H, return_sequences); as bench/kernels.py, plus xlarge.
@@ -34,30 +35,10 @@ SHAPES = {
     "large": (64, 100, "dense", 512, 512, False),
     "xlarge": (32, 200, "dense", 1024, 1024, False),
 }
-EMBED = 64  # PyTorch's input width for ids (the Embedding's output)
-GATES = {"lstm": 4, "gru": 3}
-
-
-def _inputs(shape, rng, cell):
-    B, T, kind, I, H, seq = shape
-    G = GATES[cell] * H
-    f32 = np.float32
-    if kind == "ids":
-        x = rng.integers(0, I, (B, T))
-    elif kind == "onehot":
-        x = np.eye(I, dtype=f32)[rng.integers(0, I, (B, T))]
-    else:
-        x = rng.standard_normal((B, T, I)).astype(f32)
-    W = (rng.standard_normal((I, G)) / np.sqrt(I)).astype(f32)
-    U = (rng.standard_normal((H, G)) / np.sqrt(H)).astype(f32)
-    h0 = np.zeros((B, H), f32)
-    dy = rng.standard_normal((B, T, H) if seq else (B, H)).astype(f32)
-    return x, W, U, h0, dy
-
 
 def fused_calls(core, cell, shape, rng, precision):
     """(train, infer) callables of fusedlstm at `precision`; each returns its arrays."""
-    x, W, U, h0, dy = _inputs(shape, rng, cell)
+    x, W, U, h0, dy = rnn_inputs(shape, rng, cell)
     seq = shape[5]
     G = W.shape[1]
     if cell == "lstm":
@@ -86,15 +67,8 @@ def fused_calls(core, cell, shape, rng, precision):
 
 
 def torch_calls(torch, cell, shape, rng, autocast):
-    B, T, kind, I, H, seq = shape
-    width = EMBED if kind == "ids" else I
-    if kind == "onehot":
-        x = np.eye(I, dtype=np.float32)[rng.integers(0, I, (B, T))]
-    else:
-        x = rng.standard_normal((B, T, width)).astype(np.float32)
-    layer = (torch.nn.LSTM if cell == "lstm" else torch.nn.GRU)(width, H, batch_first=True)
-    xt = torch.from_numpy(x)
-    R = torch.from_numpy(rng.standard_normal((B, T, H) if seq else (B, H)).astype(np.float32))
+    seq = shape[5]
+    layer, xt, R = torch_rnn_inputs(torch, cell, shape, rng)
 
     def ctx():
         return torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast)

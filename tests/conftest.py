@@ -70,3 +70,13 @@ def torch():
 def torch_io(torch):
     from fusedlstm.io import torch_io
     return torch_io
+
+
+def bf16_level_or_skip(level):
+    """`level` when this CPU/build has that bfloat16 GEMM level, else skip saying which it has."""
+    from fusedlstm import _core
+
+    available = _core.build_info()["bf16_levels"]
+    if level not in available:
+        pytest.skip(f"this CPU/build lacks the {level} bfloat16 level (available: {available})")
+    return level

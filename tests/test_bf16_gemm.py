@@ -22,7 +22,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import package_parent, require
+from conftest import bf16_level_or_skip, package_parent, require
 from fusedlstm import _core
 from fusedlstm import reference as ref
 from gradcheck import scaled_error
@@ -38,10 +38,7 @@ def _needs_ml_dtypes():
 
 @pytest.fixture(params=LEVELS)
 def level(request):
-    available = _core.build_info()["bf16_levels"]
-    if request.param not in available:
-        pytest.skip(f"this CPU/build lacks the {request.param} bfloat16 level (available: {available})")
-    return request.param
+    return bf16_level_or_skip(request.param)
 
 
 @pytest.fixture

@@ -39,7 +39,6 @@ levels, 25 fresh seeds of every case below):
     states, which bounds how far the share can fall.
 """
 
-import json
 import os
 import subprocess
 import sys
@@ -47,7 +46,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import package_parent, require
+from conftest import bf16_level_or_skip, package_parent, require
 from fusedlstm import _core
 from fusedlstm import reference as ref
 from gradcheck import make_mask, scaled_error
@@ -393,10 +392,7 @@ def test_bad_precision_is_named(cell, bad):
 
 @pytest.fixture(params=LEVELS)
 def level(request):
-    available = _core.build_info()["bf16_levels"]
-    if request.param not in available:
-        pytest.skip(f"this CPU/build lacks the {request.param} bfloat16 level (available: {available})")
-    return request.param
+    return bf16_level_or_skip(request.param)
 
 
 def test_forced_level_is_in_use():
