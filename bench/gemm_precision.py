@@ -32,7 +32,7 @@ import sys
 import numpy as np
 
 from bench.configs import get_configs
-from bench.timing import interleaved
+from bench.timing import add_kernel_timing_args, interleaved, kernel_frameworks
 from fusedlstm import _core
 
 
@@ -114,20 +114,11 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configs", nargs="+", default=["large", "xlarge", "chars_seq"])
     p.add_argument("--quick", action="store_true", help="the configurations' quick sizes (a smoke run)")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--block-s", type=float, default=0.2)
+    add_kernel_timing_args(p, rounds=5, block_s=0.2)
     p.add_argument("--peak-f32", type=float, help="float32 peak GFLOP/s of the threads used (for the fractions)")
     p.add_argument("--peak-bf16", type=float, help="bfloat16 peak GFLOP/s of the threads used")
-    p.add_argument("--no-torch", action="store_true")
-    p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
-
-    torch = None
-    if not args.no_torch:
-        import torch
-        torch.set_num_threads(args.threads)
-    _core.set_num_threads(args.threads)
+    _, torch = kernel_frameworks(args)
     info = _core.build_info()
     print(f"# {info['cpu']}, {args.threads} threads, isa {info['isa']}, bf16 level {info['bf16_level']}"
           + (f", torch {torch.__version__}" if torch else ""))

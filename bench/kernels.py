@@ -26,7 +26,7 @@ import sys
 
 import numpy as np
 
-from bench.timing import interleaved, summary_ms
+from bench.timing import add_kernel_timing_args, interleaved, kernel_frameworks, summary_ms
 
 # name: (B, T, input kind, I or V, H, return_sequences)
 RNN_SHAPES = {
@@ -135,19 +135,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default="lstm,gru,conv1d", help="comma list of lstm, gru, conv1d")
     ap.add_argument("--configs", default=",".join(RNN_SHAPES), help="comma list of RNN shapes")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--block-s", type=float, default=0.3)
-    ap.add_argument("--no-torch", action="store_true")
-    ap.add_argument("--json", help="write the medians here")
+    add_kernel_timing_args(ap, rounds=7, block_s=0.3)
     args = ap.parse_args(argv)
-
-    from fusedlstm import _core
-    _core.set_num_threads(args.threads)
-    torch = None
-    if not args.no_torch:
-        import torch
-        torch.set_num_threads(args.threads)
+    _core, torch = kernel_frameworks(args)
     only = args.only.split(",")
     rng = np.random.default_rng(0)
     rows = []

@@ -24,17 +24,12 @@ import sys
 
 import numpy as np
 
-from bench.kernels import GATES, rnn_inputs, torch_rnn_inputs
-from bench.timing import interleaved, summary_ms
+from bench.kernels import GATES, RNN_SHAPES, rnn_inputs, torch_rnn_inputs
+from bench.timing import add_kernel_timing_args, interleaved, kernel_frameworks, summary_ms
 
-# name: (B, T, input kind, I or V, H, return_sequences); as bench/kernels.py, plus xlarge.
-SHAPES = {
-    "echo": (1, 50, "onehot", 100, 25, False),
-    "chars": (128, 40, "ids", 27, 64, False),
-    "chars_seq": (128, 40, "ids", 27, 256, True),
-    "large": (64, 100, "dense", 512, 512, False),
-    "xlarge": (32, 200, "dense", 1024, 1024, False),
-}
+# name: (B, T, input kind, I or V, H, return_sequences): bench/kernels.py's rows, plus xlarge.
+SHAPES = {**{n: RNN_SHAPES[n] for n in ("echo", "chars", "chars_seq", "large")},
+          "xlarge": (32, 200, "dense", 1024, 1024, False)}
 
 def fused_calls(core, cell, shape, rng, precision):
     """(train, infer) callables of fusedlstm at `precision`; each returns its arrays."""
@@ -121,19 +116,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cell", default="lstm", choices=sorted(GATES))
     ap.add_argument("--configs", default=",".join(SHAPES), help="comma list of " + ", ".join(SHAPES))
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--block-s", type=float, default=0.3)
-    ap.add_argument("--no-torch", action="store_true")
-    ap.add_argument("--json", help="write the medians here")
+    add_kernel_timing_args(ap, rounds=5, block_s=0.3)
     args = ap.parse_args(argv)
-
-    from fusedlstm import _core
-    _core.set_num_threads(args.threads)
-    torch = None
-    if not args.no_torch:
-        import torch
-        torch.set_num_threads(args.threads)
+    _core, torch = kernel_frameworks(args)
     load_before = os.getloadavg()
     rows = {}
     for name in args.configs.split(","):

@@ -64,3 +64,25 @@ def interleaved(
 def summary_ms(seconds: List[float]) -> Dict[str, float]:
     ms = [s * 1e3 for s in seconds]
     return {"median": statistics.median(ms), "min": min(ms), "max": max(ms), "n": len(ms)}
+
+
+def add_kernel_timing_args(parser, rounds: int, block_s: float) -> None:
+    """The options the kernel-level benches (kernels, recurrent_precision, gemm_precision) share."""
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--block-s", type=float, default=block_s)
+    parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--json", help="write the results here")
+
+
+def kernel_frameworks(args):
+    """(fusedlstm._core, torch or None) with both pinned to args.threads (torch skipped by --no-torch)."""
+    from fusedlstm import _core
+
+    _core.set_num_threads(args.threads)
+    torch = None
+    if not args.no_torch:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return _core, torch
