@@ -24,8 +24,10 @@ checks that inference outputs and first training-step losses agree (a warning
 row if not: then the timings would compare different computations), then times
 a full training step (forward, backward, Adam) and an inference call, the
 frameworks interleaved in blocks of >= 200 ms. It also measures numpy's sgemm
-on 2048² float32 as the yardstick for GEMM GFLOP/s, and each framework's peak
-memory to build and train the model. ONNX Runtime (`onnxruntime`) runs inference
+on 2048² float32 as the yardstick for GEMM GFLOP/s, the CPU's arithmetic peak
+(bench/peak.py: the inference ceiling, the largest ratio a kernel at 100% of peak
+could reach against the fastest peer), and each framework's peak memory to build
+and train the model. ONNX Runtime (`onnxruntime`) runs inference
 only, on the graph fusedlstm's exporter writes for the same model (checked equal
 to predict before timing). The streaming section (bench/streaming.py) times one
 step of a stateful char model (B=1, T=1) in every way a user can run it. The end-to-end runs (bench/e2e.py) time

@@ -57,8 +57,13 @@ def _median(res: dict, kind: str) -> Optional[float]:
     return t["median"] if t else None
 
 
-def derive(cfg: Config, entry: dict, sgemm: Optional[float]) -> None:
-    """Add flops, per-framework GFLOP/s, ratios and targets to a config entry in place."""
+def derive(cfg: Config, entry: dict, sgemm: Optional[float], peak: Optional[float] = None) -> None:
+    """Add flops, per-framework GFLOP/s, ratios and targets to a config entry in place.
+
+    peak: the CPU's arithmetic peak at the run's precision (bench/peak.py), for the
+    inference ceiling: every framework's executed-FLOP rate as a fraction of it, and
+    the largest ratio against the fastest peer that a kernel at 100% of peak could
+    reach (the executed FLOPs are the work that needs doing, whoever does it)."""
     nom, exe = nominal_flops(cfg), executed_flops(cfg)
     entry["flops"] = {"nominal": nom, "executed": exe}
     results = entry["results"]
@@ -78,6 +83,13 @@ def derive(cfg: Config, entry: dict, sgemm: Optional[float]) -> None:
     }
     executed = ours.get("gflops", {}).get("executed_train")
     entry["sgemm_fraction"] = executed / sgemm if executed and sgemm else None
+    infer_ms = {name: _median(res, "infer") for name, res in results.items()}
+    infer_ms = {name: ms for name, ms in infer_ms.items() if ms}
+    peers = [ms for name, ms in infer_ms.items() if name != OURS]
+    if peak and infer_ms:
+        rate = {name: exe["infer"] / (ms * 1e-3) / 1e9 for name, ms in infer_ms.items()}
+        entry["peak"] = {"gflops": peak, "infer_fraction": {name: r / peak for name, r in rate.items()},
+                         "infer_ratio_ceiling": (min(peers) * 1e-3) * peak * 1e9 / exe["infer"] if peers else None}
 
 
 def mixed_targets(configs: List[Config], entries: List[dict], amx: bool) -> List[dict]:

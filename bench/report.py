@@ -45,6 +45,7 @@ def header(result: dict) -> List[str]:
         f"- frameworks: {'; '.join(fw_lines)}",
         f"- python {s['python']}, numpy {s['numpy']}; numpy sgemm 2048² float32: "
         f"{result['sgemm']['gflops']:.1f} GFLOP/s (median of {result['sgemm']['repeats']})",
+        _peak_line(result),
         f"- load average (1 min) before / after: {_f(s['load_average']['before'], '{:.2f}')} / "
         f"{_f(s['load_average']['after'], '{:.2f}')}{' — busy machine: timings are noisy' if busy else ''}",
         f"- environment: {reexec}",
@@ -53,6 +54,15 @@ def header(result: dict) -> List[str]:
         "ms per step as median [min–max]; ratio = peer time / fusedlstm time (> 1: fusedlstm faster)",
     ]
     return lines
+
+
+def _peak_line(result: dict) -> str:
+    peak = result.get("peak")
+    if not peak:
+        return "- CPU arithmetic peak: not measured (bench/peak.py needs an x86-64 CPU and a C++ compiler)"
+    bf16 = f"{peak['bfloat16']:.1f}" if peak.get("bfloat16") else "– (no AVX512-BF16)"
+    return (f"- CPU arithmetic peak ({peak['source']}, register-only multiply-adds, {peak['threads']} threads): "
+            f"float32 {peak['float32']:.1f} GFLOP/s, bfloat16 {bf16} GFLOP/s")
 
 
 def step_table(result: dict) -> List[str]:
@@ -89,16 +99,30 @@ def throughput_table(result: dict) -> List[str]:
              "training 3x). Executed: what fusedlstm computes (one-hot/id inputs are row lookups, "
              "plus the E·W table for an Embedding; no dX for the first layer).", "",
              "| config | nominal GFLOP train / infer | executed GFLOP train / infer | "
-             "nominal GFLOP/s train | executed GFLOP/s train / infer | executed / sgemm |",
-             "|---|---|---|---|---|---|"]
+             "nominal GFLOP/s train | executed GFLOP/s train / infer | executed / sgemm | "
+             "infer % of CPU peak: ours / fastest peer | infer ratio ceiling |",
+             "|---|---|---|---|---|---|---|---|"]
     for e in result["configs"]:
         g = e["results"].get(OURS, {}).get("gflops", {})
         nom, exe = e["flops"]["nominal"], e["flops"]["executed"]
         lines.append(f"| {e['name']} | {nom['train'] / 1e9:.3g} / {nom['infer'] / 1e9:.3g} | "
                      f"{exe['train'] / 1e9:.3g} / {exe['infer'] / 1e9:.3g} | {_f(g.get('nominal_train'), '{:.1f}')} | "
                      f"{_f(g.get('executed_train'), '{:.1f}')} / {_f(g.get('executed_infer'), '{:.1f}')} | "
-                     f"{_f(e.get('sgemm_fraction'), '{:.0%}')} |")
+                     f"{_f(e.get('sgemm_fraction'), '{:.0%}')} | {_peak_cells(e)} |")
+    lines += ["", "Infer % of CPU peak: each framework's inference at the executed FLOPs over the measured peak "
+              "(header). Ceiling: the inference ratio against the fastest peer that a kernel running at 100% of "
+              "the peak would reach; a target above it cannot be met on this CPU."]
     return lines
+
+
+def _peak_cells(e: dict) -> str:
+    p = e.get("peak")
+    if not p:
+        return "– | –"
+    frac = p["infer_fraction"]
+    peers = [v for k, v in frac.items() if k != OURS]
+    return (f"{_f(frac.get(OURS), '{:.0%}')} / {_f(max(peers) if peers else None, '{:.0%}')} | "
+            f"{_f(p['infer_ratio_ceiling'], '{:.2f}x')}")
 
 
 def streaming_table(result: dict) -> List[str]:

@@ -20,6 +20,7 @@ import numpy as np
 
 from bench import data, metrics, report, timing
 from bench import env as benv
+from bench import peak as bench_peak
 from bench import frameworks as fwmod
 from bench.configs import Config
 from bench.metrics import OURS, rel_diff
@@ -260,6 +261,11 @@ def run_all(args, reexec: dict, argv: List[str]) -> int:
     local = {n: fw for n, fw in fws.items() if not fw.isolated}
     sgemm = metrics.sgemm_gflops(repeats=3 if args.quick else 7)
     print(f"bench: numpy sgemm 2048² float32: {sgemm['gflops']:.1f} GFLOP/s")
+    peak = bench_peak.measure(args.threads, repeats=1 if args.quick else 3)
+    peak_at = peak and peak.get("bfloat16" if args.precision == "mixed_bfloat16" else "float32")
+    if peak:
+        print(f"bench: CPU peak ({args.threads} threads): float32 {peak['float32']:.1f} GFLOP/s, "
+              f"bfloat16 {peak['bfloat16'] or '–'} GFLOP/s")
     entries = []
     configs = [] if args.e2e_only else args.config_list
     isolated = {}
@@ -274,7 +280,7 @@ def run_all(args, reexec: dict, argv: List[str]) -> int:
         for n, sub in isolated.items():
             _merge(entry, n, sub["configs"].get(cfg.name))
         check_entry(entry, args.precision)
-        metrics.derive(cfg, entry, sgemm["gflops"])
+        metrics.derive(cfg, entry, sgemm["gflops"], peak_at)
         entries.append(entry)
         for w in entry["check"]["warnings"]:
             print(f"bench: WARNING {cfg.name}: {w}")
@@ -294,7 +300,7 @@ def run_all(args, reexec: dict, argv: List[str]) -> int:
         "argv": argv, "quick": args.quick, "seed": args.seed, "precision": args.precision,
         "timing": {"block_ms": args.block_s * 1e3, "rounds": args.rounds},
         "system": {**system_info(args, reexec, status, fws), "load_average": {"before": load_before, "after": _load()}},
-        "frameworks": status, "sgemm": sgemm,
+        "frameworks": status, "sgemm": sgemm, "peak": peak,
         "configs": entries, "streaming": stream_result, "e2e": e2e_result,
         "targets": metrics.targets(configs, entries, e2e_result, stream_result, args.precision,
                                    amx="amx_bf16" in benv.cpu_flags()),

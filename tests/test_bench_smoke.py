@@ -100,6 +100,11 @@ def test_quick_run_timings_and_derived_numbers_are_sane(quick_run):
         g = entry["results"]["fusedlstm"]["gflops"]
         assert g["executed_train"] <= g["nominal_train"] + 1e-9, ctx
         assert entry["sgemm_fraction"] == pytest.approx(g["executed_train"] / result["sgemm"]["gflops"]), ctx
+        if result["peak"]:  # the inference ceiling: fastest peer's time x peak over the executed work
+            p, exe = entry["peak"], entry["flops"]["executed"]["infer"]
+            peers = [entry["results"][n]["infer_ms"]["median"] for n in entry["results"] if n != "fusedlstm"]
+            assert p["infer_ratio_ceiling"] == pytest.approx(min(peers) * 1e-3 * p["gflops"] * 1e9 / exe), ctx
+            assert p["infer_fraction"]["fusedlstm"] == pytest.approx(g["executed_infer"] / p["gflops"]), ctx
     names = {t["name"] for t in result["targets"]}
     assert {"echo train step vs torch", "xlarge executed GFLOP/s vs sgemm", "echo time to 100% vs torch"} <= names
     gru = {"gru_echo", "gru_chars", "gru_chars_seq", "gru_large"}
