@@ -18,7 +18,7 @@ run (bench/timing.py) as
                (the operands are cast on every call, as ours are rounded as packed)
     torch_bf16 torch.matmul on tensors already in bfloat16 (no cast in the timing)
 Reports medians in ms, GFLOP/s, bf16's speed-up over f32 and autocast, and,
-when the peaks are given, the fraction of each precision's peak. Before timing,
+the fraction of each precision's peak (given, or measured by bench/peak.py). Before timing,
 each product's answers are checked against each other (bfloat16 results within
 bfloat16 rounding of float32's), so a row never times a wrong computation.
 --quick runs the bench's quick (millisecond) configurations.
@@ -31,6 +31,7 @@ import sys
 
 import numpy as np
 
+from bench import peak as bench_peak
 from bench.configs import get_configs
 from bench.timing import add_kernel_timing_args, interleaved, kernel_frameworks
 from fusedlstm import _core
@@ -115,9 +116,14 @@ def main(argv=None):
     p.add_argument("--configs", nargs="+", default=["large", "xlarge", "chars_seq"])
     p.add_argument("--quick", action="store_true", help="the configurations' quick sizes (a smoke run)")
     add_kernel_timing_args(p, rounds=5, block_s=0.2)
-    p.add_argument("--peak-f32", type=float, help="float32 peak GFLOP/s of the threads used (for the fractions)")
-    p.add_argument("--peak-bf16", type=float, help="bfloat16 peak GFLOP/s of the threads used")
+    p.add_argument("--peak-f32", type=float,
+                   help="float32 peak GFLOP/s of the threads used (for the fractions; default: bench/peak.py's)")
+    p.add_argument("--peak-bf16", type=float, help="bfloat16 peak GFLOP/s of the threads used (default: measured)")
     args = p.parse_args(argv)
+    if args.peak_f32 is None or args.peak_bf16 is None:
+        measured = bench_peak.measure(args.threads) or {}
+        args.peak_f32 = args.peak_f32 or measured.get("float32")
+        args.peak_bf16 = args.peak_bf16 or measured.get("bfloat16")
     _, torch = kernel_frameworks(args)
     info = _core.build_info()
     print(f"# {info['cpu']}, {args.threads} threads, isa {info['isa']}, bf16 level {info['bf16_level']}"
@@ -144,7 +150,8 @@ def main(argv=None):
             print(line, flush=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"build_info": info, "threads": args.threads, "rows": rows}, f, indent=1)
+            json.dump({"build_info": info, "threads": args.threads, "peak": {"float32": args.peak_f32,
+                       "bfloat16": args.peak_bf16}, "rows": rows}, f, indent=1)
     return 0
 
 
