@@ -85,7 +85,7 @@ ECHO_SEQUENCE = TaskSpec(
     name="echo-sequence",
     summary="stateful LSTM(16) echoes the 20 windows of 6 of a 25-value sequence (100 values)",
     target=">= 95% per step",
-    classic=dict(length=25, features=100, window=6, units=16, lr=0.001, batch_size=5, sequences=500, eval=10),
-    quick=dict(length=25, features=100, window=6, units=16, lr=0.001, batch_size=5, sequences=500, eval=10),
+    classic=dict(length=25, features=100, window=6, units=16, lr=0.001, batch_size=5, sequences=500, eval=100),
+    quick=dict(length=25, features=100, window=6, units=16, lr=0.001, batch_size=5, sequences=500, eval=100),
     run=run,
 )
