@@ -23,9 +23,9 @@ heads. It makes the layers' own kernel calls, with their weights, packings and o
 and writes the new states into the layers' state arrays in place. A head's softmax is
 the kernels' there (a few ulp from NumPy's exp, which predict_on_batch uses), unless
 `exact=True`, which applies the layer's own NumPy activation: bitwise predict_on_batch.
-Anything else (other layers, Bidirectional, return_state, a training= call, inputs of
-another kind, states that are not writeable arrays of the model's dtype) takes the
-Python path.
+Anything else (other layers or wrappers, return_state, a layer called with training=,
+several outputs, inputs of another kind, states that are not writeable arrays of the
+model's dtype) takes the Python path; `stream.uses_kernel` says which one a model gets.
 """
 
 import numpy as np
@@ -43,7 +43,8 @@ __all__ = ["Stream"]
 
 
 class Stream:
-    """One step of a stateful model per call: `stream.step(x)` == `model.predict_on_batch(x)`.
+    """One step of a stateful model per call: `stream.step(x)` == `model.predict_on_batch(x)`
+    (bitwise, except a softmax head computed by the C++ step: within a few ulp unless `exact`).
 
     Args:
         model: a built model with one input whose recurrent layers are all stateful (the
@@ -81,7 +82,7 @@ class Stream:
         self._n_slots, self._in_slot, self._out_slots = p.n_slots, p.input_slots[0], list(p.output_slots)
         self._steps = [(_compile(st), st.ins, st.outs) for st in p.steps]
         self._list = bool(model._outputs_list)
-        self.exact = bool(exact)
+        self._exact = bool(exact)
         self._kernel, self._post = None, None
         self._fits = not self._list and len(self._out_slots) == 1
         self._make_kernel()
@@ -105,6 +106,11 @@ class Stream:
     __call__ = step
 
     @property
+    def exact(self):
+        """Whether a softmax head is NumPy's (bitwise predict_on_batch), fixed at construction."""
+        return self._exact
+
+    @property
     def uses_kernel(self):
         """Whether steps run as one C++ call (the model's plan fits `_core.StreamKernel`)."""
         return self._kernel is not None
@@ -112,7 +118,7 @@ class Stream:
     def _make_kernel(self):
         self._kernel, self._post = None, None
         if self._fits:
-            made = _stream_kernel(self.model, self.batch_size, self._ids, self._float, self.exact)
+            made = _stream_kernel(self.model, self.batch_size, self._ids, self._float, self._exact)
             if made is not None:
                 self._kernel, self._post = made
 
