@@ -132,7 +132,7 @@ void add_recurrent_impl(PyStream& s, const py::object& layer, CellKind cell, con
   const int g = gates_per_unit(cell);
   StreamRecurrent<Real> r;
   r.cell = cell, r.opt = opt, r.H = int(H), r.I = s.width;
-  const bool table = p.rnns.empty() && s.ids;
+  const bool table = p.rnns.empty() && s.ids && !p.E;
   r.W = weight<Real>(s, "W", W, {{table ? "V" : "I", s.width}, {"G", g * H}});
   r.U = weight<Real>(s, "U", U, {{"H", H}, {"G", g * H}});
   if (!b.is_none()) {
@@ -180,6 +180,27 @@ void add_recurrent(PyStream& s, const py::object& layer, const std::string& cell
     add_recurrent_impl<float>(s, layer, k, W, U, b, packed_U, opt);
   else
     add_recurrent_impl<double>(s, layer, k, W, U, b, packed_U, opt);
+}
+
+template <class Real> void set_embedding_impl(PyStream& s, const py::object& E) {
+  StreamPlan<Real>& p = plan_of<Real>(s);
+  FUSEDLSTM_CHECK(s.ids, kFn, ": set_embedding needs token-id input");
+  FUSEDLSTM_CHECK(p.rnns.empty() && !p.E, kFn, ": set_embedding must come once, before add_recurrent");
+  const py::array Ea = req_array(kFn, "E", E);
+  check_ndim(kFn, "E", Ea, 2, "(V, D)");
+  const py::ssize_t D = Ea.shape(1);
+  check_positive(kFn, "D", D, "E.shape[1]");
+  FUSEDLSTM_CHECK(D <= INT_MAX, kFn, ": D must be below 2^31");
+  p.E = weight<Real>(s, "E", E, {{"V", s.in_dim}, {"D", D}});
+  p.D = int(D);
+  s.width = int(D);
+}
+
+void set_embedding(PyStream& s, const py::object& E) {
+  if (s.ft == FType::f32)
+    set_embedding_impl<float>(s, E);
+  else
+    set_embedding_impl<double>(s, E);
 }
 
 template <class Real>
@@ -342,6 +363,7 @@ void register_stream(py::module_& m) {
                        "A stateful model's step in one call, for fusedlstm.models.Stream. See _core.pyi.")
       .def(py::init(&make), py::arg("batch"), py::arg("dtype"), py::arg("ids"), py::arg("input_dim"),
            py::arg("write_counter"), py::kw_only(), py::arg("mask_zero") = false)
+      .def("set_embedding", &set_embedding, py::arg("E"))
       .def("add_recurrent", &add_recurrent, py::arg("layer"), py::arg("cell"), py::arg("W"), py::arg("U"),
            py::arg("b").none(true), py::arg("packed_U").none(true), py::kw_only(), py::arg("activation") = "tanh",
            py::arg("recurrent_activation") = "sigmoid", py::arg("reset_after") = true,

@@ -51,6 +51,14 @@ void stream_step(const StreamPlan<Real>& plan, const StreamInput<Real>& in, Real
     mask = S.mask.data();
   }
   const Real* x = in.x;
+  if (plan.E) {  // as the Embedding's np.take
+    const size_t n = size_t(B) * T, D = size_t(plan.D);
+    grow(S.rows, n * D);
+    for (size_t e = 0; e < n; ++e)
+      std::memcpy(S.rows.data() + e * D, plan.E + size_t(in.ids32 ? in.ids32[e] : in.ids64[e]) * D,
+                  sizeof(Real) * D);
+    x = S.rows.data();
+  }
   int rows = B * T;  // rows of the current output: B·T, or B after a last-output layer
   for (int l = 0; l < L; ++l) {
     const StreamRecurrent<Real>& r = plan.rnns[l];
@@ -62,7 +70,7 @@ void stream_step(const StreamPlan<Real>& plan, const StreamInput<Real>& in, Real
 
     RnnInputs<Real> ri;
     ri.B = B, ri.T = T, ri.H = r.H, ri.I = r.I;
-    if (l == 0 && plan.ids)
+    if (l == 0 && plan.ids && !plan.E)
       ri.ids32 = in.ids32, ri.ids64 = in.ids64;
     else
       ri.x = x;

@@ -50,6 +50,10 @@ template <class Real> struct StreamPlan {
   int B = 0;
   bool ids = false;        // token ids (B,T) read through the first layer's table, else dense x (B,T,I)
   bool mask_zero = false;  // id 0 masks its step (Embedding(mask_zero=True))
+  // The Embedding's (V,D) matrix when its E·W table is too large to keep: the first
+  // layer then reads the gathered rows E[ids] (B,T,D) through its kernel; null otherwise.
+  const Real* E = nullptr;
+  int D = 0;
   std::vector<StreamRecurrent<Real>> rnns;
   std::vector<StreamDense<Real>> heads;
 };
@@ -67,6 +71,7 @@ template <class Real> struct StreamScratch {
   Buffer<Real> prev;  // (2,B,H) the states before the step (the layers' arrays are overwritten)
   Buffer<Real> y[2];  // ping-pong layer outputs
   Buffer<uint8_t> mask;
+  Buffer<Real> rows;  // (B,T,D) gathered Embedding rows
 };
 
 // Runs the plan over the input's T steps. h[l], c[l] (c: LSTM only) are layer l's

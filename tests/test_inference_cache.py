@@ -439,17 +439,19 @@ def test_stream_refuses_models_it_cannot_stream():
 # ---- Stream's C++ step (_core.StreamKernel) ----------------------------------------------------
 
 def _head_model(cls=LSTM, stacked=False, dense_input=False, mask_zero=False, dtype="float32", act="softmax",
-                V=13, policy=None, seed=5, heads=1):
+                V=13, policy=None, seed=5, heads=1, last_only=False):
     kw = {"dtype": policy or dtype}
     layers = [Input(batch_shape=(2, None, 4), dtype=dtype) if dense_input else Input(batch_shape=(2, None), dtype="int32")]
     if not dense_input:
         layers.append(Embedding(V, 5, mask_zero=mask_zero, **kw))
-    layers.append(cls(6, return_sequences=True, stateful=True, **kw))
+    layers.append(cls(6, return_sequences=not (last_only and not stacked), stateful=True, **kw))
     if stacked:
-        layers.append(cls(4, return_sequences=True, stateful=True, **kw))
+        layers.append(cls(4, return_sequences=not last_only, stateful=True, **kw))
     if heads == 2:
         layers.append(Dense(7, activation="relu", **kw))
-    layers.append(TimeDistributed(Dense(V, activation=act, **kw)))
+    if heads:
+        layers.append(Dense(min(V, 13), activation=act, **kw) if last_only
+                      else TimeDistributed(Dense(min(V, 13), activation=act, **kw)))
     m = Sequential(layers)
     rng = np.random.default_rng(seed)
     m.set_weights([rng.standard_normal(w.shape).astype(dtype) * 0.4 for w in m.get_weights()])
@@ -474,7 +476,9 @@ KERNEL_PLANS = [
     dict(), dict(stacked=True), dict(cls=GRU), dict(cls=SimpleRNN), dict(dense_input=True), dict(mask_zero=True),
     dict(act="linear"), dict(act="relu", heads=2), dict(act="sigmoid"), dict(dtype="float64"),
     dict(dtype="float64", act="linear", cls=GRU, stacked=True), dict(policy="mixed_bfloat16"),
-    dict(policy="mixed_bfloat16", act="linear", stacked=True)]
+    dict(policy="mixed_bfloat16", act="linear", stacked=True), dict(heads=0, act="linear"),
+    dict(last_only=True), dict(last_only=True, stacked=True, cls=GRU, act="linear"),
+    dict(V=90000), dict(V=90000, mask_zero=True, act="linear")]  # E·W too large to keep: E's rows
 
 
 @pytest.mark.parametrize("plan", KERNEL_PLANS, ids=lambda p: "-".join(f"{k}={getattr(v, '__name__', v)}" for k, v in p.items()) or "default")
@@ -483,7 +487,7 @@ def test_stream_kernel_equals_predict_on_batch(plan, T):
     from fusedlstm.models import Stream
     m, rng = _head_model(**plan)
     act, dtype = plan.get("act", "softmax"), plan.get("dtype", "float32")
-    xs = _xs(rng, 8, plan.get("dense_input", False), dtype, T=T)
+    xs = _xs(rng, 8, plan.get("dense_input", False), dtype, V=plan.get("V", 13), T=T)
     if plan.get("mask_zero"):
         xs[2][0, 0] = 0
     want = [m.predict_on_batch(x) for x in xs]
@@ -669,6 +673,10 @@ def test_stream_kernel_class_checks_its_arguments():
         _core.StreamKernel(0, "float32", True, 5, _WRITES)
     with pytest.raises(ValueError, match="write_counter"):
         _core.StreamKernel(1, "float32", True, 5, [])
+    with pytest.raises(ValueError, match="set_embedding needs token-id input"):
+        _core.StreamKernel(1, "float32", False, 5, _WRITES).set_embedding(np.zeros((5, 2), "float32"))
+    with pytest.raises(ValueError, match=r"E must have shape \(V, D\) = \(5, 2\)"):
+        _core.StreamKernel(1, "float32", True, 5, _WRITES).set_embedding(np.zeros((4, 2), "float32"))
     k = _core.StreamKernel(1, "float32", True, 5, _WRITES)
     with pytest.raises(ValueError, match="add_dense before any add_recurrent"):
         k.add_dense(np.zeros((3, 2), "float32"), None)
@@ -689,4 +697,6 @@ def test_stream_kernel_class_checks_its_arguments():
         k.add_dense(np.zeros((3, 2), "float32"), None, activation="tanh")
     with pytest.raises(ValueError, match=r"W must have shape \(K, N\) = \(3, 2\)"):
         k.add_dense(np.zeros((4, 2), "float32"), None)
+    with pytest.raises(ValueError, match="set_embedding must come once, before add_recurrent"):
+        k.set_embedding(np.zeros((5, 2), "float32"))
     assert k.step(np.array([[1]], "int32")) is None  # the layer has no states to write: the Python path's case

@@ -551,6 +551,9 @@ class StreamKernel:
     def __init__(self, batch: int, dtype: str, ids: bool, input_dim: int, write_counter: list, *,
                  mask_zero: bool = False) -> None:
         """input_dim: V (table rows) for ids, else I. mask_zero: id 0 masks its step."""
+    def set_embedding(self, E: np.ndarray) -> None:
+        """For ids: the first layer reads the rows E[ids] (E (V, D)) through its own kernel W (D, gH)
+        instead of a (V, gH) table (as predict_on_batch does when the table is too large to keep)."""
     def add_recurrent(self, layer: object, cell: str, W: np.ndarray, U: np.ndarray, b: Optional[np.ndarray],
                       packed_U: Optional[PackedRecurrentKernel], *, activation: str = "tanh",
                       recurrent_activation: str = "sigmoid", reset_after: bool = True,

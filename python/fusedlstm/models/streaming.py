@@ -253,7 +253,7 @@ def _stream_kernel(model, batch, ids, dtype, exact):
     rnns, heads = [], []
     for k, op in enumerate(chain):
         if k == 0 and ids:
-            if not (isinstance(op, EmbeddingLSTM) and isinstance(op.rnn, FusedRecurrent) and op.table_keepable()):
+            if not (isinstance(op, EmbeddingLSTM) and isinstance(op.rnn, FusedRecurrent)):
                 return None
             rnns.append(op.rnn)
         elif isinstance(op, FusedRecurrent) and not heads:
@@ -286,8 +286,12 @@ def _stream_kernel(model, batch, ids, dtype, exact):
     kernel = _core.StreamKernel(batch, np.dtype(dtype).name, ids, emb.input_dim if ids else rnns[0].kernel.shape[0],
                                 _WRITES, mask_zero=bool(ids and emb.mask_zero))
     version = write_version()
+    # A table too large to keep: predict_on_batch gathers E's rows into the layer's kernel instead.
+    table = ids and chain[0].table_keepable()
+    if ids and not table:
+        kernel.set_embedding(emb.embeddings.value)
     for k, r in enumerate(rnns):
-        W = chain[0]._tables(False)[0] if (k == 0 and ids) else r.kernel.value
+        W = chain[0]._tables(False)[0] if (k == 0 and table) else r.kernel.value
         kernel.add_recurrent(r, r._cell_kind, W, r.recurrent_kernel.value, r.bias.value if r.use_bias else None,
                              r._packed_recurrent(False, batch), activation=r._act,
                              recurrent_activation=getattr(r, "_ract", "sigmoid"),
