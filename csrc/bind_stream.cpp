@@ -66,8 +66,15 @@ struct PyStream {
   py::str states_key = py::str("states");
 
   bool current() const {
+    if (PyList_GET_SIZE(counter.ptr()) != 1) return false;
     PyObject* v = PyList_GET_ITEM(counter.ptr(), 0);
-    return PyLong_AsLongLong(v) == version;
+    if (!PyLong_Check(v)) return false;
+    const long long now = PyLong_AsLongLong(v);
+    if (now == -1 && PyErr_Occurred()) {
+      PyErr_Clear();
+      return false;
+    }
+    return now == version;
   }
 };
 
