@@ -439,14 +439,15 @@ def test_stream_refuses_models_it_cannot_stream():
 # ---- Stream's C++ step (_core.StreamKernel) ----------------------------------------------------
 
 def _head_model(cls=LSTM, stacked=False, dense_input=False, mask_zero=False, dtype="float32", act="softmax",
-                V=13, policy=None, seed=5, heads=1, last_only=False):
+                V=13, policy=None, seed=5, heads=1, last_only=False, rnn_kw=None):
     kw = {"dtype": policy or dtype}
+    rkw = dict(kw, **(rnn_kw or {}))
     layers = [Input(batch_shape=(2, None, 4), dtype=dtype) if dense_input else Input(batch_shape=(2, None), dtype="int32")]
     if not dense_input:
         layers.append(Embedding(V, 5, mask_zero=mask_zero, **kw))
-    layers.append(cls(6, return_sequences=not (last_only and not stacked), stateful=True, **kw))
+    layers.append(cls(6, return_sequences=not (last_only and not stacked), stateful=True, **rkw))
     if stacked:
-        layers.append(cls(4, return_sequences=not last_only, stateful=True, **kw))
+        layers.append(cls(4, return_sequences=not last_only, stateful=True, **rkw))
     if heads == 2:
         layers.append(Dense(7, activation="relu", **kw))
     if heads:
@@ -478,10 +479,18 @@ KERNEL_PLANS = [
     dict(dtype="float64", act="linear", cls=GRU, stacked=True), dict(policy="mixed_bfloat16"),
     dict(policy="mixed_bfloat16", act="linear", stacked=True), dict(heads=0, act="linear"),
     dict(last_only=True), dict(last_only=True, stacked=True, cls=GRU, act="linear"),
-    dict(V=90000), dict(V=90000, mask_zero=True, act="linear")]  # E·W too large to keep: E's rows
+    dict(V=90000), dict(V=90000, mask_zero=True, act="linear"),
+    dict(cls=GRU, rnn_kw={"reset_after": False}, act="linear", stacked=True),
+    dict(cls=GRU, rnn_kw={"use_bias": False}, act="linear"),
+    dict(rnn_kw={"activation": "relu", "recurrent_activation": "hard_sigmoid", "go_backwards": True}, act="linear"),
+    dict(cls=SimpleRNN, rnn_kw={"activation": "relu"}, dense_input=True, act="relu", heads=2)]  # E·W too large to keep: E's rows
 
 
-@pytest.mark.parametrize("plan", KERNEL_PLANS, ids=lambda p: "-".join(f"{k}={getattr(v, '__name__', v)}" for k, v in p.items()) or "default")
+def _plan_id(p):
+    return "-".join(f"{k}={getattr(v, '__name__', v)}" for k, v in p.items()).replace(" ", "") or "default"
+
+
+@pytest.mark.parametrize("plan", KERNEL_PLANS, ids=_plan_id)
 @pytest.mark.parametrize("T", [1, 3])
 def test_stream_kernel_equals_predict_on_batch(plan, T):
     from fusedlstm.models import Stream

@@ -33,7 +33,10 @@ import numpy as np
 from .. import _core
 from ..layers.base import Context
 from ..layers.dense import Dense
+from ..layers.gru import GRU
+from ..layers.lstm import LSTM
 from ..layers.recurrent import FusedRecurrent
+from ..layers.simple_rnn import SimpleRNN
 from ..layers.wrappers import TimeDistributed
 from ..validation import check_finite
 from ..variables import _WRITES, write_version
@@ -232,6 +235,8 @@ def _compile(st):
 # ---- the C++ step (_core.StreamKernel) ------------------------------------------------
 
 _KERNEL_HEAD_ACTS = ("linear", "relu", "softmax")
+# The layers whose inference forward is exactly their kernel call (a subclass may change it).
+_KERNEL_RNNS = (LSTM, GRU, SimpleRNN)
 
 
 def _stream_kernel(model, batch, ids, dtype, exact):
@@ -253,10 +258,10 @@ def _stream_kernel(model, batch, ids, dtype, exact):
     rnns, heads = [], []
     for k, op in enumerate(chain):
         if k == 0 and ids:
-            if not (isinstance(op, EmbeddingLSTM) and isinstance(op.rnn, FusedRecurrent)):
+            if not (type(op) is EmbeddingLSTM and type(op.rnn) in _KERNEL_RNNS):
                 return None
             rnns.append(op.rnn)
-        elif isinstance(op, FusedRecurrent) and not heads:
+        elif type(op) in _KERNEL_RNNS and not heads:
             rnns.append(op)
         elif type(op) is Dense:
             heads.append(op)
