@@ -132,7 +132,9 @@ def streaming_table(result: dict) -> List[str]:
     lines = ["", "## Streaming (stateful char model, B=1, T=1, one step per call)", "",
              "Embedding(27, 64) -> LSTM(H, stateful) -> TimeDistributed(Dense(27, softmax)). µs per step as "
              "median [min–max]; ratio = peer time / ours. Kernels only: the LSTM and GEMM calls one "
-             "predict_on_batch makes, replayed; Python overhead = call - kernels.", "",
+             "predict_on_batch makes, replayed; Python overhead = call - kernels (negative for the C++ step, "
+             "which makes those calls without their two pybind11 argument parsings). Stream.step: one C++ call "
+             "(softmax by the kernels); exact: NumPy's softmax on its logits (bitwise predict_on_batch).", "",
              "| H | entry | µs per step | vs torch eager | vs onnxruntime | Python overhead µs |",
              "|---|---|---|---|---|---|"]
     for s in stream:

@@ -7,8 +7,16 @@ TimeDistributed(Dense(27, softmax)), at H = 64 and H = 256, one set of weights
 
     fusedlstm predict_on_batch(x)     the model carries (h, c) between calls
     fusedlstm model(x)                the eager call
-    fusedlstm Stream.step(x)          fusedlstm.models.Stream(model): the plan compiled once,
-                                      the same states (the model's), one call per step
+    fusedlstm Stream.step(x)          fusedlstm.models.Stream(model): one C++ call per step
+                                      (_core.StreamKernel) that writes the model's states in
+                                      place; the softmax head is the kernels' (a few ulp from
+                                      predict_on_batch's NumPy softmax)
+    fusedlstm Stream.step exact       Stream(model, exact=True): the same, with the layer's own
+                                      NumPy softmax on the kernel's logits (bitwise predict_on_batch)
+    fusedlstm Stream python path      the Stream's Python path (the plan compiled once, each step
+                                      a few _core calls), which runs models the C++ step does not
+    fusedlstm StreamKernel.step       the C++ call alone (no Python wrapper): what the step
+                                      costs in C++ plus one pybind11 call
     fusedlstm kernels only            the _core calls one predict_on_batch makes, replayed
                                       with the same arguments: what the step costs in C++
     torch eager                       Embedding, nn.LSTM(x, (h, c)), Linear, softmax under
@@ -34,7 +42,8 @@ from bench.configs import Config
 VOCAB, EMBED = 27, 64
 UNITS = (64, 256)
 CHECK_STEPS = 8
-OURS = ("fusedlstm predict_on_batch", "fusedlstm model(x)", "fusedlstm Stream.step")
+OURS = ("fusedlstm predict_on_batch", "fusedlstm model(x)", "fusedlstm Stream.step", "fusedlstm Stream.step exact",
+        "fusedlstm Stream python path", "fusedlstm StreamKernel.step")
 ABS_TOL = 1e-5
 
 
@@ -144,8 +153,13 @@ def run_one(units: int, args) -> dict:
         return model(x)
 
     stream = lib.models.Stream(model)
+    exact = lib.models.Stream(model, exact=True)
+    if not (stream.uses_kernel and exact.uses_kernel):
+        raise RuntimeError("Stream does not run the char model as one C++ call (_core.StreamKernel)")
+    kernel = stream._kernel
     steps = {"fusedlstm predict_on_batch": ours_predict, "fusedlstm model(x)": ours_call,
-             "fusedlstm Stream.step": stream.step}
+             "fusedlstm Stream.step": stream.step, "fusedlstm Stream.step exact": exact.step,
+             "fusedlstm Stream python path": stream._plan_step, "fusedlstm StreamKernel.step": kernel.step}
     resets = {n: model.reset_states for n in steps}
     makers = {"torch eager": lambda: _torch_step(units, weights),
               "onnxruntime session.run": lambda: _ort_step(model, args.threads)}

@@ -96,6 +96,8 @@ const PyRnnCache* from_python(CellKind cell, const py::object& o) {
   return nullptr;
 }
 
+}  // namespace
+
 Act parse_act(const char* fn, const char* arg, std::string_view s) {
   static const std::pair<const char*, Act> names[] = {
       {"tanh", Act::tanh}, {"sigmoid", Act::sigmoid}, {"hard_sigmoid", Act::hard_sigmoid},
@@ -105,6 +107,8 @@ Act parse_act(const char* fn, const char* arg, std::string_view s) {
   throw std::invalid_argument(str(fn, ": ", arg, " must be one of 'tanh', 'sigmoid', 'hard_sigmoid', ",
                                   "'hard_sigmoid_k2', 'relu', 'linear', got '", s, "'"));
 }
+
+namespace {
 
 // The bias: LSTM (4H), SimpleRNN (H), GRU (3H), or (2, 3H) with reset_after
 // (row 0 the input bias, row 1 the recurrent bias: Keras's layout).

@@ -34,6 +34,9 @@ py::tuple rnn_forward_py(CellKind cell, const RnnForwardArgs& a);
 // LSTM: (dx, dh0, dc0, dW, dU, db); GRU, SimpleRNN: (dx, dh0, dW, dU, db).
 py::tuple rnn_backward_py(CellKind cell, const RnnBackwardArgs& a);
 
+// A kernel activation name (activation=, recurrent_activation=), or ValueError naming `arg`.
+Act parse_act(const char* fn, const char* arg, std::string_view s);
+
 // Registers the cell's opaque cache type (LstmCache, GruCache, SimpleRnnCache).
 void register_rnn_cache(py::module_& m, CellKind cell);
 

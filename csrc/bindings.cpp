@@ -31,6 +31,7 @@ void register_gemm(py::module_& m);
 void register_optimizers(py::module_& m);
 void register_checks(py::module_& m);
 void register_packed_recurrent(py::module_& m);
+void register_stream(py::module_& m);
 }  // namespace fusedlstm
 
 PYBIND11_MODULE(_core, m) {
@@ -87,4 +88,5 @@ PYBIND11_MODULE(_core, m) {
   register_gemm(m);
   register_optimizers(m);
   register_checks(m);
+  register_stream(m);
 }

@@ -136,8 +136,9 @@ def test_quick_run_onnxruntime_columns(quick_run):
 
 def test_quick_run_streaming_section(quick_run):
     result, seed = quick_run["result"], quick_run["seed"]
-    entries = ("fusedlstm predict_on_batch", "fusedlstm model(x)", "fusedlstm Stream.step", "fusedlstm kernels only",
-               "torch eager", "onnxruntime session.run")
+    ours_all = ("fusedlstm predict_on_batch", "fusedlstm model(x)", "fusedlstm Stream.step",
+                "fusedlstm Stream.step exact", "fusedlstm Stream python path", "fusedlstm StreamKernel.step")
+    entries = ours_all + ("fusedlstm kernels only", "torch eager", "onnxruntime session.run")
     assert [s["units"] for s in result["streaming"]] == [64, 256], f"seed {seed}"
     for s in result["streaming"]:
         ctx = f"seed {seed} H={s['units']}"
@@ -146,11 +147,13 @@ def test_quick_run_streaming_section(quick_run):
         assert all(err <= 1e-5 for err in s["check"].values()), f"{ctx}: {s['check']}"
         assert s["kernel_calls"] == ["lstm_forward", "matmul"], ctx  # the LSTM step and the Dense GEMM
         med = {n: r["step_us"]["median"] for n, r in s["results"].items()}
-        for ours in ("fusedlstm predict_on_batch", "fusedlstm model(x)", "fusedlstm Stream.step"):
+        for ours in ours_all:
             assert s["python_overhead_us"][ours] == pytest.approx(med[ours] - med["fusedlstm kernels only"]), ctx
             for peer in ("torch eager", "onnxruntime session.run"):
                 assert s["ratios"][ours][peer] == pytest.approx(med[peer] / med[ours]), ctx
-    assert "stream_h256 predict_on_batch vs onnxruntime session.run" in {t["name"] for t in result["targets"]}
+    names = {t["name"] for t in result["targets"]}
+    assert {"stream_h256 predict_on_batch vs onnxruntime session.run", "stream_h64 Stream.step vs torch eager",
+            "stream_h256 Stream.step exact vs onnxruntime session.run"} <= names, f"seed {seed}"
     with open(quick_run["out"] / f"{quick_run['stem']}.md") as f:
         assert "## Streaming" in f.read()
 

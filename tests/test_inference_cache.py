@@ -372,7 +372,8 @@ def test_stream_equals_predict_on_batch_bitwise(cls, stacked, dense_input, mask_
     xs = _inputs(rng, 12, dense_input)
     want = [m.predict_on_batch(x) for x in xs]
     m.reset_states()
-    s = Stream(m)
+    s = Stream(m, exact=True)
+    assert s.uses_kernel
     got = [s.step(x) for x in xs]
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
@@ -389,7 +390,7 @@ def test_stream_follows_weight_changes():
     from fusedlstm.models import Stream
     m, rng = _stream_model()
     xs = _inputs(rng, 6, False)
-    s = Stream(m)
+    s = Stream(m, exact=True)
     for x in xs[:3]:
         s.step(x)
     new = [w * 0.7 for w in m.get_weights()]
@@ -433,3 +434,280 @@ def test_stream_refuses_models_it_cannot_stream():
     d = Sequential([Input((3,)), Dense(2)])
     with pytest.raises(ValueError, match="has no recurrent layer"):
         Stream(d)
+
+
+# ---- Stream's C++ step (_core.StreamKernel) ----------------------------------------------------
+
+def _head_model(cls=LSTM, stacked=False, dense_input=False, mask_zero=False, dtype="float32", act="softmax",
+                V=13, policy=None, seed=5, heads=1, last_only=False, rnn_kw=None):
+    kw = {"dtype": policy or dtype}
+    rkw = dict(kw, **(rnn_kw or {}))
+    layers = [Input(batch_shape=(2, None, 4), dtype=dtype) if dense_input else Input(batch_shape=(2, None), dtype="int32")]
+    if not dense_input:
+        layers.append(Embedding(V, 5, mask_zero=mask_zero, **kw))
+    layers.append(cls(6, return_sequences=not (last_only and not stacked), stateful=True, **rkw))
+    if stacked:
+        layers.append(cls(4, return_sequences=not last_only, stateful=True, **rkw))
+    if heads == 2:
+        layers.append(Dense(7, activation="relu", **kw))
+    if heads:
+        layers.append(Dense(min(V, 13), activation=act, **kw) if last_only
+                      else TimeDistributed(Dense(min(V, 13), activation=act, **kw)))
+    m = Sequential(layers)
+    rng = np.random.default_rng(seed)
+    m.set_weights([rng.standard_normal(w.shape).astype(dtype) * 0.4 for w in m.get_weights()])
+    return m, rng
+
+
+def _xs(rng, n, dense_input, dtype="float32", V=13, T=1):
+    if dense_input:
+        return [rng.standard_normal((2, T, 4)).astype(dtype) for _ in range(n)]
+    return [rng.integers(0, V, (2, T)).astype("int32") for _ in range(n)]
+
+
+def _compare(got, want, act, dtype):
+    """Bitwise unless the kernel computed a softmax head: the kernels' exp, sum and division
+    against NumPy's (measured on 2000 char-model steps per ISA level: at most 7 ulp, 4.3e-7
+    relative in float32); everything before the head is bitwise, so it does not grow with steps."""
+    if act == "softmax":
+        np.testing.assert_allclose(got, want, rtol=16 * np.finfo(dtype).eps, atol=0)
+    else:
+        np.testing.assert_array_equal(got, want)
+
+
+KERNEL_PLANS = [
+    dict(), dict(stacked=True), dict(cls=GRU), dict(cls=SimpleRNN), dict(dense_input=True), dict(mask_zero=True),
+    dict(act="linear"), dict(act="relu", heads=2), dict(act="sigmoid"), dict(dtype="float64"),
+    dict(dtype="float64", act="linear", cls=GRU, stacked=True), dict(policy="mixed_bfloat16"),
+    dict(policy="mixed_bfloat16", act="linear", stacked=True), dict(heads=0, act="linear"),
+    dict(last_only=True), dict(last_only=True, stacked=True, cls=GRU, act="linear"),
+    dict(V=90000), dict(V=90000, mask_zero=True, act="linear"),
+    dict(cls=GRU, rnn_kw={"reset_after": False}, act="linear", stacked=True),
+    dict(cls=GRU, rnn_kw={"use_bias": False}, act="linear"),
+    dict(rnn_kw={"activation": "relu", "recurrent_activation": "hard_sigmoid", "go_backwards": True}, act="linear"),
+    dict(cls=SimpleRNN, rnn_kw={"activation": "relu"}, dense_input=True, act="relu", heads=2)]  # E·W too large to keep: E's rows
+
+
+def _plan_id(p):
+    return "-".join(f"{k}={getattr(v, '__name__', v)}" for k, v in p.items()).replace(" ", "") or "default"
+
+
+@pytest.mark.parametrize("plan", KERNEL_PLANS, ids=_plan_id)
+@pytest.mark.parametrize("T", [1, 3])
+def test_stream_kernel_equals_predict_on_batch(plan, T):
+    from fusedlstm.models import Stream
+    m, rng = _head_model(**plan)
+    act, dtype = plan.get("act", "softmax"), plan.get("dtype", "float32")
+    xs = _xs(rng, 8, plan.get("dense_input", False), dtype, V=plan.get("V", 13), T=T)
+    if plan.get("mask_zero"):
+        xs[2][0, 0] = 0
+    want = [m.predict_on_batch(x) for x in xs]
+    m.reset_states()
+    s = Stream(m)
+    assert s.uses_kernel
+    got = [s.step(x) for x in xs]
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and g.dtype == w.dtype
+        _compare(g, w, act, dtype)
+    # mixed with predict_on_batch, reset_states in between: the same states carry on
+    m.reset_states()
+    mixed = [s.step(x) if k % 3 else m.predict_on_batch(x) for k, x in enumerate(xs)]
+    for g, w in zip(mixed, want):
+        _compare(g, w, act, dtype)
+    rnn = [l for l in m.layers if hasattr(l, "states") and l.states is not None][-1]
+    arrays = list(rnn.states)
+    s.step(xs[0])
+    assert all(a is b for a, b in zip(rnn.states, arrays))  # written in place
+
+
+def test_stream_kernel_exact_is_bitwise_for_softmax_and_costs_the_numpy_softmax_only():
+    from fusedlstm.models import Stream
+    m, rng = _head_model()
+    xs = _xs(rng, 6, False)
+    want = [m.predict_on_batch(x) for x in xs]
+    m.reset_states()
+    s = Stream(m, exact=True)
+    assert s.uses_kernel
+    for x, w in zip(xs, want):
+        np.testing.assert_array_equal(s.step(x), w)
+
+
+def test_stream_kernel_states_follow_every_way_they_are_set():
+    from fusedlstm.models import Stream
+    m, rng = _head_model(act="linear")
+    twin, _ = _head_model(act="linear")
+    s = Stream(m)
+    lstm = m.layers[1]
+    xs = _xs(rng, 10, False)
+    h = rng.standard_normal((2, 6)).astype("float32")
+    c = rng.standard_normal((2, 6)).astype("float32")
+    for states in ([h, c], [h.astype("float64"), c], [h[:, ::-1], c]):  # copied by reset_states
+        lstm.reset_states(states)
+        twin.layers[1].reset_states(states)
+        for x in xs[:3]:
+            np.testing.assert_array_equal(s.step(x), twin.predict_on_batch(x))
+        np.testing.assert_array_equal(lstm.states[1], twin.layers[1].states[1])
+    # arrays the step cannot write in place: read-only, one array twice, a strided view
+    ro = h.copy()
+    ro.flags.writeable = False
+    for states in ([ro, c.copy()], [h.copy()] * 2, [np.ones((2, 12), "float32")[:, ::2], c.copy()]):
+        lstm.states = list(states)
+        twin.layers[1].states = [np.array(a, "float32") for a in states]
+        for x in xs[3:6]:
+            np.testing.assert_array_equal(s.step(x), twin.predict_on_batch(x))
+        np.testing.assert_array_equal(lstm.states[0], twin.layers[1].states[0])
+    np.testing.assert_array_equal(ro, h)  # never written
+    # a list changed in place
+    lstm.states[0] = np.zeros((2, 6), "float32")
+    twin.layers[1].states[0] = np.zeros((2, 6), "float32")
+    np.testing.assert_array_equal(s.step(xs[6]), twin.predict_on_batch(xs[6]))
+    lstm.states.pop()
+    with pytest.raises(Exception):
+        s.step(xs[7])  # what predict_on_batch says about a broken state list
+
+
+@pytest.mark.parametrize("write", ["set_weights", "assign", "train_on_batch", "dtype_policy"])
+def test_stream_kernel_follows_weight_writes(write):
+    from fusedlstm.models import Stream
+    m, rng = _head_model(act="linear")
+    m.compile(optimizer="adam", loss="mse")
+    s = Stream(m)
+    xs = _xs(rng, 6, False)
+    for x in xs[:3]:
+        s.step(x)
+    kernel = s._kernel
+    if write == "set_weights":
+        m.set_weights([w * 0.7 for w in m.get_weights()])
+    elif write == "assign":
+        U = m.layers[1].recurrent_kernel
+        U.assign(U.numpy()[::-1].copy())
+    elif write == "train_on_batch":
+        m.train_on_batch(xs[0], np.zeros((2, 1, 13), "float32"))
+    else:
+        m.layers[1].dtype_policy = "mixed_bfloat16"
+    twin, _ = _head_model(act="linear", policy="mixed_bfloat16" if write == "dtype_policy" else None)
+    twin.set_weights(m.get_weights())
+    twin.layers[1].reset_states([st.copy() for st in m.layers[1].states])
+    if write == "dtype_policy":  # the twin's other layers stay float32, as m's
+        for l in twin.layers:
+            if l is not twin.layers[1]:
+                l.dtype_policy = "float32"
+    for x in xs[3:]:
+        np.testing.assert_array_equal(s.step(x), twin.predict_on_batch(x))
+    assert s._kernel is not kernel and s.uses_kernel
+
+
+def test_stream_kernel_bad_input_gives_predict_on_batch_errors():
+    from fusedlstm.models import Stream
+    m, _ = _head_model()
+    s = Stream(m)
+    assert s.uses_kernel
+    for ids in ([[13], [0]], [[0], [-1]], [[2**40], [0]]):
+        with pytest.raises(ValueError, match="received token id"):
+            s.step(np.array(ids, "int64"))
+    with pytest.raises(ValueError, match="received token id 13"):
+        s.step(np.array([[13], [0]], "int32"))
+    with pytest.raises(ValueError, match="stateful with batch size 2"):
+        s.step(np.zeros((3, 1), "int32"))
+    with pytest.raises(ValueError, match="non-integral value 0.5"):
+        s.step(np.array([[0.5], [1.0]]))
+    with pytest.raises(TypeError, match="numeric array"):
+        s.step(np.array([["a"], ["b"]]))
+    with pytest.raises(ValueError, match="incompatible with the model"):
+        s.step(np.zeros((2,), "int32"))
+    # inputs of another kind that predict_on_batch takes: the same numbers
+    ids = np.array([[3, 4], [5, 6]], "int32")
+    m, _ = _head_model(act="linear")
+    m2, _ = _head_model(act="linear")
+    s = Stream(m)
+    for x in (ids[:, ::2], ids[:, :1].astype("int16"), ids[:, :1].tolist(), ids[:, :1].astype("uint8")):
+        m.reset_states(), m2.reset_states()
+        np.testing.assert_array_equal(s.step(x), m2.predict_on_batch(np.asarray(x)))
+    d, rng = _head_model(dense_input=True, act="linear")
+    sd = Stream(d)
+    assert sd.uses_kernel
+    for val in (np.nan, np.inf):
+        bad = np.zeros((2, 1, 4), "float32")
+        bad[1, 0, 2] = val
+        with pytest.raises(ValueError, match=r"must hold finite values"):
+            sd.step(bad)
+    with pytest.raises(ValueError, match="incompatible with the model"):
+        sd.step(np.zeros((2, 1, 5), "float32"))
+    twin, _ = _head_model(dense_input=True, act="linear")
+    x = rng.standard_normal((2, 1, 4))
+    np.testing.assert_array_equal(sd.step(x), twin.predict_on_batch(x))  # float64 into float32: cast, as predict
+
+
+def test_stream_kernel_threads_do_not_change_results():
+    from fusedlstm.models import Stream
+    m, rng = _head_model(stacked=True)
+    xs = _xs(rng, 6, False, T=2)
+    s = Stream(m)
+    outs = {}
+    for n in (1, 2, 3):
+        m.reset_states()
+        s._kernel.threads = n
+        outs[n] = [s.step(x) for x in xs]
+    for n in (2, 3):
+        for a, b in zip(outs[1], outs[n]):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="threads must be >= 0"):
+        s._kernel.threads = -1
+
+
+def test_stream_kernel_falls_back_for_plans_it_does_not_run():
+    from fusedlstm.layers import Activation, Dropout
+    from fusedlstm.models import Stream
+
+    def check(m, xs):
+        s = Stream(m)
+        assert not s.uses_kernel
+        want = [m.predict_on_batch(x) for x in xs]
+        m.reset_states()
+        for x, w in zip(xs, want):
+            np.testing.assert_array_equal(s.step(x), w)
+    ids = [np.array([[1], [2]], "int32"), np.array([[3], [0]], "int32")]
+    inp = lambda: Input(batch_shape=(2, None), dtype="int32")
+    check(Sequential([inp(), Embedding(13, 5), LSTM(6, return_sequences=True, stateful=True), Dropout(0.5),
+                      Dense(3)]), ids)
+    check(Sequential([inp(), Embedding(13, 5), LSTM(6, return_sequences=True, stateful=True), Activation("tanh")]),
+          ids)
+    check(Sequential([inp(), Embedding(13, 5), LSTM(6, return_sequences=True, stateful=True),
+                      Dense(4, activation="tanh"), Dense(3)]), ids)
+
+
+def test_stream_kernel_class_checks_its_arguments():
+    from fusedlstm.variables import _WRITES
+    with pytest.raises(ValueError, match="dtype must be"):
+        _core.StreamKernel(1, "float16", True, 5, _WRITES)
+    with pytest.raises(ValueError, match="batch must be at least 1"):
+        _core.StreamKernel(0, "float32", True, 5, _WRITES)
+    with pytest.raises(ValueError, match="write_counter"):
+        _core.StreamKernel(1, "float32", True, 5, [])
+    with pytest.raises(ValueError, match="set_embedding needs token-id input"):
+        _core.StreamKernel(1, "float32", False, 5, _WRITES).set_embedding(np.zeros((5, 2), "float32"))
+    with pytest.raises(ValueError, match=r"E must have shape \(V, D\) = \(5, 2\)"):
+        _core.StreamKernel(1, "float32", True, 5, _WRITES).set_embedding(np.zeros((4, 2), "float32"))
+    k = _core.StreamKernel(1, "float32", True, 5, _WRITES)
+    with pytest.raises(ValueError, match="add_dense before any add_recurrent"):
+        k.add_dense(np.zeros((3, 2), "float32"), None)
+    lstm = LSTM(3)
+    with pytest.raises(ValueError, match=r"W must have shape \(V, G\) = \(5, 12\)"):
+        k.add_recurrent(lstm, "lstm", np.zeros((4, 12), "float32"), np.zeros((3, 12), "float32"), None, None)
+    with pytest.raises(TypeError, match="float64 but the stream's dtype is float32"):
+        k.add_recurrent(lstm, "lstm", np.zeros((5, 12)), np.zeros((3, 12), "float32"), None, None)
+    with pytest.raises(ValueError, match="cell must be"):
+        k.add_recurrent(lstm, "rnn", np.zeros((5, 12), "float32"), np.zeros((3, 12), "float32"), None, None)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        k.add_recurrent(lstm, "lstm", np.zeros((5, 12), "float32"), np.zeros((3, 12), "float32"), None, None,
+                        activation="gelu")
+    with pytest.raises(TypeError, match="packed_U must be"):
+        k.add_recurrent(lstm, "lstm", np.zeros((5, 12), "float32"), np.zeros((3, 12), "float32"), None, 3)
+    k.add_recurrent(lstm, "lstm", np.zeros((5, 12), "float32"), np.zeros((3, 12), "float32"), None, None)
+    with pytest.raises(ValueError, match="activation must be 'linear', 'relu' or 'softmax'"):
+        k.add_dense(np.zeros((3, 2), "float32"), None, activation="tanh")
+    with pytest.raises(ValueError, match=r"W must have shape \(K, N\) = \(3, 2\)"):
+        k.add_dense(np.zeros((4, 2), "float32"), None)
+    with pytest.raises(ValueError, match="set_embedding must come once, before add_recurrent"):
+        k.set_embedding(np.zeros((5, 2), "float32"))
+    assert k.step(np.array([[1]], "int32")) is None  # the layer has no states to write: the Python path's case

@@ -519,3 +519,51 @@ def pack_recurrent_kernel(U: np.ndarray, cell: str, *, reset_after: bool = True,
     same level for every product with U (always at float32), else packs U itself, and
     returns the same numbers, bitwise, as without it."""
     ...
+
+
+# ---- inference: a stateful model's step in one call (issue #23) -------------------------------
+
+class StreamKernel:
+    """A stateful model's step as one call, for fusedlstm.models.Stream (csrc/stream.h).
+
+    Built in plan order: add_recurrent for each recurrent layer (the first reads token ids
+    through its (V, gH) table W when `ids`, else dense (B, T, I) input), then add_dense for
+    each Dense head. It keeps references to the arrays it was given (not copies) and
+    reads `write_counter` ([n], fusedlstm.variables' write counter): once n changes, step
+    returns None until the stream is rebuilt.
+
+    step(x) returns the last layer's or head's output, (B, T, N) or (B, N), a new array,
+    making the layers' own kernel calls (lstm_/gru_/simple_rnn_forward with the given
+    packings, matmul, the bias added in its own pass), so the numbers are the layers'
+    bitwise except a softmax head, which is the kernels' row softmax (a few ulp from
+    NumPy's). The final states are written into the arrays of each layer's `states`
+    attribute, in place. It returns None, having changed nothing, when the weights were
+    written, when x is not a C-order ndarray of the expected kind (int32/int64 ids in
+    [0, V) of shape (batch, T), or finite floats of the stream's dtype (batch, T, I)), or
+    when a layer's states are not distinct, writeable, C-order (batch, H) arrays of the
+    stream's dtype: the caller then runs its own path, whose checks raise the errors.
+    The GIL stays held during a step."""
+    threads: int  # kernel threads a step may use; 0 (default): get_num_threads()
+    current: bool  # False once a weight was written since the weights were read
+    dtype: str
+    batch: int
+
+    def __init__(self, batch: int, dtype: str, ids: bool, input_dim: int, write_counter: list, *,
+                 mask_zero: bool = False) -> None:
+        """input_dim: V (table rows) for ids, else I. mask_zero: id 0 masks its step."""
+    def set_embedding(self, E: np.ndarray) -> None:
+        """For ids: the first layer reads the rows E[ids] (E (V, D)) through its own kernel W (D, gH)
+        instead of a (V, gH) table (as predict_on_batch does when the table is too large to keep)."""
+    def add_recurrent(self, layer: object, cell: str, W: np.ndarray, U: np.ndarray, b: Optional[np.ndarray],
+                      packed_U: Optional[PackedRecurrentKernel], *, activation: str = "tanh",
+                      recurrent_activation: str = "sigmoid", reset_after: bool = True,
+                      return_sequences: bool = True, go_backwards: bool = False,
+                      zero_output_for_mask: bool = False, precision: str = "float32") -> None:
+        """A recurrent layer (its states are read from and written to layer.states). W: (I, gH),
+        or the (V, gH) table for the first layer of an ids stream; U (H, gH); b (gH,), GRU with
+        reset_after (2, 3H), or None. Options as in lstm_forward."""
+    def add_dense(self, W: np.ndarray, b: Optional[np.ndarray], *, activation: str = "linear",
+                  precision: str = "float32") -> None:
+        """A Dense head after the recurrent layers: activation(x·W + b), activation 'linear',
+        'relu' or 'softmax' (any other: apply it to a linear head's output yourself)."""
+    def step(self, x: np.ndarray) -> Optional[np.ndarray]: ...

@@ -30,7 +30,7 @@ from .. import initializers as _inits
 from .. import regularizers as _regularizers
 from .. import untrusted, utils
 from ..validation import check_finite, check_numeric
-from ..variables import Variable, bump_generation
+from ..variables import Variable, bump_generation, note_write
 
 __all__ = ["Layer", "Variable", "KerasTensor", "Node", "clear_session"]
 
@@ -283,6 +283,10 @@ class Layer:
             raise ValueError(
                 f"Layer '{self.name}' is built with {self.dtype} weights; its dtype policy cannot change to "
                 f"{policy.name!r}, whose variables are {policy.variable_dtype}.")
+        if self.built and policy.name != self._dtype_policy.name:
+            # Another compute precision gives other numbers from the same weights: what is
+            # kept from them (packings, tables, a Stream's kernel) is stale, as after a write.
+            note_write()
         self._dtype_policy = policy
         self.dtype = policy.variable_dtype
 
