@@ -24,7 +24,8 @@
 // real step's h) if the row has had a real step, else it is dropped.
 //
 // Inference keeps no per-step state: Z is computed in chunks of steps (one GEMM
-// per chunk, a few MiB), the state lives in ping-pong buffers.
+// per chunk, a few MiB) or, on the lookup path, gathered step by step by the
+// thread that reads it; the state lives in ping-pong buffers.
 #include "recurrent.h"
 
 #include <algorithm>
