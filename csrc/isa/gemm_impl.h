@@ -338,7 +338,8 @@ struct Gemm {
     const int kcmax = imin(KC, j.K);
     // Packing A pays when its micro-panels are read once per column panel of B; a
     // range of one panel (a narrow output, e.g. a softmax head of a few dozen
-    // classes) reads each A value once, so it is read in place however large.
+    // classes) reads each A value once, so it is read in place however large
+    // (chars-seq's head, 5120 x 256 · 256 x 27, one thread on Zen 4: 0.96 -> 0.74 ms).
     const bool apack = kBf16 || j.ta || kDirectA == 0 || ((size_t)(m1 - m0) * kcmax > kDirectA && n1 - n0 > NR);
     Scratch<T, 1024> abuf(apack ? (size_t)round_up(imin(MC, m1 - m0), MR) * kcmax : 0);
     // B in the pre-packed layout: the caller's (gemm_packed), or packed here
