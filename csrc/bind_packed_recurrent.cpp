@@ -4,16 +4,18 @@
 #include <climits>
 #include <string>
 
+#include <pybind11/stl.h>
+
 namespace fusedlstm {
 namespace {
 
 const char* cell_name(CellKind c) { return c == CellKind::lstm ? "lstm" : c == CellKind::gru ? "gru" : "simple_rnn"; }
 
-CellKind parse_cell(const std::string& s) {
+CellKind parse_cell(const char* fn, const std::string& s) {
   if (s == "lstm") return CellKind::lstm;
   if (s == "gru") return CellKind::gru;
   if (s == "simple_rnn") return CellKind::simple_rnn;
-  throw std::invalid_argument(str("pack_recurrent_kernel: cell must be 'lstm', 'gru' or 'simple_rnn', got '", s, "'"));
+  throw std::invalid_argument(str(fn, ": cell must be 'lstm', 'gru' or 'simple_rnn', got '", s, "'"));
 }
 
 template <class Real> void pack(PyPackedRecurrent& p, const py::array& U, const RnnOptions& opt) {
@@ -35,7 +37,7 @@ std::unique_ptr<PyPackedRecurrent> pack_py(const py::object& U_obj, const std::s
                                            const std::string& precision, py::ssize_t batch) {
   const char* fn = "pack_recurrent_kernel";
   auto p = std::make_unique<PyPackedRecurrent>();
-  p->cell = parse_cell(cell);
+  p->cell = parse_cell(fn, cell);
   p->reset_after = p->cell == CellKind::gru && reset_after;
   const py::array U = req_array(fn, "U", U_obj);
   p->ft = float_type(fn, "U", U);
@@ -100,6 +102,21 @@ void register_packed_recurrent(py::module_& m) {
         return str("<PackedRecurrentKernel ", cell_name(p.cell), " ", ftype_name(p.ft), " H=", p.H,
                    " precision=", p.precision, " batch=", p.batch, " nbytes=", p.nbytes, ">");
       });
+  m.def(
+      "recurrent_schedule",
+      [](const std::string& cell, int B, int T, int H, int threads, bool training, bool rec_mask) {
+        FUSEDLSTM_CHECK(B > 0 && T > 0 && H > 0 && threads > 0, "recurrent_schedule: B, T, H and threads must be >= 1, got ",
+                        B, ", ", T, ", ", H, ", ", threads);
+        RnnOptions opt;
+        opt.training = training;
+        const RecurrentSchedule r = recurrent_schedule(parse_cell("recurrent_schedule", cell), B, T, H, threads, opt, rec_mask);
+        py::dict d;
+        d["kind"] = r.kind, d["parts"] = r.parts, d["bounds"] = r.bounds;
+        return d;
+      },
+      py::arg("cell"), py::arg("B"), py::arg("T"), py::arg("H"), py::arg("threads"), py::kw_only(),
+      py::arg("training") = false, py::arg("rec_mask") = false,
+      "How a float32 forward of this shape shares its time loop among `threads`. See _core.pyi.");
   m.def("pack_recurrent_kernel", &pack_py, py::arg("U"), py::arg("cell"), py::kw_only(),
         py::arg("reset_after") = true, py::arg("precision") = "float32", py::arg("batch") = 1,
         "U (H, gH) packed as the forward packs it, for packed_U= of lstm_/gru_/simple_rnn_forward. See _core.pyi.");

@@ -29,6 +29,7 @@ struct GruCell {
   static constexpr int kGates = 3;
   static constexpr bool kHasC = false;
   static constexpr bool kNeedsRawH = true;
+  static constexpr bool kUnitSplit = false;  // reset_after=False needs two products; b_rec unpermuted
 
   static int segments(const RnnOptions& opt, int H, Segment* seg) {
     if (opt.reset_after) {

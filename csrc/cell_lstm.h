@@ -17,6 +17,7 @@ struct LstmCell {
   static constexpr int kGates = 4;
   static constexpr bool kHasC = true;
   static constexpr bool kNeedsRawH = false;
+  static constexpr bool kUnitSplit = true;  // a unit's gates: its own columns of one product
 
   static int segments(const RnnOptions&, int H, Segment* seg) {
     seg[0] = {0, 4 * H};
@@ -29,12 +30,12 @@ struct LstmCell {
   template <class Real>
   static void forward(const KernelOps<Real>& k, const PackedRecurrent<Real>& U, const StepForward<Real>& s,
                       const RnnOptions& opt) {
-    const int H = s.H, G = s.G;
-    U.times_u(0, s.m, s.a, H, Real(1), s.Z, G, s.nt);
-    parallel_rows(s.m, size_t(s.m) * G, s.nt, [&](int r0, int r1) {
-      const size_t o = size_t(r0) * H;
-      k.lstm_cell_forward(r1 - r0, H, s.Z + size_t(r0) * G, G, s.c_prev + o, H, s.c + o, H, s.h + o, H,
-                          s.aux ? s.aux + o : nullptr, H, opt.act, opt.rec_act);
+    const int H = s.H, G = s.G, ld = s.ld;
+    U.times_u(s.seg, s.m, s.a, ld, Real(1), s.Z, G, s.nt);
+    parallel_rows(s.m, size_t(s.m) * 4 * H, s.nt, [&](int r0, int r1) {
+      const size_t o = size_t(r0) * ld;
+      k.lstm_cell_forward(r1 - r0, H, s.Z + size_t(r0) * G, G, s.c_prev + o, ld, s.c + o, ld, s.h + o, ld,
+                          s.aux ? s.aux + o : nullptr, ld, opt.act, opt.rec_act);
     });
   }
 

@@ -15,6 +15,7 @@ struct SimpleRnnCell {
   static constexpr int kGates = 1;
   static constexpr bool kHasC = false;
   static constexpr bool kNeedsRawH = false;
+  static constexpr bool kUnitSplit = true;  // unit u: column u of the product
 
   static int segments(const RnnOptions&, int H, Segment* seg) {
     seg[0] = {0, H};
@@ -27,11 +28,10 @@ struct SimpleRnnCell {
   template <class Real>
   static void forward(const KernelOps<Real>& k, const PackedRecurrent<Real>& U, const StepForward<Real>& s,
                       const RnnOptions& opt) {
-    const int H = s.H;
-    U.times_u(0, s.m, s.a, H, Real(1), s.Z, H, s.nt);
+    const int H = s.H, G = s.G, ld = s.ld;
+    U.times_u(s.seg, s.m, s.a, ld, Real(1), s.Z, G, s.nt);
     parallel_rows(s.m, size_t(s.m) * H, s.nt, [&](int r0, int r1) {
-      const size_t o = size_t(r0) * H;
-      k.rnn_cell_forward(r1 - r0, H, s.Z + o, H, s.h + o, H, opt.act);
+      k.rnn_cell_forward(r1 - r0, H, s.Z + size_t(r0) * G, G, s.h + size_t(r0) * ld, ld, opt.act);
     });
   }
 

@@ -24,7 +24,8 @@
 // real step's h) if the row has had a real step, else it is dropped.
 //
 // Inference keeps no per-step state: Z is computed in chunks of steps (one GEMM
-// per chunk, a few MiB), the state lives in ping-pong buffers.
+// per chunk, a few MiB) or, on the lookup path, gathered step by step by the
+// thread that reads it; the state lives in ping-pong buffers.
 #include "recurrent.h"
 
 #include <algorithm>
@@ -61,7 +62,8 @@ inline int time_of(int s, int T, bool backwards) { return backwards ? T - 1 - s 
 // reads all of U every step, which pays when U stays in a core's L2 or the block
 // has the rows to amortise streaming it from L3. Otherwise (B = 32, H = 1024:
 // 16 MB of U for 16 rows, 12% slower measured) the rows stay together and the
-// GEMM's columns are split, so each thread streams only its part of U.
+// GEMM's columns are split, so each thread streams only its part of U (inference
+// splits the units instead where the step is large: unit_split below).
 // A row's arithmetic is the same in either case (the GEMM never splits K), so
 // results do not depend on this choice.
 constexpr int kMinBlockRows = 4;            // fewer rows per thread: the GEMM tile runs mostly empty
@@ -78,6 +80,51 @@ int recurrence_blocks(int B, int T, int H, int G, int nt) {
 }
 
 inline int block_begin(int B, int blocks, int i) { return int(int64_t(B) * i / blocks); }
+
+// ---- the unit split (inference) ------------------------------------------------
+// Where row blocks do not pay (recurrence_blocks gives 1: too few rows per thread
+// for the size of U), the step is shared by units instead of by the GEMM's
+// columns: thread j owns units [u_j, u_j+1) with all their gate columns
+// (UnitSplit, recurrent_step.h), runs its part of the step's product (all B rows,
+// its kG·units columns of U, so it reads only its slice of U) and the cell on its
+// units, and the step ends with one join so that h_s is whole before step s+1
+// reads it. The column-split GEMM it replaces takes two joins per step (product,
+// then cell) and runs the cell of a few rows on one thread.
+// Measured (AMD EPYC Zen 4, 2 threads, load ~2.5, ms per inference forward,
+// median, GEMM column split -> unit split):
+//   B=32 T=200 H=1024 (xlarge)   1439 -> 1333 (1.08x)   part 67M MACs per step
+//   B=32 T=50  H=512             39.8 -> 38.2 (1.04x)   part 16.7M
+//   B=2  T=50  H=512             5.58 -> 5.59 (1.00x)   part 1M
+//   B=1  T=20  H=1024            9.57 -> 12.1 (0.79x)   part 2M
+// and where row blocks run, the split lost to them: chars-seq (B=128, H=256)
+// 15.1 -> 16.0 (0.94x), seq2seq (B=21, H=150) 0.94x, chars (H=64) 0.73x: each
+// block streaming all of U is not what limits those (one thread on 64 rows of
+// chars-seq runs at numpy sgemm's per-core rate), the per-step join is.
+// Inference only: training keeps the gates cache in the natural layout its
+// backward reads. Float32 only (the bfloat16 level is chosen per product shape;
+// a part's shape could choose another). A row's arithmetic is the same in every
+// split (the GEMM never splits K, the cell is elementwise), so the bits are too.
+constexpr double kMinPartMacs = 1 << 23;  // per step and part: below, the per-step join does not pay
+constexpr int kSplitCols = 32;            // part boundaries on multiples of this many gate columns (NR)
+
+bool cell_splits(CellKind cell) {
+  return cell == CellKind::lstm ? LstmCell::kUnitSplit
+         : cell == CellKind::gru ? GruCell::kUnitSplit
+                                 : SimpleRnnCell::kUnitSplit;
+}
+
+UnitSplit unit_split(bool splits, int B, int T, int H, int kG, int nt, const RnnOptions& opt, bool inference,
+                     bool rec_mask) {
+  UnitSplit sp;
+  if (!splits || !inference || rec_mask || opt.precision != Precision::float32 || nt < 2) return sp;
+  if (recurrence_blocks(B, T, H, kG * H, nt) > 1) return sp;
+  const int q = std::max(1, kSplitCols / kG);  // units per boundary step
+  const int parts = std::min({nt, kMaxParts, H / q});
+  if (parts < 2 || double(B) * H * kG * H / parts < kMinPartMacs) return sp;
+  sp.parts = parts;
+  for (int j = 0; j <= parts; ++j) sp.u[j] = j == parts ? H : int((int64_t(H) * j / parts + q / 2) / q * q);
+  return sp;
+}
 
 // ---- the products outside the time loop --------------------------------------
 // Each takes the GEMM its product kind was given for the call (gemm_fns_for with
@@ -108,6 +155,21 @@ void input_grad(Precision p, int M, int I, int G, const Real* dZ, const Real* W,
   gemm_fns_for<Real>(p, M, I, G).gemm(false, true, M, I, G, dZ, G, W, G, Real(0), dX, I, nt);
 }
 
+// Columns [c0, c0+n) of one Z row on the lookup path: W[id] + b (id -1: b alone).
+template <class Real>
+inline void lookup_row(const Real* W, const Real* b, int G, int id, int c0, int n, Real* z) {
+  const Real* w = id >= 0 ? W + size_t(id) * G + c0 : nullptr;
+  if (b) b += c0;
+  if (w && b)
+    for (int j = 0; j < n; ++j) z[j] = w[j] + b[j];
+  else if (w)
+    std::memcpy(z, w, sizeof(Real) * n);
+  else if (b)
+    std::memcpy(z, b, sizeof(Real) * n);
+  else
+    std::memset(z, 0, sizeof(Real) * n);
+}
+
 // ---- input projection: Z rows of steps [s0, s0+n) ---------------------------
 // Dense: xtm (n,B,I) = x[:, t(s), :] then Z = b + xtm·W (one GEMM).
 // Lookup: Z[s,b] = W[id] + b (id -1: b alone).
@@ -120,19 +182,7 @@ void project(const GemmFns<Real>& xw, const RnnInputs<Real>& in, int G, const Rn
   const int rows = n * B;
   if (ids_tm) {
     parallel_rows(rows, size_t(rows) * G, nt, [&](int r0, int r1) {
-      for (int r = r0; r < r1; ++r) {
-        Real* z = Z + size_t(r) * G;
-        const int id = ids_tm[size_t(s0) * B + r];
-        const Real* w = id >= 0 ? in.W + size_t(id) * G : nullptr;
-        if (w && in.b)
-          for (int j = 0; j < G; ++j) z[j] = w[j] + in.b[j];
-        else if (w)
-          std::memcpy(z, w, sizeof(Real) * G);
-        else if (in.b)
-          std::memcpy(z, in.b, sizeof(Real) * G);
-        else
-          std::memset(z, 0, sizeof(Real) * G);
-      }
+      for (int r = r0; r < r1; ++r) lookup_row(in.W, in.b, G, ids_tm[size_t(s0) * B + r], 0, G, Z + size_t(r) * G);
     });
     return;
   }
@@ -253,24 +303,50 @@ std::unique_ptr<RnnCache<Real>> forward(const RnnInputs<Real>& in, const RnnOpti
 
   // Z chunks: the whole sequence in training (Z becomes the gates cache), a few
   // MiB of steps in inference.
+  // Inference on the lookup path has no product to batch: each step's Z rows are
+  // gathered by the thread that reads them, just before its product (into its
+  // rows of one (B,G) block that stays in its L2), instead of a chunk of steps
+  // written by all threads in one pass and read back from L3 (chars-seq: 2.5%
+  // of the call in the chunk's pass; and one parallel region per call for the
+  // row blocks instead of two per chunk).
+  const bool gather = !cache && lookup;
   int chunk = T;
   Buffer<Real> zbuf, xbuf;
-  if (!cache) {
+  if (gather) {
+    zbuf.reset(BG);
+  } else if (!cache) {
     const size_t rows = std::max(size_t(kMinChunkRows), kChunkBytes / (size_t(G) * sizeof(Real)));
     chunk = int(std::min<size_t>(T, std::max<size_t>(1, rows / B)));
     zbuf.reset(size_t(chunk) * BG);
     if (!lookup) xbuf.reset(size_t(chunk) * B * I);
   }
 
-  Segment segs[kMaxSegments];
-  const int nseg = Cell::segments(opt, H, segs);
+  // How the steps share the threads: the unit split, or row blocks (1: one block,
+  // the step's product split by the GEMM itself).
+  const UnitSplit split = unit_split(Cell::kUnitSplit, B, T, H, Cell::kGates, nt, opt, !cache, rec);
+  const int blocks = split.parts ? 1 : recurrence_blocks(B, T, H, G, nt);
+  const int inner_nt = blocks > 1 || split.parts ? 1 : nt;
+
+  Segment segs[kMaxParts];
+  const int nseg = split.parts ? split.parts : Cell::segments(opt, H, segs);
+  for (int j = 0; j < split.parts; ++j) segs[j] = {Cell::kGates * split.u[j], Cell::kGates * split.units(j)};
   // U packed once per model (RnnInputs::U_packed) serves when it is what this call would
-  // pack: the same segments through the same level (precision and batch decide it).
+  // pack: the same segments (and split) through the same level (precision and batch decide it).
   std::unique_ptr<PackedRecurrent<Real>> own_Up;
   const PackedRecurrent<Real>* Upp = in.U_packed;
-  if (!Upp || !Upp->matches(opt.precision, B, segs, nseg))
-    Upp = (own_Up = std::make_unique<PackedRecurrent<Real>>(opt.precision, B, in.U, H, G, segs, nseg, false)).get();
+  if (!Upp || !Upp->matches(opt.precision, B, segs, nseg, split))
+    Upp = (own_Up = split.parts ? std::make_unique<PackedRecurrent<Real>>(opt.precision, B, in.U, H, Cell::kGates, split)
+                                : std::make_unique<PackedRecurrent<Real>>(opt.precision, B, in.U, H, G, segs, nseg, false))
+              .get();
   const PackedRecurrent<Real>& Up = *Upp;
+  // A split runs on Z in its layout: W's and b's columns permuted once per call.
+  RnnInputs<Real> pin = in;
+  Buffer<Real> Wsplit(split.parts ? size_t(I) * G : 0), bsplit(split.parts && in.b ? G : 0);
+  if (split.parts) {
+    permute_gate_columns(in.W, G, I, H, Cell::kGates, split, Wsplit.data(), G);
+    pin.W = Wsplit.data();
+    if (in.b) permute_gate_columns(in.b, G, 1, H, Cell::kGates, split, bsplit.data(), G), pin.b = bsplit.data();
+  }
   // The token-id path has no product here: Z rows are W's rows, exact.
   const GemmFns<Real> xw = gemm_fns_for<Real>(opt.precision, int(TB), G, I);
 
@@ -296,14 +372,18 @@ std::unique_ptr<RnnCache<Real>> forward(const RnnInputs<Real>& in, const RnnOpti
   auto h_in = [&](int s) -> const Real* { return s ? h_out(s - 1) : in.h0; };
   const Real* r = in.rec_mask;
 
-  const int blocks = recurrence_blocks(B, T, H, G, nt);
-  const int inner_nt = blocks > 1 ? 1 : nt;
-  // Steps [s0, s0+n) for batch rows [r0, r1); Z holds the steps' projections.
-  auto run_steps = [&](int s0, int n, Real* Z, int r0, int r1) {
+  // Steps [sa, sb) for batch rows [r0, r1) and part j's units (all units without
+  // a split); Z holds the projections of the steps from s0 on.
+  auto run_steps = [&](int s0, int sa, int sb, Real* Z, int r0, int r1, int j) {
     const int m = r1 - r0;
+    const int u0 = split.parts ? split.u[j] : 0, nu = split.parts ? split.units(j) : H;
     const size_t o = size_t(r0) * H, mH = size_t(m) * H;
-    for (int s = s0; s < s0 + n; ++s) {
-      Real* Gs = Z + size_t(s - s0) * BG + size_t(r0) * G;
+    const int c0 = Cell::kGates * u0, nc = Cell::kGates * nu;  // the Z columns of the units
+    for (int s = sa; s < sb; ++s) {
+      Real* Gs = Z + (gather ? 0 : size_t(s - s0) * BG) + size_t(r0) * G + c0;
+      if (gather)
+        for (int b = r0; b < r1; ++b)
+          lookup_row(pin.W, pin.b, G, ids[size_t(s) * B + b], c0, nc, Gs + size_t(b - r0) * G);
       const Real* h_prev = h_in(s);
       if (hraw && hraw + size_t(s) * BH != h_prev) {  // step 0: keep h0 as h_{-1}
         std::memcpy(hraw + size_t(s) * BH + o, h_prev + o, sizeof(Real) * mH);
@@ -327,7 +407,8 @@ std::unique_ptr<RnnCache<Real>> forward(const RnnInputs<Real>& in, const RnnOpti
 
       Real* h_new = h_out(s);
       StepForward<Real> st;
-      st.m = m, st.H = H, st.G = G, st.Z = Gs, st.a = a + o, st.h_prev = h_prev + o, st.h = h_new + o;
+      st.m = m, st.H = nu, st.G = G, st.ld = H, st.seg = split.parts ? j : 0;
+      st.Z = Gs, st.a = a + o, st.h_prev = h_prev + o + u0, st.h = h_new + o + u0;
       st.aux = cache && aux ? cache->aux.data() + size_t(s) * BH + o : nullptr;
       st.b_rec = in.b_rec;
       st.scratch = scols ? scratch.data() + size_t(r0) * scols : nullptr;
@@ -336,26 +417,27 @@ std::unique_ptr<RnnCache<Real>> forward(const RnnInputs<Real>& in, const RnnOpti
       Real* c_new = nullptr;
       if constexpr (Cell::kHasC) {
         c_prev = c_in(s), c_new = c_out(s);
-        st.c_prev = c_prev + o, st.c = c_new + o;
+        st.c_prev = c_prev + o + u0, st.c = c_new + o + u0;
       }
       Cell::forward(k, Up, st, opt);
 
       const uint8_t* ms = mask ? mask + size_t(s) * B : nullptr;
+      const size_t row_part = sizeof(Real) * nu;
       if (ms)
         for (int b = r0; b < r1; ++b)
           if (!ms[b]) {
-            if constexpr (Cell::kHasC)
-              std::memcpy(c_new + size_t(b) * H, c_prev + size_t(b) * H, sizeof(Real) * H);
-            std::memcpy(h_new + size_t(b) * H, h_prev + size_t(b) * H, sizeof(Real) * H);
+            const size_t e = size_t(b) * H + u0;
+            if constexpr (Cell::kHasC) std::memcpy(c_new + e, c_prev + e, row_part);
+            std::memcpy(h_new + e, h_prev + e, row_part);
           }
       if (opt.return_sequences)
         for (int b = r0; b < r1; ++b) {
-          Real* y = out.y + (size_t(b) * T + s) * H;
+          Real* y = out.y + (size_t(b) * T + s) * H + u0;
           const bool shown = !ms || ms[b] || (!opt.zero_output_for_mask && first_real[b] < s);
           if (shown)
-            std::memcpy(y, h_new + size_t(b) * H, sizeof(Real) * H);
+            std::memcpy(y, h_new + size_t(b) * H + u0, row_part);
           else
-            std::memset(y, 0, sizeof(Real) * H);
+            std::memset(y, 0, row_part);
         }
     }
   };
@@ -364,9 +446,14 @@ std::unique_ptr<RnnCache<Real>> forward(const RnnInputs<Real>& in, const RnnOpti
     const int n = std::min(chunk, T - s0);
     Real* Z = cache ? cache->gates.data() : zbuf.data();
     Real* xtm = cache ? (lookup ? nullptr : cache->x.data()) : xbuf.data();
-    project(xw, in, G, opt, ids, s0, n, xtm, Z, nt);
-    parallel(blocks, blocks,
-             [&](int i) { run_steps(s0, n, Z, block_begin(B, blocks, i), block_begin(B, blocks, i + 1)); });
+    if (!gather) project(xw, pin, G, opt, ids, s0, n, xtm, Z, nt);
+    if (split.parts)  // one join per step: h_s whole before step s+1
+      for (int s = s0; s < s0 + n; ++s)
+        parallel(split.parts, split.parts, [&](int j) { run_steps(s0, s, s + 1, Z, 0, B, j); });
+    else
+      parallel(blocks, blocks, [&](int i) {
+        run_steps(s0, s0, s0 + n, Z, block_begin(B, blocks, i), block_begin(B, blocks, i + 1), 0);
+      });
   }
 
   if constexpr (Cell::kHasC)
@@ -558,6 +645,7 @@ size_t rnn_forward_bytes(CellKind cell, size_t elem, int B, int T, int I, int H,
     const size_t chunk = std::min(TB, std::max(size_t(B), rows));
     bytes = add_size(bytes, mul_size(add_size(mul_size(chunk, G), dense_x ? mul_size(chunk, size_t(I)) : 0), elem));
     bytes = add_size(bytes, mul_size(5, BH, elem));
+    bytes = add_size(bytes, mul_size(add_size(size_t(I), 1 + size_t(H)), G, elem));  // a unit split's W, b, U copies
   }
   return bytes;
 }
@@ -572,6 +660,24 @@ size_t rnn_backward_bytes(CellKind cell, size_t elem, int B, int T, int I, int H
   n = add_size(n, mul_size(7, size_t(B), size_t(H)));                // dh0, dc0, dh x2, dc, dhtot, dcsave
   if (gru) n = add_size(n, mul_size(size_t(B), G));                  // step scratch
   return mul_size(n, elem);
+}
+
+RecurrentSchedule recurrent_schedule(CellKind cell, int B, int T, int H, int nt, const RnnOptions& opt,
+                                     bool rec_mask) {
+  const int kG = gates_per_unit(cell);
+  RecurrentSchedule r;
+  const UnitSplit sp = unit_split(cell_splits(cell), B, T, H, kG, nt, opt, !opt.training, rec_mask);
+  if (sp.parts) {
+    r.kind = "units", r.parts = sp.parts;
+    r.bounds.assign(sp.u, sp.u + sp.parts + 1);
+    return r;
+  }
+  r.parts = recurrence_blocks(B, T, H, kG * H, nt);
+  if (r.parts > 1) {
+    r.kind = "rows";
+    for (int i = 0; i <= r.parts; ++i) r.bounds.push_back(block_begin(B, r.parts, i));
+  }
+  return r;
 }
 
 // ============================================================================
@@ -591,6 +697,11 @@ std::unique_ptr<RnnCache<Real>> rnn_forward(CellKind cell, const RnnInputs<Real>
 template <class Real>
 std::unique_ptr<PackedRecurrent<Real>> pack_recurrent(CellKind cell, const Real* U, int H, const RnnOptions& opt,
                                                       int B) {
+  // As an inference call without a recurrent-dropout mask at today's thread count splits
+  // (T only decides whether a loop is worth threads at all: take it long).
+  const UnitSplit sp = unit_split(cell_splits(cell), B, 1 << 20, H, gates_per_unit(cell), num_threads(), opt, true,
+                                  false);
+  if (sp.parts) return std::make_unique<PackedRecurrent<Real>>(opt.precision, B, U, H, gates_per_unit(cell), sp);
   Segment segs[kMaxSegments];
   int nseg = 0;
   switch (cell) {

@@ -135,6 +135,19 @@ template <class Real>
 std::unique_ptr<PackedRecurrent<Real>> pack_recurrent(CellKind cell, const Real* U, int H, const RnnOptions& opt,
                                                       int B);
 
+// How a forward call of this cell and shape shares its time loop among nthreads
+// threads: kind "units" (the unit split: parts threads, part j owns units
+// [bounds[j], bounds[j+1])), "rows" (parts blocks of batch rows, each running the
+// whole loop) or "gemm" (one block; each step's product splits its columns). For
+// tests and the bench: results never depend on it.
+struct RecurrentSchedule {
+  const char* kind = "gemm";
+  int parts = 1;
+  std::vector<int> bounds;
+};
+RecurrentSchedule recurrent_schedule(CellKind cell, int B, int T, int H, int nthreads, const RnnOptions& opt,
+                                     bool rec_mask);
+
 // Runs the forward; returns the cache when opt.training, else null.
 template <class Real>
 std::unique_ptr<RnnCache<Real>> rnn_forward(CellKind cell, const RnnInputs<Real>& in, const RnnOptions& opt,

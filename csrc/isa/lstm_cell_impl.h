@@ -37,13 +37,15 @@ void lstm_cell_forward(int B, int H, typename V::T* G, int ldg, const typename V
       const V gg = activate(act, zg), o = activate(rec_act, zo);
       const V cn = f * cpv + i * gg;
       const V a = activate(act, cn);
-      store_n(i, g + j, n);
-      store_n(f, g + H + j, n);
-      store_n(gg, g + 2 * H + j, n);
-      store_n(o, g + 3 * H + j, n);
+      if (ar) {  // training: the backward reads the activated gates and a(c)
+        store_n(i, g + j, n);
+        store_n(f, g + H + j, n);
+        store_n(gg, g + 2 * H + j, n);
+        store_n(o, g + 3 * H + j, n);
+        store_n(a, ar + j, n);
+      }
       store_n(cn, cr + j, n);
       store_n(o * a, hr + j, n);
-      if (ar) store_n(a, ar + j, n);
     };
     const int jt = H - V::L;  // the overlapping tail vector, when jend < H
     V ti{}, tf{}, tg{}, to{}, tc{};

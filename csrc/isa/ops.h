@@ -54,8 +54,9 @@ struct KernelOps {
   //   i = ra(z_i)  f = ra(z_f)  g = a(z_c)  o = ra(z_o)      (ra = rec_act, a = act)
   //   c = f ⊙ c_prev + i ⊙ g
   //   h = o ⊙ a(c)
-  // Overwrites G with the activated gates (i, f, g, o), writes c, h and a(c)
-  // (actc may be null when not needed, i.e. inference).
+  // Writes c and h; with actc (training) also a(c) there and the activated gates
+  // (i, f, g, o) over G. actc null (inference): G is left as it was (4 stores of 6
+  // per vector saved).
   void (*lstm_cell_forward)(int B, int H, T* G, int ldg, const T* c_prev, int ldcp, T* c, int ldc,
                             T* h, int ldh, T* actc, int ldac, Act act, Act rec_act);
 

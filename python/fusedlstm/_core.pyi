@@ -509,6 +509,18 @@ class PackedRecurrentKernel:
     precision: str  # what it was packed for, with batch
     batch: int
 
+def recurrent_schedule(cell: str, B: int, T: int, H: int, threads: int, *, training: bool = False,
+                       rec_mask: bool = False) -> dict:
+    """How a float32 <cell>_forward of this shape shares its time loop among `threads`
+    (inference unless training=True; rec_mask: a recurrent-dropout mask is given):
+    {"kind": "units", "parts": P, "bounds": [u0, ..., H]} — thread j owns units
+    [bounds[j], bounds[j+1]) with all their gate columns, one join per step (inference,
+    LSTM and SimpleRNN, large steps with too few rows per thread for row blocks);
+    {"kind": "rows", "parts": P, "bounds": [0, ..., B]} — each thread runs the whole
+    loop on its batch rows; {"kind": "gemm", "parts": 1, "bounds": []} — each step's
+    product splits its columns. Results never depend on it (same bits at any thread count)."""
+    ...
+
 def pack_recurrent_kernel(U: np.ndarray, cell: str, *, reset_after: bool = True, precision: str = "float32",
                           batch: int = 1) -> PackedRecurrentKernel:
     """U (H, gH) of `cell` ("lstm" g=4, "gru" g=3, "simple_rnn" g=1) packed for the forward's

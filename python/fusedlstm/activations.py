@@ -80,9 +80,18 @@ def _softmax_grad(dy, z, y):
 def softmax(x):
     # The same reductions as np.max/np.sum, without their Python wrappers (a streaming
     # step's softmax is a few dozen values), and in place on the fresh array e.
-    e = np.exp(x - np.maximum.reduce(x, axis=-1, keepdims=True))
+    e = np.exp(x - _row_max(x))
     e /= np.add.reduce(e, axis=-1, keepdims=True)
     return e
+
+
+def _row_max(x):
+    """max over the last axis, keepdims. Many short rows (a sequence's softmax over a few
+    dozen classes) reduce faster down the columns of a transposed copy (5120 x 27: 0.10 ms
+    instead of 0.24); a maximum is the same whatever the order, so are the bits."""
+    if x.ndim == 2 and x.shape[1] <= 32 and x.shape[0] >= 64:
+        return np.maximum.reduce(np.ascontiguousarray(x.T), axis=0)[:, None]
+    return np.maximum.reduce(x, axis=-1, keepdims=True)
 
 
 @_register("log_softmax",
