@@ -695,3 +695,52 @@ def test_torch_state_dict_round_trip(tmp_path, rng):
     torch.save(state, path)
     with pytest.raises(ValueError, match="weight_hh_l1_reverse_x"):
         torch_io.load_torch_state_dict(a, path)
+
+
+def _central_version_raised(src, dst, version=0x6B):
+    """A copy of a zip whose first central-directory entry needs zip version 10.7 to
+    extract (a one-byte flip zipfile meets as NotImplementedError, not BadZipFile)."""
+    with open(src, "rb") as f:
+        data = bytearray(f.read())
+    at = data.find(b"PK\x01\x02")  # central directory file header; "version needed" at +6
+    assert at >= 0
+    data[at + 6] = version
+    with open(dst, "wb") as f:
+        f.write(data)
+
+
+@pytest.mark.parametrize("kind", ["model", "weights", "checkpoint", "keras", "dataset", "torch"])
+def test_a_zip_directory_asking_an_unknown_version_is_refused_by_every_loader(model, tmp_path, kind):
+    # Found by test_file_integrity's bit flips: "zip file version 10.9" escaped as NotImplementedError.
+    box = tmp_path / "box"
+    box.mkdir()
+    good = tmp_path / f"good.{kind}"
+    if kind == "model":
+        model.save(good.with_suffix(".fusedlstm"))
+        good = good.with_suffix(".fusedlstm")
+        load = load_model
+    elif kind in ("weights", "checkpoint"):
+        good = tmp_path / "good.weights.npz"
+        model.save_weights(good)
+        load = _model().load_weights if kind == "weights" else (lambda p: resume.restore_checkpoint(_model(), p))
+    elif kind == "keras":
+        require("h5py", "h5")
+        good = good.with_suffix(".keras")
+        model.save(good)
+        load = load_model
+    elif kind == "dataset":
+        from fusedlstm.datasets import _sequence_files
+
+        good = good.with_suffix(".npz")
+        np.savez(good, x=np.arange(6))
+        load = _sequence_files.load_npz
+    else:
+        torch = require("torch", "compare")
+        from fusedlstm.io import torch_state_dict
+
+        good = good.with_suffix(".pt")
+        torch.save({"w": torch.zeros(3)}, good)
+        load = torch_state_dict.read_torch_state_dict
+    bad = box / good.name
+    _central_version_raised(good, bad)
+    refused(lambda: load(bad), bad, r"(?i)(damaged|unreadable|not a readable|version)")

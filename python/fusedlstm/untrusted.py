@@ -31,6 +31,7 @@ import contextvars
 import io
 import os
 import stat
+import struct
 import warnings
 import zipfile
 import zlib
@@ -69,6 +70,22 @@ def check_regular_file(path, what: str) -> str:
                 else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
         raise ValueError(f"{p!r} is {kind}, not {what}; refusing to read it (it could block or never end).")
     return p
+
+
+# What zipfile.ZipFile raises while it reads a damaged central directory: besides
+# BadZipFile, an entry's "version needed" above 6.3 (NotImplementedError), a name
+# flagged UTF-8 that is not (UnicodeDecodeError, a ValueError), a field cut short
+# (struct.error, EOFError).
+ZIP_DIRECTORY_ERRORS = (zipfile.BadZipFile, NotImplementedError, ValueError, struct.error, EOFError, OSError)
+
+
+def open_zip(path: str, source: str, what: str) -> zipfile.ZipFile:
+    """zipfile.ZipFile(path) for reading, or ValueError saying the file is not a readable `what`."""
+    try:
+        return zipfile.ZipFile(path)
+    except ZIP_DIRECTORY_ERRORS as exc:
+        raise ValueError(f"{source} is not {what}, or it is truncated or damaged ({os.path.getsize(path)} bytes; "
+                         f"{type(exc).__name__}: {exc}).") from None
 
 
 def zip_members(zf: zipfile.ZipFile, source: str, max_total: Optional[int] = None,
@@ -176,13 +193,8 @@ def read_npz(path, source: str, max_total: Optional[int] = None) -> Dict[str, np
     size = os.path.getsize(path)
     if max_total is None:
         max_total = EXPANSION_FLOOR + MAX_EXPANSION * size
-    try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        raise ValueError(f"{source} is not an .npz archive, or it is truncated or damaged ({size} bytes; "
-                         f"{type(exc).__name__}: {exc}).") from None
     out = {}
-    with zf:
+    with open_zip(path, source, "an .npz archive") as zf:
         for info in zip_members(zf, source, max_total):
             if not info.filename.endswith(".npy"):
                 raise ValueError(f"{source}: unexpected member {info.filename!r} (an .npz holds .npy entries only).")

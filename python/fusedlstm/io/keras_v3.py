@@ -194,11 +194,7 @@ def read_keras_archive(path, model: Optional[ModelNode] = None) -> KerasFile:
     h5py = require_h5py()
     source = untrusted.check_regular_file(path, "a Keras archive")
     size = os.path.getsize(source)
-    try:
-        zf = zipfile.ZipFile(source, "r")
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise ValueError(f"{source}: not a Keras archive (not a readable zip file: {exc}).") from None
-    with zf:
+    with untrusted.open_zip(source, source, "a Keras archive (a zip file)") as zf:
         untrusted.zip_members(zf, source, untrusted.EXPANSION_FLOOR + untrusted.MAX_EXPANSION * size)
         names = zf.namelist()
         version = None

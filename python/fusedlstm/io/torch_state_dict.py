@@ -37,7 +37,7 @@ def read_torch_state_dict(path) -> Dict[str, np.ndarray]:
     except zipfile.BadZipFile:
         raise ValueError(f"{source}: not a PyTorch zip file (torch >= 1.6 writes one); files of the older "
                          "format are not read: load and save them again with a current torch.") from None
-    except (OSError, EOFError, UnicodeDecodeError, NotImplementedError) as exc:
+    except untrusted.ZIP_DIRECTORY_ERRORS as exc:
         # A damaged central directory: a member name flagged UTF-8 that is not, an unknown zip version.
         raise ValueError(f"{source}: unreadable ({type(exc).__name__}: {exc}).") from None
     try:
