@@ -73,7 +73,7 @@ def load_npz(path):
     size = os.path.getsize(source)
     arrays = {}
     try:
-        with untrusted.open_zip(source, source, "a dataset file (an .npz archive)") as archive:
+        with untrusted.open_zip(source, source, "a readable dataset file (an .npz archive)") as archive:
             for info in untrusted.zip_members(archive, source,
                                               untrusted.EXPANSION_FLOOR + untrusted.MAX_EXPANSION * size):
                 if info.filename.endswith(".npy"):
