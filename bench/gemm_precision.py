@@ -39,7 +39,7 @@ from fusedlstm import _core
 
 def products(cfg):
     """(name, M, N, K, trans_a, trans_b, packed) of one training step's big GEMMs."""
-    B, T, H = cfg.batch, cfg.steps, cfg.units
+    B, H = cfg.batch, cfg.units
     G, TB = 4 * H, cfg.batch * cfg.steps
     out = []
     if cfg.inputs == "dense":
