@@ -402,6 +402,16 @@ def test_stream_follows_weight_changes():
         np.testing.assert_array_equal(s.step(x), twin.predict_on_batch(x))
 
 
+def _assert_batch_and_dtype_errors(stream):
+    """A batch of the wrong size, floats that are not ids, strings: predict_on_batch's errors."""
+    with pytest.raises(ValueError, match="stateful with batch size 2"):
+        stream.step(np.zeros((3, 1), "int32"))
+    with pytest.raises(ValueError, match="non-integral value 0.5"):
+        stream.step(np.array([[0.5], [1.0]]))
+    with pytest.raises(TypeError, match="numeric array"):
+        stream.step(np.array([["a"], ["b"]]))
+
+
 def test_stream_bad_input_gives_predict_on_batch_errors():
     from fusedlstm.models import Stream
     m, _ = _stream_model()
@@ -410,12 +420,7 @@ def test_stream_bad_input_gives_predict_on_batch_errors():
         s.step(np.array([[13], [0]], "int32"))
     with pytest.raises(ValueError, match=r"received token id -1"):
         s.step(np.array([[0], [-1]], "int64"))
-    with pytest.raises(ValueError, match="stateful with batch size 2"):
-        s.step(np.zeros((3, 1), "int32"))
-    with pytest.raises(ValueError, match="non-integral value 0.5"):
-        s.step(np.array([[0.5], [1.0]]))
-    with pytest.raises(TypeError, match="numeric array"):
-        s.step(np.array([["a"], ["b"]]))
+    _assert_batch_and_dtype_errors(s)
     d, _ = _stream_model(dense_input=True)
     sd = Stream(d)
     bad = np.zeros((2, 1, 4), "float32")
@@ -607,12 +612,7 @@ def test_stream_kernel_bad_input_gives_predict_on_batch_errors():
             s.step(np.array(ids, "int64"))
     with pytest.raises(ValueError, match="received token id 13"):
         s.step(np.array([[13], [0]], "int32"))
-    with pytest.raises(ValueError, match="stateful with batch size 2"):
-        s.step(np.zeros((3, 1), "int32"))
-    with pytest.raises(ValueError, match="non-integral value 0.5"):
-        s.step(np.array([[0.5], [1.0]]))
-    with pytest.raises(TypeError, match="numeric array"):
-        s.step(np.array([["a"], ["b"]]))
+    _assert_batch_and_dtype_errors(s)
     with pytest.raises(ValueError, match="incompatible with the model"):
         s.step(np.zeros((2,), "int32"))
     # inputs of another kind that predict_on_batch takes: the same numbers
