@@ -11,12 +11,16 @@ namespace {
 
 const char* cell_name(CellKind c) { return c == CellKind::lstm ? "lstm" : c == CellKind::gru ? "gru" : "simple_rnn"; }
 
+}  // namespace
+
 CellKind parse_cell(const char* fn, const std::string& s) {
   if (s == "lstm") return CellKind::lstm;
   if (s == "gru") return CellKind::gru;
   if (s == "simple_rnn") return CellKind::simple_rnn;
   throw std::invalid_argument(str(fn, ": cell must be 'lstm', 'gru' or 'simple_rnn', got '", s, "'"));
 }
+
+namespace {
 
 template <class Real> void pack(PyPackedRecurrent& p, const py::array& U, const RnnOptions& opt) {
   CArray<Real> Uc = as_c<Real>(U);

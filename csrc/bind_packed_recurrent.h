@@ -24,6 +24,9 @@ struct PyPackedRecurrent {
   size_t nbytes = 0;
 };
 
+// A cell's name ('lstm', 'gru', 'simple_rnn') as its kind; ValueError naming fn otherwise.
+CellKind parse_cell(const char* fn, const std::string& s);
+
 // The packing given as `packed_U` to a forward of `cell` with options `opt`, units H
 // and float type Real: null for None; a TypeError/ValueError naming what differs
 // otherwise. The packing is not compared with U: whoever keeps it keeps it current.

@@ -165,15 +165,7 @@ void add_recurrent(PyStream& s, const py::object& layer, const std::string& cell
                    const std::string& activation, const std::string& recurrent_activation, bool reset_after,
                    bool return_sequences, bool go_backwards, bool zero_output_for_mask,
                    const std::string& precision) {
-  CellKind k;
-  if (cell == "lstm")
-    k = CellKind::lstm;
-  else if (cell == "gru")
-    k = CellKind::gru;
-  else if (cell == "simple_rnn")
-    k = CellKind::simple_rnn;
-  else
-    throw std::invalid_argument(str(kFn, ": cell must be 'lstm', 'gru' or 'simple_rnn', got '", cell, "'"));
+  const CellKind k = parse_cell(kFn, cell);
   RnnOptions opt;
   opt.act = parse_act(kFn, "activation", activation);
   if (k != CellKind::simple_rnn) opt.rec_act = parse_act(kFn, "recurrent_activation", recurrent_activation);
